@@ -1,0 +1,45 @@
+# pgcast developer commands. `make help` lists them.
+GO      ?= go
+BIN     ?= bin/pgcast
+VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+LDFLAGS := -X main.version=$(VERSION)
+
+.DEFAULT_GOAL := help
+
+.PHONY: help
+help: ## List the targets
+	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  %-14s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+
+.PHONY: run
+run: ## Start pgcast with a real Postgres (DATABASE_URL, or a private throwaway cluster)
+	$(GO) run -ldflags "$(LDFLAGS)" ./cmd/pgcast dev
+
+.PHONY: test
+test: ## go vet, then every test with -race against real Postgres
+	$(GO) vet ./...
+	$(GO) test -race -count=1 -timeout 12m ./...
+
+.PHONY: test-docker
+test-docker: ## Run the suite against the docker compose Postgres (TEST_DATABASE_URL)
+	TEST_DATABASE_URL=$${TEST_DATABASE_URL:-postgres://postgres:postgres@localhost:5432/postgres?sslmode=disable} \
+		$(GO) test -race -count=1 -timeout 12m ./...
+
+.PHONY: build
+build: ## Build bin/pgcast
+	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN) ./cmd/pgcast
+
+.PHONY: fuzz
+fuzz: ## Run each fuzz target for FUZZTIME (default 30s)
+	@for pkg in $$($(GO) list ./...); do \
+		for f in $$($(GO) test -list '^Fuzz' $$pkg 2>/dev/null | grep '^Fuzz'); do \
+			$(GO) test -run '^$$' -fuzz "^$$f$$" -fuzztime $${FUZZTIME:-30s} $$pkg || exit 1; \
+		done; \
+	done
+
+.PHONY: bench
+bench: ## Go benchmarks of the hot paths
+	$(GO) test -run '^$$' -bench . -benchmem ./...
+
+.PHONY: clean
+clean: ## Remove build output and the local dev cluster (.pgcast/)
+	rm -rf bin .pgcast

@@ -1,0 +1,2 @@
+DROP TABLE IF EXISTS pgcast.environments;
+DROP SCHEMA IF EXISTS pgcast CASCADE;
