@@ -1,0 +1,81 @@
+// Package triggers is pgcast's capture logic inside PostgreSQL: the trigger
+// functions that turn writes to pgcast's tables into entries of the durable
+// event log (pgcast.events), in the writing transaction. They are not
+// versioned migrations: SQL is re-applied, idempotently, after every
+// `pgcast migrate` that leaves the schema at the binary's version, so a fix
+// to a trigger ships with the binary.
+//
+// # Data model (see sql/000002_capture.up.sql)
+//
+// Cells are one JSONB object per record keyed by field id, so one UPDATE
+// changes many cells and a statement-level trigger sees OLD and NEW whole
+// (transition tables): one entry per record per statement lists exactly the
+// changed field ids. Owners and assignees are text arrays on the record or
+// task; the trigger diffs OLD and NEW into one entry per user. Counts are
+// sharded rows per class; a statement appends one count entry per class with
+// its delta, and the reader turns deltas into counts (see package stream).
+//
+// # Entries
+//
+// Every entry has kind, environment_id, object_class_id (except published
+// events), object_record_id or task_id where one applies, and data:
+//
+//	record_created            {class, read, owners, assignees, record}
+//	record_updated            {class, read, owners, assignees, field_ids, record}
+//	record_deleted            {class, read, owners, assignees, record:{id}}   (as it was)
+//	record_owner_added        {class, read, owners, assignees, user_id}       (arrays after)
+//	record_owner_removed      {class, read, owners, assignees, user_id}       (arrays before)
+//	record_assignee_added     {class, read, owners, assignees, user_id}
+//	record_assignee_removed   {class, read, owners, assignees, user_id}
+//	record_document_generated {class, read, owners, assignees, document_id}
+//	records_count_changed     {class, read, delta}
+//	task_created, task_value_changed, task_status_changed, task_deleted
+//	                          {class, read, owners, assignees, record_id}
+//	task_owner_added, task_owner_removed, task_assignee_added, task_assignee_removed
+//	                          {class, read, owners, assignees, record_id, user_id}
+//	collection_created        {name}
+//	published                 {type, source, payload}
+//
+// class is the object class name and read its read rule at the moment of the
+// change; record is the full record as the realtime API shows it:
+// {"id", "createdAt", "updatedAt", <field name>: <cell value>...}. Together
+// they let fan-out route and check permissions without a query per
+// subscriber. Payload size is unbounded: nothing travels through NOTIFY,
+// which only wakes a waiting reader, at most once per transaction.
+package triggers
+
+import _ "embed"
+
+// SQL installs (or replaces) every trigger function and trigger. It is
+// idempotent: CREATE OR REPLACE for functions, DROP ... IF EXISTS before
+// CREATE for triggers.
+//
+//go:embed triggers.sql
+var SQL string
+
+// NotifyChannel is the channel writers NOTIFY (with an empty payload) to
+// wake a waiting reader.
+const NotifyChannel = "pgcast_events"
+
+// Entry kinds, as stored in pgcast.events.kind.
+const (
+	KindRecordCreated           = "record_created"
+	KindRecordUpdated           = "record_updated"
+	KindRecordDeleted           = "record_deleted"
+	KindRecordOwnerAdded        = "record_owner_added"
+	KindRecordOwnerRemoved      = "record_owner_removed"
+	KindRecordAssigneeAdded     = "record_assignee_added"
+	KindRecordAssigneeRemoved   = "record_assignee_removed"
+	KindRecordDocumentGenerated = "record_document_generated"
+	KindRecordsCountChanged     = "records_count_changed"
+	KindTaskCreated             = "task_created"
+	KindTaskValueChanged        = "task_value_changed"
+	KindTaskStatusChanged       = "task_status_changed"
+	KindTaskOwnerAdded          = "task_owner_added"
+	KindTaskOwnerRemoved        = "task_owner_removed"
+	KindTaskAssigneeAdded       = "task_assignee_added"
+	KindTaskAssigneeRemoved     = "task_assignee_removed"
+	KindTaskDeleted             = "task_deleted"
+	KindCollectionCreated       = "collection_created"
+	KindPublished               = "published"
+)

@@ -1,0 +1,542 @@
+-- Capture triggers: turn writes to pgcast's tables into entries of the
+-- durable event log (pgcast.events) inside the writing transaction. The entry
+-- kinds and data shapes are the contract documented in triggers.go.
+--
+-- Applied as one multi-statement script after every migrate that leaves the
+-- schema at the binary's version, so everything here is idempotent:
+-- CREATE OR REPLACE FUNCTION, DROP TRIGGER IF EXISTS before CREATE TRIGGER.
+--
+-- Performance rules (every write to these tables pays for what is here):
+--   * AFTER triggers are statement-level with transition tables and append
+--     with one set-based INSERT ... SELECT per statement: no per-row plpgsql,
+--     so a statement touching a million rows stays one query.
+--   * Postgres allows only one event per trigger that has transition tables,
+--     hence one trigger per table and event.
+--   * Functions are SECURITY INVOKER and carry no SET search_path (a SET
+--     clause costs a GUC save/restore per call); instead every object of
+--     pgcast is schema-qualified and only pg_catalog builtins are unqualified
+--     (pg_catalog is searched first unless a role puts it later explicitly).
+--   * Plans are cached per session and planned for the size of the
+--     transition table of the first call (often one row), then reused for a
+--     statement of a million rows. So no plan may depend on those estimates:
+--     transition tables are never joined to each other (OLD and NEW rows of
+--     an UPDATE are paired by a window over their union, sorted by id), and
+--     each row finds its class by a LATERAL ... OFFSET 0 index probe, which
+--     the planner can neither flatten nor turn inside out. Every trigger is
+--     thus linear (n log n for UPDATE) in the rows of its statement.
+--   * The doorbell (pgcast.ring) NOTIFYs at most once per transaction and only
+--     while some reader is waiting: a NOTIFY takes a cluster-wide lock held
+--     through the commit flush.
+
+-------------------------------------------------------------------------------
+-- Doorbell
+-------------------------------------------------------------------------------
+
+-- pgcast.ring wakes waiting readers. It is called by every trigger function
+-- that appended at least one entry, and by pgcast.publish. The NOTIFY carries
+-- no data (readers read the log); it is queued at most once per transaction
+-- (pgcast.rang, a transaction-local setting) and only while a row of
+-- pgcast.listeners says a reader waits. A transaction that found no waiting
+-- reader checks again on its next write, so a reader that starts waiting
+-- mid-transaction still gets the bell.
+CREATE OR REPLACE FUNCTION pgcast.ring() RETURNS void
+LANGUAGE plpgsql SECURITY INVOKER AS $$
+BEGIN
+    IF current_setting('pgcast.rang', true) = 'y' THEN
+        RETURN;
+    END IF;
+    IF EXISTS (SELECT 1 FROM pgcast.listeners WHERE waiting) THEN
+        PERFORM pg_notify('pgcast_events', '');
+        PERFORM set_config('pgcast.rang', 'y', true);
+    END IF;
+END
+$$;
+
+-------------------------------------------------------------------------------
+-- Object classes
+-------------------------------------------------------------------------------
+
+-- collection_created {name}, one per inserted class.
+CREATE OR REPLACE FUNCTION pgcast.capture_object_classes_insert() RETURNS trigger
+LANGUAGE plpgsql SECURITY INVOKER AS $$
+BEGIN
+    INSERT INTO pgcast.events (kind, environment_id, object_class_id, data)
+    SELECT 'collection_created', n.environment_id, n.id, jsonb_build_object('name', n.name)
+    FROM pgcast_new_classes n
+    ORDER BY n.id;
+    IF FOUND THEN
+        PERFORM pgcast.ring();
+    END IF;
+    RETURN NULL;
+END
+$$;
+
+DROP TRIGGER IF EXISTS pgcast_capture_insert ON pgcast.object_classes;
+CREATE TRIGGER pgcast_capture_insert
+    AFTER INSERT ON pgcast.object_classes
+    REFERENCING NEW TABLE AS pgcast_new_classes
+    FOR EACH STATEMENT EXECUTE FUNCTION pgcast.capture_object_classes_insert();
+
+-------------------------------------------------------------------------------
+-- Object records
+-------------------------------------------------------------------------------
+
+-- Server-managed updated_at: bumped when, and only when, a cell changes
+-- (the WHEN clause keeps the function from being called otherwise).
+CREATE OR REPLACE FUNCTION pgcast.touch_updated_at() RETURNS trigger
+LANGUAGE plpgsql SECURITY INVOKER AS $$
+BEGIN
+    NEW.updated_at := statement_timestamp();
+    RETURN NEW;
+END
+$$;
+
+DROP TRIGGER IF EXISTS pgcast_touch_updated_at ON pgcast.object_records;
+CREATE TRIGGER pgcast_touch_updated_at
+    BEFORE UPDATE ON pgcast.object_records
+    FOR EACH ROW WHEN (OLD.cells IS DISTINCT FROM NEW.cells)
+    EXECUTE FUNCTION pgcast.touch_updated_at();
+
+-- A record belongs to its class for life: its cells are keyed by the ids of
+-- that class's fields, and readers route and count by class.
+CREATE OR REPLACE FUNCTION pgcast.refuse_record_class_change() RETURNS trigger
+LANGUAGE plpgsql SECURITY INVOKER AS $$
+BEGIN
+    RAISE EXCEPTION 'object record % cannot move from object class % to object class %',
+            OLD.id, OLD.object_class_id, NEW.object_class_id
+        USING ERRCODE = 'check_violation',
+              HINT = 'Create a record in the other class and delete this one.';
+END
+$$;
+
+DROP TRIGGER IF EXISTS pgcast_refuse_class_change ON pgcast.object_records;
+CREATE TRIGGER pgcast_refuse_class_change
+    BEFORE UPDATE ON pgcast.object_records
+    FOR EACH ROW WHEN (OLD.object_class_id IS DISTINCT FROM NEW.object_class_id)
+    EXECUTE FUNCTION pgcast.refuse_record_class_change();
+
+-- record_created per inserted row, then one records_count_changed per class
+-- (delta = rows inserted) and the delta added to this backend's count shard.
+-- On INSERT the initial owners and assignees travel in record_created only.
+--
+-- data.record is the record as the realtime API shows it: its cells keyed by
+-- the names of the class's fields (cells of unknown field ids are left out,
+-- as are fields without a cell), then id, createdAt and updatedAt (UTC,
+-- milliseconds, Z), which win over a field of the same name.
+--
+-- Rows whose class is not found are skipped (cannot happen on INSERT: the
+-- foreign key is checked first).
+CREATE OR REPLACE FUNCTION pgcast.capture_object_records_insert() RETURNS trigger
+LANGUAGE plpgsql SECURITY INVOKER AS $$
+BEGIN
+    WITH counts AS (
+        SELECT c.id, c.environment_id, c.name, c.read_rule, x.n
+        FROM (SELECT object_class_id, count(*) AS n FROM pgcast_new_records GROUP BY object_class_id) x
+        JOIN pgcast.object_classes c ON c.id = x.object_class_id
+    ), shards AS (
+        INSERT INTO pgcast.object_class_counts AS cc (object_class_id, shard, n)
+        SELECT counts.id, pg_backend_pid() % 16, counts.n FROM counts ORDER BY counts.id
+        ON CONFLICT (object_class_id, shard) DO UPDATE SET n = cc.n + EXCLUDED.n
+    )
+    INSERT INTO pgcast.events (kind, environment_id, object_class_id, object_record_id, data)
+    SELECT * FROM (
+        SELECT 'record_created', c.environment_id, c.id, n.id,
+               jsonb_build_object(
+                   'class', c.name, 'read', c.read_rule,
+                   'owners', to_jsonb(n.owners), 'assignees', to_jsonb(n.assignees),
+                   'record',
+                   COALESCE((SELECT jsonb_object_agg(f.name, n.cells -> f.id::text)
+                             FROM pgcast.object_class_fields f
+                             WHERE f.object_class_id = n.object_class_id AND n.cells ? f.id::text), '{}'::jsonb)
+                   || jsonb_build_object(
+                       'id', n.id,
+                       'createdAt', to_char(n.created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"'),
+                       'updatedAt', to_char(n.updated_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"')))
+        FROM pgcast_new_records n
+        CROSS JOIN LATERAL (SELECT c.id, c.environment_id, c.name, c.read_rule
+                            FROM pgcast.object_classes c WHERE c.id = n.object_class_id OFFSET 0) c
+        UNION ALL
+        SELECT 'records_count_changed', counts.environment_id, counts.id, NULL::bigint,
+               jsonb_build_object('class', counts.name, 'read', counts.read_rule, 'delta', counts.n)
+        FROM counts
+    ) e;
+    IF FOUND THEN
+        PERFORM pgcast.ring();
+    END IF;
+    RETURN NULL;
+END
+$$;
+
+DROP TRIGGER IF EXISTS pgcast_capture_insert ON pgcast.object_records;
+CREATE TRIGGER pgcast_capture_insert
+    AFTER INSERT ON pgcast.object_records
+    REFERENCING NEW TABLE AS pgcast_new_records
+    FOR EACH STATEMENT EXECUTE FUNCTION pgcast.capture_object_records_insert();
+
+-- Per updated record, in this order: record_updated when cells changed
+-- (field_ids: sorted ids of the cells added, removed or changed; keys that
+-- are not field ids are ignored), record_owner_added / record_owner_removed /
+-- record_assignee_added / record_assignee_removed per user (arrays after the
+-- change for *_added and record_updated, before it for *_removed). Rows whose
+-- cells, owners and assignees are all unchanged cost one comparison.
+CREATE OR REPLACE FUNCTION pgcast.capture_object_records_update() RETURNS trigger
+LANGUAGE plpgsql SECURITY INVOKER AS $$
+BEGIN
+    INSERT INTO pgcast.events (kind, environment_id, object_class_id, object_record_id, data)
+    SELECT e.kind, c.environment_id, c.id, d.id,
+           jsonb_build_object('class', c.name, 'read', c.read_rule,
+                              'owners', to_jsonb(e.owners), 'assignees', to_jsonb(e.assignees))
+           || e.extra
+    FROM (
+        -- Pair each NEW row with its OLD row (same id) without a join.
+        SELECT u.id, u.object_class_id, u.cells, u.owners, u.assignees, u.created_at, u.updated_at,
+               u.old_cells, u.old_owners, u.old_assignees
+        FROM (
+            SELECT u.v, u.id, u.object_class_id, u.cells, u.owners, u.assignees, u.created_at, u.updated_at,
+                   lag(u.v) OVER w AS old_v, lag(u.cells) OVER w AS old_cells,
+                   lag(u.owners) OVER w AS old_owners, lag(u.assignees) OVER w AS old_assignees
+            FROM (
+                SELECT 0 AS v, o.id, o.object_class_id, o.cells, o.owners, o.assignees, o.created_at, o.updated_at
+                FROM pgcast_old_records o
+                UNION ALL
+                SELECT 1, n.id, n.object_class_id, n.cells, n.owners, n.assignees, n.created_at, n.updated_at
+                FROM pgcast_new_records n
+            ) u
+            WINDOW w AS (PARTITION BY u.id ORDER BY u.v)
+        ) u
+        WHERE u.v = 1 AND u.old_v = 0
+          AND (u.cells IS DISTINCT FROM u.old_cells
+               OR u.owners IS DISTINCT FROM u.old_owners
+               OR u.assignees IS DISTINCT FROM u.old_assignees)
+    ) d
+    CROSS JOIN LATERAL (SELECT c.id, c.environment_id, c.name, c.read_rule
+                        FROM pgcast.object_classes c WHERE c.id = d.object_class_id OFFSET 0) c
+    CROSS JOIN LATERAL (
+        SELECT 'record_updated' AS kind, d.owners, d.assignees,
+               jsonb_build_object(
+                   'field_ids', ch.ids,
+                   'record',
+                   COALESCE((SELECT jsonb_object_agg(f.name, d.cells -> f.id::text)
+                             FROM pgcast.object_class_fields f
+                             WHERE f.object_class_id = d.object_class_id AND d.cells ? f.id::text), '{}'::jsonb)
+                   || jsonb_build_object(
+                       'id', d.id,
+                       'createdAt', to_char(d.created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"'),
+                       'updatedAt', to_char(d.updated_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"'))) AS extra
+        FROM (
+            SELECT array_agg(k.key::bigint ORDER BY k.key::bigint) AS ids
+            FROM (
+                SELECT ne.key FROM jsonb_each(d.cells) ne
+                WHERE (d.old_cells -> ne.key) IS DISTINCT FROM ne.value
+                UNION ALL
+                SELECT ok.key FROM jsonb_object_keys(d.old_cells) ok(key)
+                WHERE NOT d.cells ? ok.key
+            ) k
+            WHERE k.key ~ '^[0-9]{1,18}$'
+        ) ch
+        WHERE d.cells IS DISTINCT FROM d.old_cells AND ch.ids IS NOT NULL
+        UNION ALL
+        SELECT 'record_owner_added', d.owners, d.assignees, jsonb_build_object('user_id', u.u)
+        FROM (SELECT unnest(d.owners) EXCEPT SELECT unnest(d.old_owners)) u(u)
+        WHERE d.owners IS DISTINCT FROM d.old_owners AND u.u IS NOT NULL
+        UNION ALL
+        SELECT 'record_owner_removed', d.old_owners, d.old_assignees, jsonb_build_object('user_id', u.u)
+        FROM (SELECT unnest(d.old_owners) EXCEPT SELECT unnest(d.owners)) u(u)
+        WHERE d.owners IS DISTINCT FROM d.old_owners AND u.u IS NOT NULL
+        UNION ALL
+        SELECT 'record_assignee_added', d.owners, d.assignees, jsonb_build_object('user_id', u.u)
+        FROM (SELECT unnest(d.assignees) EXCEPT SELECT unnest(d.old_assignees)) u(u)
+        WHERE d.assignees IS DISTINCT FROM d.old_assignees AND u.u IS NOT NULL
+        UNION ALL
+        SELECT 'record_assignee_removed', d.old_owners, d.old_assignees, jsonb_build_object('user_id', u.u)
+        FROM (SELECT unnest(d.old_assignees) EXCEPT SELECT unnest(d.assignees)) u(u)
+        WHERE d.assignees IS DISTINCT FROM d.old_assignees AND u.u IS NOT NULL
+    ) e;
+    IF FOUND THEN
+        PERFORM pgcast.ring();
+    END IF;
+    RETURN NULL;
+END
+$$;
+
+DROP TRIGGER IF EXISTS pgcast_capture_update ON pgcast.object_records;
+CREATE TRIGGER pgcast_capture_update
+    AFTER UPDATE ON pgcast.object_records
+    REFERENCING OLD TABLE AS pgcast_old_records NEW TABLE AS pgcast_new_records
+    FOR EACH STATEMENT EXECUTE FUNCTION pgcast.capture_object_records_update();
+
+-- record_deleted per deleted row ({id}, owners and assignees as they were),
+-- then one records_count_changed per class (negative delta) and the delta
+-- added to this backend's count shard. Records deleted because their class
+-- was deleted are skipped: the class row is gone, and so are its counts.
+CREATE OR REPLACE FUNCTION pgcast.capture_object_records_delete() RETURNS trigger
+LANGUAGE plpgsql SECURITY INVOKER AS $$
+BEGIN
+    WITH counts AS (
+        SELECT c.id, c.environment_id, c.name, c.read_rule, x.n
+        FROM (SELECT object_class_id, -count(*) AS n FROM pgcast_old_records GROUP BY object_class_id) x
+        JOIN pgcast.object_classes c ON c.id = x.object_class_id
+    ), shards AS (
+        INSERT INTO pgcast.object_class_counts AS cc (object_class_id, shard, n)
+        SELECT counts.id, pg_backend_pid() % 16, counts.n FROM counts ORDER BY counts.id
+        ON CONFLICT (object_class_id, shard) DO UPDATE SET n = cc.n + EXCLUDED.n
+    )
+    INSERT INTO pgcast.events (kind, environment_id, object_class_id, object_record_id, data)
+    SELECT * FROM (
+        SELECT 'record_deleted', c.environment_id, c.id, o.id,
+               jsonb_build_object('class', c.name, 'read', c.read_rule,
+                                  'owners', to_jsonb(o.owners), 'assignees', to_jsonb(o.assignees),
+                                  'record', jsonb_build_object('id', o.id))
+        FROM pgcast_old_records o
+        CROSS JOIN LATERAL (SELECT c.id, c.environment_id, c.name, c.read_rule
+                            FROM pgcast.object_classes c WHERE c.id = o.object_class_id OFFSET 0) c
+        UNION ALL
+        SELECT 'records_count_changed', counts.environment_id, counts.id, NULL::bigint,
+               jsonb_build_object('class', counts.name, 'read', counts.read_rule, 'delta', counts.n)
+        FROM counts
+    ) e;
+    IF FOUND THEN
+        PERFORM pgcast.ring();
+    END IF;
+    RETURN NULL;
+END
+$$;
+
+DROP TRIGGER IF EXISTS pgcast_capture_delete ON pgcast.object_records;
+CREATE TRIGGER pgcast_capture_delete
+    AFTER DELETE ON pgcast.object_records
+    REFERENCING OLD TABLE AS pgcast_old_records
+    FOR EACH STATEMENT EXECUTE FUNCTION pgcast.capture_object_records_delete();
+
+-------------------------------------------------------------------------------
+-- Object record documents
+-------------------------------------------------------------------------------
+
+-- record_document_generated per inserted document, with the owners and
+-- assignees of its record.
+CREATE OR REPLACE FUNCTION pgcast.capture_object_record_documents_insert() RETURNS trigger
+LANGUAGE plpgsql SECURITY INVOKER AS $$
+BEGIN
+    INSERT INTO pgcast.events (kind, environment_id, object_class_id, object_record_id, data)
+    SELECT 'record_document_generated', c.environment_id, c.id, r.id,
+           jsonb_build_object('class', c.name, 'read', c.read_rule,
+                              'owners', to_jsonb(r.owners), 'assignees', to_jsonb(r.assignees),
+                              'document_id', n.id)
+    FROM pgcast_new_documents n
+    CROSS JOIN LATERAL (SELECT r.id, r.owners, r.assignees, r.object_class_id
+                        FROM pgcast.object_records r WHERE r.id = n.object_record_id OFFSET 0) r
+    CROSS JOIN LATERAL (SELECT c.id, c.environment_id, c.name, c.read_rule
+                        FROM pgcast.object_classes c WHERE c.id = r.object_class_id OFFSET 0) c;
+    IF FOUND THEN
+        PERFORM pgcast.ring();
+    END IF;
+    RETURN NULL;
+END
+$$;
+
+DROP TRIGGER IF EXISTS pgcast_capture_insert ON pgcast.object_record_documents;
+CREATE TRIGGER pgcast_capture_insert
+    AFTER INSERT ON pgcast.object_record_documents
+    REFERENCING NEW TABLE AS pgcast_new_documents
+    FOR EACH STATEMENT EXECUTE FUNCTION pgcast.capture_object_record_documents_insert();
+
+-------------------------------------------------------------------------------
+-- Tasks
+-------------------------------------------------------------------------------
+
+-- Server-managed updated_at: bumped when the status or the values change.
+DROP TRIGGER IF EXISTS pgcast_touch_updated_at ON pgcast.tasks;
+CREATE TRIGGER pgcast_touch_updated_at
+    BEFORE UPDATE ON pgcast.tasks
+    FOR EACH ROW WHEN (OLD.status IS DISTINCT FROM NEW.status OR OLD."values" IS DISTINCT FROM NEW."values")
+    EXECUTE FUNCTION pgcast.touch_updated_at();
+
+-- task_created per inserted task {class, read, owners, assignees, record_id}.
+CREATE OR REPLACE FUNCTION pgcast.capture_tasks_insert() RETURNS trigger
+LANGUAGE plpgsql SECURITY INVOKER AS $$
+BEGIN
+    INSERT INTO pgcast.events (kind, environment_id, object_class_id, task_id, data)
+    SELECT 'task_created', c.environment_id, c.id, n.id,
+           jsonb_build_object('class', c.name, 'read', c.read_rule,
+                              'owners', to_jsonb(n.owners), 'assignees', to_jsonb(n.assignees),
+                              'record_id', n.object_record_id)
+    FROM pgcast_new_tasks n
+    CROSS JOIN LATERAL (SELECT c.id, c.environment_id, c.name, c.read_rule
+                        FROM pgcast.object_classes c WHERE c.id = n.object_class_id OFFSET 0) c;
+    IF FOUND THEN
+        PERFORM pgcast.ring();
+    END IF;
+    RETURN NULL;
+END
+$$;
+
+DROP TRIGGER IF EXISTS pgcast_capture_insert ON pgcast.tasks;
+CREATE TRIGGER pgcast_capture_insert
+    AFTER INSERT ON pgcast.tasks
+    REFERENCING NEW TABLE AS pgcast_new_tasks
+    FOR EACH STATEMENT EXECUTE FUNCTION pgcast.capture_tasks_insert();
+
+-- Per updated task, in this order: task_value_changed (values changed),
+-- task_status_changed (status changed), then task_owner_added /
+-- task_owner_removed / task_assignee_added / task_assignee_removed per user
+-- (arrays after the change, before it for *_removed). The class is the
+-- task's class after the update.
+CREATE OR REPLACE FUNCTION pgcast.capture_tasks_update() RETURNS trigger
+LANGUAGE plpgsql SECURITY INVOKER AS $$
+BEGIN
+    INSERT INTO pgcast.events (kind, environment_id, object_class_id, task_id, data)
+    SELECT e.kind, c.environment_id, c.id, d.id,
+           jsonb_build_object('class', c.name, 'read', c.read_rule,
+                              'owners', to_jsonb(e.owners), 'assignees', to_jsonb(e.assignees),
+                              'record_id', d.object_record_id)
+           || e.extra
+    FROM (
+        -- Pair each NEW row with its OLD row (same id) without a join.
+        SELECT u.id, u.object_class_id, u.object_record_id, u.status, u."values", u.owners, u.assignees,
+               u.old_status, u.old_values, u.old_owners, u.old_assignees
+        FROM (
+            SELECT u.v, u.id, u.object_class_id, u.object_record_id, u.status, u."values", u.owners, u.assignees,
+                   lag(u.v) OVER w AS old_v, lag(u.status) OVER w AS old_status, lag(u."values") OVER w AS old_values,
+                   lag(u.owners) OVER w AS old_owners, lag(u.assignees) OVER w AS old_assignees
+            FROM (
+                SELECT 0 AS v, o.id, o.object_class_id, o.object_record_id, o.status, o."values", o.owners, o.assignees
+                FROM pgcast_old_tasks o
+                UNION ALL
+                SELECT 1, n.id, n.object_class_id, n.object_record_id, n.status, n."values", n.owners, n.assignees
+                FROM pgcast_new_tasks n
+            ) u
+            WINDOW w AS (PARTITION BY u.id ORDER BY u.v)
+        ) u
+        WHERE u.v = 1 AND u.old_v = 0
+          AND (u."values" IS DISTINCT FROM u.old_values
+               OR u.status IS DISTINCT FROM u.old_status
+               OR u.owners IS DISTINCT FROM u.old_owners
+               OR u.assignees IS DISTINCT FROM u.old_assignees)
+    ) d
+    CROSS JOIN LATERAL (SELECT c.id, c.environment_id, c.name, c.read_rule
+                        FROM pgcast.object_classes c WHERE c.id = d.object_class_id OFFSET 0) c
+    CROSS JOIN LATERAL (
+        SELECT 'task_value_changed' AS kind, d.owners, d.assignees, '{}'::jsonb AS extra
+        WHERE d."values" IS DISTINCT FROM d.old_values
+        UNION ALL
+        SELECT 'task_status_changed', d.owners, d.assignees, '{}'::jsonb
+        WHERE d.status IS DISTINCT FROM d.old_status
+        UNION ALL
+        SELECT 'task_owner_added', d.owners, d.assignees, jsonb_build_object('user_id', u.u)
+        FROM (SELECT unnest(d.owners) EXCEPT SELECT unnest(d.old_owners)) u(u)
+        WHERE d.owners IS DISTINCT FROM d.old_owners AND u.u IS NOT NULL
+        UNION ALL
+        SELECT 'task_owner_removed', d.old_owners, d.old_assignees, jsonb_build_object('user_id', u.u)
+        FROM (SELECT unnest(d.old_owners) EXCEPT SELECT unnest(d.owners)) u(u)
+        WHERE d.owners IS DISTINCT FROM d.old_owners AND u.u IS NOT NULL
+        UNION ALL
+        SELECT 'task_assignee_added', d.owners, d.assignees, jsonb_build_object('user_id', u.u)
+        FROM (SELECT unnest(d.assignees) EXCEPT SELECT unnest(d.old_assignees)) u(u)
+        WHERE d.assignees IS DISTINCT FROM d.old_assignees AND u.u IS NOT NULL
+        UNION ALL
+        SELECT 'task_assignee_removed', d.old_owners, d.old_assignees, jsonb_build_object('user_id', u.u)
+        FROM (SELECT unnest(d.old_assignees) EXCEPT SELECT unnest(d.assignees)) u(u)
+        WHERE d.assignees IS DISTINCT FROM d.old_assignees AND u.u IS NOT NULL
+    ) e;
+    IF FOUND THEN
+        PERFORM pgcast.ring();
+    END IF;
+    RETURN NULL;
+END
+$$;
+
+DROP TRIGGER IF EXISTS pgcast_capture_update ON pgcast.tasks;
+CREATE TRIGGER pgcast_capture_update
+    AFTER UPDATE ON pgcast.tasks
+    REFERENCING OLD TABLE AS pgcast_old_tasks NEW TABLE AS pgcast_new_tasks
+    FOR EACH STATEMENT EXECUTE FUNCTION pgcast.capture_tasks_update();
+
+-- task_deleted per deleted task, with owners and assignees as they were.
+-- Tasks deleted because their class was deleted are skipped.
+CREATE OR REPLACE FUNCTION pgcast.capture_tasks_delete() RETURNS trigger
+LANGUAGE plpgsql SECURITY INVOKER AS $$
+BEGIN
+    INSERT INTO pgcast.events (kind, environment_id, object_class_id, task_id, data)
+    SELECT 'task_deleted', c.environment_id, c.id, o.id,
+           jsonb_build_object('class', c.name, 'read', c.read_rule,
+                              'owners', to_jsonb(o.owners), 'assignees', to_jsonb(o.assignees),
+                              'record_id', o.object_record_id)
+    FROM pgcast_old_tasks o
+    CROSS JOIN LATERAL (SELECT c.id, c.environment_id, c.name, c.read_rule
+                        FROM pgcast.object_classes c WHERE c.id = o.object_class_id OFFSET 0) c;
+    IF FOUND THEN
+        PERFORM pgcast.ring();
+    END IF;
+    RETURN NULL;
+END
+$$;
+
+DROP TRIGGER IF EXISTS pgcast_capture_delete ON pgcast.tasks;
+CREATE TRIGGER pgcast_capture_delete
+    AFTER DELETE ON pgcast.tasks
+    REFERENCING OLD TABLE AS pgcast_old_tasks
+    FOR EACH STATEMENT EXECUTE FUNCTION pgcast.capture_tasks_delete();
+
+-------------------------------------------------------------------------------
+-- Publishing other events
+-------------------------------------------------------------------------------
+
+-- pgcast.publish appends a 'published' entry {type, source, payload} in the
+-- caller's transaction and returns its log position, e.g.
+--
+--     SELECT pgcast.publish('job.completed', '{"name":"nightly"}');
+--
+-- type: dot-separated segments of [A-Za-z0-9_-]+, at least two; its first
+-- segment must be a namespace listed in pgcast.publish_namespaces.
+-- Applications can add their own namespaces (the source is what a NULL
+-- source argument becomes):
+--
+--     INSERT INTO pgcast.publish_namespaces (name, source) VALUES ('billing', 'billing');
+--
+-- payload: a JSON object (NULL means {}). The environment is the setting
+-- pgcast.environment when set and non-empty (SET LOCAL pgcast.environment =
+-- '2'), else 1. Bad arguments raise SQLSTATE 22023 (invalid_parameter_value).
+CREATE OR REPLACE FUNCTION pgcast.publish(type text, payload jsonb, source text DEFAULT NULL) RETURNS bigint
+LANGUAGE plpgsql SECURITY INVOKER AS $$
+DECLARE
+    ns         text;
+    ns_source  text;
+    env_text   text;
+    env        bigint;
+    entry_id   bigint;
+BEGIN
+    IF publish.type IS NULL OR publish.type !~ '^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)+$' THEN
+        RAISE EXCEPTION 'invalid event type %: want dot-separated segments of letters, digits, "_" or "-", at least two (e.g. "job.completed")',
+                coalesce(quote_literal(publish.type), 'NULL')
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    ns := split_part(publish.type, '.', 1);
+    SELECT p.source INTO ns_source FROM pgcast.publish_namespaces p WHERE p.name = ns;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'unknown event namespace "%": add it to pgcast.publish_namespaces', ns
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF publish.payload IS NULL THEN
+        publish.payload := '{}'::jsonb;
+    ELSIF jsonb_typeof(publish.payload) <> 'object' THEN
+        RAISE EXCEPTION 'event payload must be a JSON object, got %', jsonb_typeof(publish.payload)
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    env_text := current_setting('pgcast.environment', true);
+    IF env_text IS NULL OR env_text = '' THEN
+        env := 1;
+    ELSIF env_text ~ '^\s*[0-9]{1,18}\s*$' THEN
+        env := env_text::bigint;
+    ELSE
+        RAISE EXCEPTION 'invalid setting pgcast.environment %: want an environment id', quote_literal(env_text)
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    INSERT INTO pgcast.events (kind, environment_id, data)
+    VALUES ('published', env, jsonb_build_object('type', publish.type,
+                                                 'source', coalesce(publish.source, ns_source),
+                                                 'payload', publish.payload))
+    RETURNING id INTO entry_id;
+    PERFORM pgcast.ring();
+    RETURN entry_id;
+END
+$$;
