@@ -1,0 +1,138 @@
+package stream
+
+import (
+	"encoding/json"
+	"strconv"
+	"time"
+	"unicode/utf8"
+)
+
+// Encodings are built once per event and shared, read-only, by every
+// connection that receives the event.
+
+// AppendCatalystItem appends the Catalyst JSON item for ev (see the Catalyst
+// contract: object-record and task items).
+func AppendCatalystItem(b []byte, ev *Event) []byte {
+	b = append(b, '{')
+	if ev.Kind.IsTask() {
+		b = append(b, `"task_id":`...)
+		b = strconv.AppendInt(b, ev.TaskID, 10)
+		b = append(b, ',')
+	} else if ev.Kind != KindRecordsCountChanged {
+		b = append(b, `"object_record_id":`...)
+		b = strconv.AppendInt(b, ev.RecordID, 10)
+		b = append(b, ',')
+	}
+	b = append(b, `"object_class_id":`...)
+	b = strconv.AppendInt(b, ev.ClassID, 10)
+	b = append(b, `,"event":"`...)
+	b = append(b, ev.Kind.String()...)
+	b = append(b, `","timestamp":"`...)
+	b = ev.Time.UTC().AppendFormat(b, "2006-01-02T15:04:05.000000+00:00")
+	b = append(b, '"')
+	switch ev.Kind {
+	case KindRecordValueChanged:
+		b = append(b, `,"field_ids":[`...)
+		for i, id := range ev.FieldIDs {
+			if i > 0 {
+				b = append(b, ',')
+			}
+			b = strconv.AppendInt(b, id, 10)
+		}
+		b = append(b, ']')
+	case KindRecordOwnerAdded, KindRecordOwnerRemoved, KindRecordAssigneeAdded, KindRecordAssigneeRemoved,
+		KindTaskOwnerAdded, KindTaskOwnerRemoved, KindTaskAssigneeAdded, KindTaskAssigneeRemoved:
+		b = append(b, `,"user_id":`...)
+		b = appendJSONString(b, ev.UserID)
+	case KindRecordDocumentGenerated:
+		b = append(b, `,"document_id":`...)
+		b = strconv.AppendInt(b, ev.DocumentID, 10)
+	case KindRecordsCountChanged:
+		b = append(b, `,"count":`...)
+		b = strconv.AppendInt(b, ev.Count, 10)
+	}
+	return append(b, '}')
+}
+
+// RealtimeType is the /api/realtime event type of ev ("posts.created",
+// "job.completed", ...), or "" when ev has no realtime form.
+func RealtimeType(ev *Event) string {
+	switch ev.Kind {
+	case KindRecordCreated:
+		return ev.ClassName + ".created"
+	case KindRecordValueChanged:
+		return ev.ClassName + ".updated"
+	case KindRecordDeleted:
+		return ev.ClassName + ".deleted"
+	case KindCollectionCreated, KindPublished:
+		return ev.Type
+	}
+	return ""
+}
+
+// AppendRealtimeEvent appends the /api/realtime event message for ev, whose
+// realtime type is typ.
+func AppendRealtimeEvent(b []byte, ev *Event, typ string) []byte {
+	b = append(b, `{"type":"event","event":{"id":"evt_`...)
+	b = strconv.AppendInt(b, ev.Position, 10)
+	b = append(b, `","type":`...)
+	b = appendJSONString(b, typ)
+	b = append(b, `,"timestamp":"`...)
+	b = ev.Time.UTC().Truncate(time.Millisecond).AppendFormat(b, "2006-01-02T15:04:05.000Z")
+	b = append(b, `","source":`...)
+	source := ev.Source
+	if ev.Kind.IsRecord() {
+		source = "collections"
+	}
+	b = appendJSONString(b, source)
+	b = append(b, `,"payload":`...)
+	payload := ev.Payload
+	if ev.Kind.IsRecord() {
+		payload = ev.Record
+	}
+	if len(payload) == 0 {
+		payload = json.RawMessage(`{}`)
+	}
+	b = append(b, payload...)
+	return append(b, "}}"...)
+}
+
+const hexDigits = "0123456789abcdef"
+
+// appendJSONString appends s as a JSON string, escaping what JSON requires
+// plus <, >, & (safe inside HTML) and invalid UTF-8 (as U+FFFD).
+func appendJSONString(b []byte, s string) []byte {
+	b = append(b, '"')
+	for i := 0; i < len(s); {
+		c := s[i]
+		if c < utf8.RuneSelf {
+			switch {
+			case c == '"' || c == '\\':
+				b = append(b, '\\', c)
+			case c == '\n':
+				b = append(b, '\\', 'n')
+			case c == '\r':
+				b = append(b, '\\', 'r')
+			case c == '\t':
+				b = append(b, '\\', 't')
+			case c < 0x20 || c == '<' || c == '>' || c == '&':
+				b = append(b, '\\', 'u', '0', '0', hexDigits[c>>4], hexDigits[c&0xf])
+			default:
+				b = append(b, c)
+			}
+			i++
+			continue
+		}
+		r, size := utf8.DecodeRuneInString(s[i:])
+		switch {
+		case r == utf8.RuneError && size == 1:
+			b = append(b, `\ufffd`...)
+		case r == '\u2028' || r == '\u2029':
+			b = append(b, '\\', 'u', '2', '0', '2', hexDigits[r&0xf])
+		default:
+			b = append(b, s[i:i+size]...)
+		}
+		i += size
+	}
+	return append(b, '"')
+}

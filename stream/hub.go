@@ -1,0 +1,505 @@
+package stream
+
+import (
+	"encoding/json"
+	"errors"
+	"strings"
+	"sync"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// Protocol is what a subscription receives.
+type Protocol uint8
+
+// Protocols.
+const (
+	ProtocolRecords  Protocol = iota + 1 // /ws/events/object-records/: Catalyst record items
+	ProtocolTasks                        // /ws/events/tasks/: Catalyst task items
+	ProtocolRealtime                     // /api/realtime: one event message per event
+)
+
+// Viewer is who a subscription reads as.
+type Viewer struct {
+	UserID      string // "" = anonymous
+	Admin       bool
+	Environment int64
+}
+
+// Item is one delivery: the event and its encoding for the subscription's
+// protocol. Bytes are shared by every subscription receiving the event and
+// must not be modified.
+type Item struct {
+	Event *Event
+	Bytes []byte
+}
+
+// Queue is a connection's bounded outgoing queue. Enqueue is called by the
+// hub and must never block: it returns false when the queue is full, and the
+// connection then closes itself (slow consumer).
+type Queue interface {
+	Enqueue(Item) bool
+}
+
+// Subscription is one connection's interest. Create it with Hub.Subscribe;
+// end it with Hub.Unsubscribe.
+type Subscription struct {
+	viewer   Viewer
+	protocol Protocol
+	classes  map[int64]struct{} // Catalyst: nil = every class
+	fields   map[int64]struct{} // Catalyst records: nil = every field
+	queue    Queue
+
+	// Realtime channels, guarded by the hub's lock.
+	channels map[string]struct{}
+	// seen is the position last delivered, so that an event matching several
+	// channels is delivered once. Written only by the publishing goroutine.
+	seen int64
+	// overflowed is set once Enqueue has refused; no more is offered.
+	overflowed bool
+}
+
+// SubscribeOptions describes a new subscription.
+type SubscribeOptions struct {
+	Viewer   Viewer
+	Protocol Protocol
+	// ClassIDs restricts Catalyst subscriptions to these object classes
+	// (empty: all).
+	ClassIDs []int64
+	// FieldIDs restricts object_record_value_changed to changes of at least
+	// one of these fields (empty: all). Other kinds pass.
+	FieldIDs []int64
+	Queue    Queue
+}
+
+// HubConfig configures a Hub. The zero value means the defaults.
+type HubConfig struct {
+	// Registerer receives the hub's metrics. Default: none.
+	Registerer prometheus.Registerer
+}
+
+// Hub routes each event to the subscriptions that want it and may read it.
+// Routing goes through an index (environment → class or channel →
+// subscriptions), never a scan of every connection; permissions are
+// evaluated in memory from the event's own data; each event is encoded at
+// most once per protocol. Publish never blocks on a subscriber.
+type Hub struct {
+	pubMu sync.Mutex   // one publisher at a time (owns Subscription.seen)
+	mu    sync.RWMutex // guards envs and Subscription.channels
+	envs  map[int64]*envIndex
+
+	metrics hubMetrics
+}
+
+type subSet map[*Subscription]struct{}
+
+type classIndex struct {
+	all     subSet
+	byClass map[int64]subSet
+}
+
+type envIndex struct {
+	records, tasks classIndex
+	exact          map[string]subSet // realtime "posts.created"
+	prefix         map[string]subSet // realtime "posts." for "posts.*"
+	subs           int
+}
+
+// NewHub returns an empty hub.
+func NewHub(cfg HubConfig) (*Hub, error) {
+	h := &Hub{envs: map[int64]*envIndex{}, metrics: newHubMetrics()}
+	if cfg.Registerer != nil {
+		if err := h.metrics.register(cfg.Registerer); err != nil {
+			return nil, err
+		}
+	}
+	return h, nil
+}
+
+// Subscribe registers a subscription. Events published after it returns
+// are offered to it.
+func (h *Hub) Subscribe(o SubscribeOptions) (*Subscription, error) {
+	if o.Queue == nil {
+		return nil, errors.New("stream: Subscribe needs a Queue")
+	}
+	if o.Protocol < ProtocolRecords || o.Protocol > ProtocolRealtime {
+		return nil, errors.New("stream: Subscribe: unknown protocol")
+	}
+	s := &Subscription{viewer: o.Viewer, protocol: o.Protocol, queue: o.Queue, classes: idSet(o.ClassIDs), fields: idSet(o.FieldIDs)}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	env := h.env(o.Viewer.Environment)
+	env.subs++
+	switch o.Protocol {
+	case ProtocolRecords:
+		env.records.add(s)
+	case ProtocolTasks:
+		env.tasks.add(s)
+	case ProtocolRealtime:
+		s.channels = map[string]struct{}{}
+	}
+	h.metrics.subscriptions.Inc()
+	return s, nil
+}
+
+// Unsubscribe removes s. Idempotent.
+func (h *Hub) Unsubscribe(s *Subscription) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	env := h.envs[s.viewer.Environment]
+	if env == nil {
+		return
+	}
+	removed := false
+	switch s.protocol {
+	case ProtocolRecords:
+		removed = env.records.remove(s)
+	case ProtocolTasks:
+		removed = env.tasks.remove(s)
+	case ProtocolRealtime:
+		if s.channels != nil {
+			for ch := range s.channels {
+				env.removeChannel(s, ch)
+			}
+			s.channels = nil
+			removed = true
+		}
+	}
+	if !removed {
+		return
+	}
+	h.metrics.subscriptions.Dec()
+	env.subs--
+	if env.subs == 0 {
+		delete(h.envs, s.viewer.Environment)
+	}
+}
+
+// AddChannel subscribes a realtime subscription to channel ("posts.created"
+// or "posts.*"), which the caller has validated. It returns the number of
+// channels s now has; adding one it has is a no-op.
+func (h *Hub) AddChannel(s *Subscription, channel string) int {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if s.channels == nil {
+		return 0
+	}
+	if _, ok := s.channels[channel]; ok {
+		return len(s.channels)
+	}
+	s.channels[channel] = struct{}{}
+	env := h.env(s.viewer.Environment)
+	if p, ok := strings.CutSuffix(channel, "*"); ok {
+		addTo(env.prefix, p, s)
+	} else {
+		addTo(env.exact, channel, s)
+	}
+	return len(s.channels)
+}
+
+// RemoveChannel unsubscribes s from channel; removing one it lacks is a
+// no-op.
+func (h *Hub) RemoveChannel(s *Subscription, channel string) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if _, ok := s.channels[channel]; !ok {
+		return
+	}
+	delete(s.channels, channel)
+	if env := h.envs[s.viewer.Environment]; env != nil {
+		env.removeChannel(s, channel)
+	}
+}
+
+// HasChannel reports whether s is subscribed to channel.
+func (h *Hub) HasChannel(s *Subscription, channel string) bool {
+	h.mu.RLock()
+	defer h.mu.RUnlock()
+	_, ok := s.channels[channel]
+	return ok
+}
+
+func (env *envIndex) removeChannel(s *Subscription, channel string) {
+	if p, ok := strings.CutSuffix(channel, "*"); ok {
+		removeFrom(env.prefix, p, s)
+	} else {
+		removeFrom(env.exact, channel, s)
+	}
+}
+
+func (h *Hub) env(id int64) *envIndex {
+	env := h.envs[id]
+	if env == nil {
+		env = &envIndex{
+			records: classIndex{all: subSet{}, byClass: map[int64]subSet{}},
+			tasks:   classIndex{all: subSet{}, byClass: map[int64]subSet{}},
+			exact:   map[string]subSet{},
+			prefix:  map[string]subSet{},
+		}
+		h.envs[id] = env
+	}
+	return env
+}
+
+func (ci *classIndex) add(s *Subscription) {
+	if s.classes == nil {
+		ci.all[s] = struct{}{}
+		return
+	}
+	for c := range s.classes {
+		addTo(ci.byClass, c, s)
+	}
+}
+
+func (ci *classIndex) remove(s *Subscription) bool {
+	if s.classes == nil {
+		_, ok := ci.all[s]
+		delete(ci.all, s)
+		return ok
+	}
+	found := false
+	for c := range s.classes {
+		if set := ci.byClass[c]; set != nil {
+			if _, ok := set[s]; ok {
+				found = true
+			}
+		}
+		removeFrom(ci.byClass, c, s)
+	}
+	return found
+}
+
+func addTo[K comparable](m map[K]subSet, k K, s *Subscription) {
+	set := m[k]
+	if set == nil {
+		set = subSet{}
+		m[k] = set
+	}
+	set[s] = struct{}{}
+}
+
+func removeFrom[K comparable](m map[K]subSet, k K, s *Subscription) {
+	if set := m[k]; set != nil {
+		delete(set, s)
+		if len(set) == 0 {
+			delete(m, k)
+		}
+	}
+}
+
+func idSet(ids []int64) map[int64]struct{} {
+	if len(ids) == 0 {
+		return nil
+	}
+	m := make(map[int64]struct{}, len(ids))
+	for _, id := range ids {
+		m[id] = struct{}{}
+	}
+	return m
+}
+
+// Publish offers events, in order, to every subscription that wants them
+// and may read them. It is the Reader's Handler.
+func (h *Hub) Publish(events []*Event) {
+	h.pubMu.Lock()
+	defer h.pubMu.Unlock()
+	h.mu.RLock()
+	defer h.mu.RUnlock()
+	var delivered, dropped int
+	for _, ev := range events {
+		env := h.envs[ev.Environment]
+		if env == nil {
+			continue
+		}
+		var d, x int
+		switch {
+		case ev.Kind.IsRecord():
+			d, x = h.fanCatalyst(&env.records, ev)
+		case ev.Kind.IsTask():
+			d, x = h.fanCatalyst(&env.tasks, ev)
+		}
+		delivered, dropped = delivered+d, dropped+x
+		if len(env.exact) > 0 || len(env.prefix) > 0 {
+			d, x = h.fanRealtime(env, ev)
+			delivered, dropped = delivered+d, dropped+x
+		}
+	}
+	h.metrics.events.Add(float64(len(events)))
+	h.metrics.deliveries.Add(float64(delivered))
+	if dropped > 0 {
+		h.metrics.overflows.Add(float64(dropped))
+	}
+}
+
+// fanCatalyst offers ev to the Catalyst subscriptions of its class and to
+// those without a class filter.
+func (h *Hub) fanCatalyst(ci *classIndex, ev *Event) (delivered, dropped int) {
+	var item Item
+	offer := func(set subSet) {
+		for s := range set {
+			if s.overflowed || !s.wantsFields(ev) || !mayRead(s.viewer, ev) {
+				continue
+			}
+			if item.Bytes == nil {
+				item = Item{Event: ev, Bytes: AppendCatalystItem(nil, ev)}
+			}
+			if s.queue.Enqueue(item) {
+				delivered++
+			} else {
+				s.overflowed = true
+				dropped++
+			}
+		}
+	}
+	offer(ci.all)
+	offer(ci.byClass[ev.ClassID])
+	return delivered, dropped
+}
+
+func (s *Subscription) wantsFields(ev *Event) bool {
+	if s.fields == nil || ev.Kind != KindRecordValueChanged {
+		return true
+	}
+	for _, f := range ev.FieldIDs {
+		if _, ok := s.fields[f]; ok {
+			return true
+		}
+	}
+	return false
+}
+
+// fanRealtime offers ev to realtime subscriptions whose channel matches its
+// type exactly or by a wildcard prefix, once per subscription.
+func (h *Hub) fanRealtime(env *envIndex, ev *Event) (delivered, dropped int) {
+	typ := RealtimeType(ev)
+	if typ == "" {
+		return 0, 0
+	}
+	var item Item
+	var vis *visibility
+	offer := func(set subSet) {
+		for s := range set {
+			if s.overflowed || s.seen == ev.Position {
+				continue
+			}
+			s.seen = ev.Position
+			if vis == nil {
+				vis = visibilityOf(ev)
+			}
+			if !vis.allows(s.viewer, ev) {
+				continue
+			}
+			if item.Bytes == nil {
+				item = Item{Event: ev, Bytes: AppendRealtimeEvent(nil, ev, typ)}
+			}
+			if s.queue.Enqueue(item) {
+				delivered++
+			} else {
+				s.overflowed = true
+				dropped++
+			}
+		}
+	}
+	offer(env.exact[typ])
+	// Every prefix of the type ending at a dot: "posts." for "posts.created",
+	// "system." and "system.collection." for "system.collection.created".
+	for i := 0; i < len(typ); i++ {
+		if typ[i] == '.' {
+			if set := env.prefix[typ[:i+1]]; set != nil {
+				offer(set)
+			}
+		}
+	}
+	return delivered, dropped
+}
+
+// mayRead applies an object class read rule to a record or task event.
+// A count is about the whole class: under the owner rule it would tell a
+// user how many records others have, so it goes to admins only.
+func mayRead(v Viewer, ev *Event) bool {
+	if v.Admin {
+		return true
+	}
+	if ev.Kind == KindRecordsCountChanged && ev.Read == RuleOwner {
+		return false
+	}
+	switch ev.Read {
+	case RulePublic:
+		return true
+	case RuleAuthenticated:
+		return v.UserID != ""
+	case RuleOwner:
+		return ev.HasUser(v.UserID)
+	}
+	return false
+}
+
+// visibility decides who may see a realtime event; built once per event.
+type visibility struct {
+	namespace  string
+	userID     string
+	publicFile bool
+}
+
+func visibilityOf(ev *Event) *visibility {
+	v := &visibility{}
+	if ev.Kind != KindPublished {
+		return v
+	}
+	v.namespace, _, _ = strings.Cut(ev.Type, ".")
+	if v.namespace == "auth" || v.namespace == "storage" {
+		var p struct {
+			UserID     string `json:"userId"`
+			Visibility string `json:"visibility"`
+		}
+		_ = json.Unmarshal(ev.Payload, &p) // a payload without these fields is visible to admins only
+		v.userID, v.publicFile = p.UserID, p.Visibility == "public"
+	}
+	return v
+}
+
+// allows is the permission table of the realtime contract.
+func (v *visibility) allows(viewer Viewer, ev *Event) bool {
+	switch ev.Kind {
+	case KindRecordCreated, KindRecordValueChanged, KindRecordDeleted:
+		return mayRead(viewer, ev)
+	case KindCollectionCreated:
+		return true
+	}
+	if viewer.Admin {
+		return true
+	}
+	switch v.namespace {
+	case "system":
+		return true
+	case "auth":
+		return viewer.UserID != "" && viewer.UserID == v.userID
+	case "storage":
+		return v.publicFile || (viewer.UserID != "" && viewer.UserID == v.userID)
+	default: // function, job, and application namespaces
+		return viewer.UserID != ""
+	}
+}
+
+type hubMetrics struct {
+	events, deliveries, overflows prometheus.Counter
+	subscriptions                 prometheus.Gauge
+}
+
+func newHubMetrics() hubMetrics {
+	return hubMetrics{
+		events:        prometheus.NewCounter(prometheus.CounterOpts{Name: "pgcast_hub_events_total", Help: "Events published to the hub."}),
+		deliveries:    prometheus.NewCounter(prometheus.CounterOpts{Name: "pgcast_hub_deliveries_total", Help: "Events enqueued to connections."}),
+		overflows:     prometheus.NewCounter(prometheus.CounterOpts{Name: "pgcast_hub_overflows_total", Help: "Deliveries refused by a full connection queue (slow consumers)."}),
+		subscriptions: prometheus.NewGauge(prometheus.GaugeOpts{Name: "pgcast_hub_subscriptions", Help: "Active subscriptions."}),
+	}
+}
+
+func (m hubMetrics) register(reg prometheus.Registerer) error {
+	for _, c := range []prometheus.Collector{m.events, m.deliveries, m.overflows, m.subscriptions} {
+		if err := reg.Register(c); err != nil {
+			return err
+		}
+	}
+	return nil
+}
