@@ -1,0 +1,330 @@
+// Package server is pgcast's HTTP surface: health and readiness, the
+// WebSocket endpoints, the collections REST API, and the internal listener
+// that serves Prometheus metrics. Metrics are never served on the public
+// address.
+package server
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/pgcast/pgcast/db"
+	"github.com/pgcast/pgcast/stream"
+)
+
+// Config configures a Server. The zero value (with Pool set) means the
+// defaults below.
+type Config struct {
+	// Addr is the public listen address. Default ":8080".
+	Addr string
+	// InternalAddr serves /metrics (and nothing else public-facing). Default
+	// "127.0.0.1:9090". "off" disables it.
+	InternalAddr string
+	// Pool is the database pool. Required.
+	Pool *pgxpool.Pool
+	// Logger. Default: discard.
+	Logger *slog.Logger
+	// Registry receives pgcast's metrics. Default: a new registry with the Go
+	// and process collectors.
+	Registry *prometheus.Registry
+	// ReadHeaderTimeout bounds how long a client may take to send request
+	// headers (slowloris). Default 10 s.
+	ReadHeaderTimeout time.Duration
+	// ReadyChecks are run by /readyz besides the database and schema checks.
+	ReadyChecks []ReadyCheck
+	// Hub routes events to WebSocket connections. Without it (and Auth) the
+	// WebSocket and ticket endpoints are not served.
+	Hub *stream.Hub
+	// Auth verifies JWTs. Required with Hub.
+	Auth *Authenticator
+	// TicketTTL is how long a ws-auth ticket stays valid. Default 60 s.
+	TicketTTL time.Duration
+	// WS are the WebSocket settings (origins, keep-alive, buffer bound).
+	WS WSConfig
+	// Catalyst are the batching settings of the Catalyst endpoints.
+	Catalyst CatalystConfig
+	// CloseBatch is how many WebSockets are closed at once on shutdown, with
+	// CloseBatchPause between batches. Defaults 500 and 20 ms.
+	CloseBatch      int
+	CloseBatchPause time.Duration
+}
+
+// ReadyCheck is one named readiness condition.
+type ReadyCheck struct {
+	Name  string
+	Check func(ctx context.Context) error
+}
+
+func (c Config) withDefaults() Config {
+	if c.Addr == "" {
+		c.Addr = ":8080"
+	}
+	if c.InternalAddr == "" {
+		c.InternalAddr = "127.0.0.1:9090"
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	if c.Registry == nil {
+		c.Registry = NewRegistry()
+	}
+	if c.ReadHeaderTimeout == 0 {
+		c.ReadHeaderTimeout = 10 * time.Second
+	}
+	if c.TicketTTL == 0 {
+		c.TicketTTL = 60 * time.Second
+	}
+	if c.CloseBatch == 0 {
+		c.CloseBatch = 500
+	}
+	if c.CloseBatchPause == 0 {
+		c.CloseBatchPause = 20 * time.Millisecond
+	}
+	c.WS = c.WS.withDefaults()
+	c.Catalyst = c.Catalyst.withDefaults()
+	return c
+}
+
+func (c Config) validate() error {
+	if c.Pool == nil {
+		return errors.New("server: Config.Pool is required")
+	}
+	if c.Hub != nil && c.Auth == nil {
+		return errors.New("server: Config.Auth is required with Config.Hub")
+	}
+	if c.Catalyst.MessageLimit < 1 || c.Catalyst.MessageTime < 0 || c.WS.MaxBuffer < c.Catalyst.MessageLimit {
+		return fmt.Errorf("server: message limit %d must be ≥ 1 and ≤ the connection buffer %d", c.Catalyst.MessageLimit, c.WS.MaxBuffer)
+	}
+	return nil
+}
+
+// NewRegistry returns a metrics registry with the Go runtime and process
+// collectors registered.
+func NewRegistry() *prometheus.Registry {
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	return reg
+}
+
+// Server is pgcast's HTTP server.
+type Server struct {
+	cfg      Config
+	mux      *http.ServeMux
+	draining atomic.Bool
+
+	conns   *connRegistry
+	tickets *TicketStore
+
+	mu       sync.Mutex
+	started  bool
+	stopped  bool
+	public   *http.Server
+	internal *http.Server
+	addr     net.Addr
+	intAddr  net.Addr
+	done     chan struct{}
+}
+
+// New validates cfg and builds the routes. Nothing listens until Start.
+func New(cfg Config) (*Server, error) {
+	cfg = cfg.withDefaults()
+	if err := cfg.validate(); err != nil {
+		return nil, err
+	}
+	s := &Server{cfg: cfg, mux: http.NewServeMux(), done: make(chan struct{}), conns: newConnRegistry()}
+	s.mux.HandleFunc("GET /livez", s.handleLivez)
+	s.mux.HandleFunc("GET /readyz", s.handleReadyz)
+	if cfg.Hub != nil {
+		if err := s.routeStreams(); err != nil {
+			return nil, err
+		}
+	}
+	return s, nil
+}
+
+// routeStreams adds the ticket endpoint and the WebSocket endpoints.
+func (s *Server) routeStreams() error {
+	cfg := s.cfg
+	metrics, err := newWSMetrics(cfg.Registry)
+	if err != nil {
+		return fmt.Errorf("server: register metrics: %w", err)
+	}
+	tm := NewTicketMetrics()
+	if err := tm.Register(cfg.Registry); err != nil {
+		return fmt.Errorf("server: register metrics: %w", err)
+	}
+	if s.tickets, err = NewTicketStore(cfg.Pool, cfg.TicketTTL, WithTicketMetrics(tm)); err != nil {
+		return err
+	}
+	s.mux.Handle("/api/users/ws-auth/", WSAuthHandler(cfg.Auth, s.tickets, cfg.Logger))
+	upgrader := newUpgrader(cfg.WS.AllowedOrigins)
+	for path, proto := range map[string]stream.Protocol{
+		"/ws/events/object-records/": stream.ProtocolRecords,
+		"/ws/events/tasks/":          stream.ProtocolTasks,
+	} {
+		s.mux.Handle(path, &catalystHandler{
+			protocol: proto, cfg: cfg.Catalyst, ws: cfg.WS, hub: cfg.Hub, tickets: s.tickets,
+			upgrader: upgrader, conns: s.conns, metrics: metrics, logger: cfg.Logger,
+		})
+	}
+	return nil
+}
+
+// Handler is the public handler (for tests and embedding).
+func (s *Server) Handler() http.Handler { return s.mux }
+
+// Addr is the bound public address (after Start).
+func (s *Server) Addr() net.Addr { s.mu.Lock(); defer s.mu.Unlock(); return s.addr }
+
+// InternalAddr is the bound internal address (after Start), nil when off.
+func (s *Server) InternalAddr() net.Addr { s.mu.Lock(); defer s.mu.Unlock(); return s.intAddr }
+
+// Start binds both listeners (so "address already in use" is reported here)
+// and serves in the background.
+func (s *Server) Start(ctx context.Context) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.started {
+		return errors.New("server: already started")
+	}
+	var lc net.ListenConfig
+	ln, err := lc.Listen(ctx, "tcp", s.cfg.Addr)
+	if err != nil {
+		return fmt.Errorf("listen on %s: %w", s.cfg.Addr, err)
+	}
+	var iln net.Listener
+	if s.cfg.InternalAddr != "off" {
+		iln, err = lc.Listen(ctx, "tcp", s.cfg.InternalAddr)
+		if err != nil {
+			ln.Close()
+			return fmt.Errorf("listen on internal address %s: %w", s.cfg.InternalAddr, err)
+		}
+	}
+	errLog := slog.NewLogLogger(s.cfg.Logger.Handler(), slog.LevelDebug)
+	s.public = &http.Server{Handler: s.mux, ReadHeaderTimeout: s.cfg.ReadHeaderTimeout, ErrorLog: errLog}
+	s.addr = ln.Addr()
+	s.started = true
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() { defer wg.Done(); s.serve(s.public, ln, "public") }()
+	if iln != nil {
+		imux := http.NewServeMux()
+		imux.Handle("GET /metrics", promhttp.HandlerFor(s.cfg.Registry, promhttp.HandlerOpts{ErrorLog: errLog}))
+		s.internal = &http.Server{Handler: imux, ReadHeaderTimeout: s.cfg.ReadHeaderTimeout, ErrorLog: errLog}
+		s.intAddr = iln.Addr()
+		wg.Add(1)
+		go func() { defer wg.Done(); s.serve(s.internal, iln, "internal") }()
+	}
+	go func() { wg.Wait(); close(s.done) }()
+	s.cfg.Logger.Info("listening", "addr", s.addr.String(), "internal_addr", addrString(s.intAddr))
+	return nil
+}
+
+func addrString(a net.Addr) string {
+	if a == nil {
+		return "off"
+	}
+	return a.String()
+}
+
+func (s *Server) serve(hs *http.Server, ln net.Listener, name string) {
+	if err := hs.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		s.cfg.Logger.Error("http server stopped", "server", name, "err", err)
+	}
+}
+
+// SetDraining makes /readyz answer 503 so load balancers stop sending new
+// clients, without closing anything yet.
+func (s *Server) SetDraining() { s.draining.Store(true) }
+
+// Stop turns readiness off, stops accepting connections and waits for
+// in-flight requests until ctx ends. Idempotent.
+func (s *Server) Stop(ctx context.Context) error {
+	s.SetDraining()
+	s.mu.Lock()
+	if !s.started || s.stopped {
+		s.mu.Unlock()
+		return nil
+	}
+	s.stopped = true
+	s.mu.Unlock()
+	// WebSockets are hijacked: http.Server.Shutdown does not see them.
+	s.conns.closeAll(ctx, s.cfg.CloseBatch, s.cfg.CloseBatchPause)
+	var errs []error
+	if err := s.public.Shutdown(ctx); err != nil {
+		errs = append(errs, fmt.Errorf("shut down public server: %w", err))
+		s.public.Close()
+	}
+	if s.internal != nil {
+		if err := s.internal.Shutdown(ctx); err != nil {
+			errs = append(errs, fmt.Errorf("shut down internal server: %w", err))
+			s.internal.Close()
+		}
+	}
+	<-s.done
+	return errors.Join(errs...)
+}
+
+func (s *Server) handleLivez(w http.ResponseWriter, _ *http.Request) {
+	writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+}
+
+// handleReadyz reports ready when the server is not draining, the database
+// answers, the schema is at this binary's version and every extra check
+// passes. Each check gets its own short deadline.
+func (s *Server) handleReadyz(w http.ResponseWriter, r *http.Request) {
+	checks := map[string]string{}
+	ok := true
+	if s.draining.Load() {
+		checks["shutdown"] = "draining"
+		ok = false
+	}
+	run := func(name string, f func(ctx context.Context) error) {
+		ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
+		defer cancel()
+		if err := f(ctx); err != nil {
+			checks[name] = err.Error()
+			ok = false
+			return
+		}
+		checks[name] = "ok"
+	}
+	run("database", func(ctx context.Context) error { return s.cfg.Pool.Ping(ctx) })
+	if checks["database"] == "ok" {
+		run("schema", func(ctx context.Context) error {
+			st, err := db.ReadStatus(ctx, s.cfg.Pool)
+			if err != nil {
+				return err
+			}
+			return st.Check()
+		})
+	}
+	for _, c := range s.cfg.ReadyChecks {
+		run(c.Name, c.Check)
+	}
+	status, code := "ready", http.StatusOK
+	if !ok {
+		status, code = "not ready", http.StatusServiceUnavailable
+	}
+	writeJSON(w, code, map[string]any{"status": status, "checks": checks})
+}
+
+// writeJSON writes v with the JSON content type every pgcast response has.
+func writeJSON(w http.ResponseWriter, code int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(code)
+	_ = json.NewEncoder(w).Encode(v)
+}

@@ -1,0 +1,189 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"net"
+	"net/http"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/gorilla/websocket"
+)
+
+func closeCode(err error) int {
+	var ce *websocket.CloseError
+	if errors.As(err, &ce) {
+		return ce.Code
+	}
+	return 0
+}
+
+// readUntilClose reads and discards until the connection ends and returns
+// the close code (0 when it ended without a close frame).
+func readUntilClose(ws *websocket.Conn, timeout time.Duration) (int, error) {
+	deadline := time.Now().Add(timeout)
+	for {
+		_ = ws.SetReadDeadline(deadline)
+		if _, _, err := ws.ReadMessage(); err != nil {
+			return closeCode(err), err
+		}
+	}
+}
+
+// TestSlowConsumerIsClosedOthersUnaffected is R9 / the slow-consumer rule: a
+// client that stops reading is closed with 4008 once its buffer overflows,
+// while another client's stream is complete.
+func TestSlowConsumerIsClosedOthersUnaffected(t *testing.T) {
+	t.Parallel()
+	s := newStack(t, func(c *Config) {
+		c.Catalyst = CatalystConfig{MessageLimit: 100, MessageTime: 50 * time.Millisecond}
+		c.WS.MaxBuffer = 1000
+	})
+	cls, _ := s.class(1, "posts", "public")
+	// The slow client's socket receive buffer is tiny and it never reads, so
+	// the server's writes stall and its buffer fills.
+	dialer := websocket.Dialer{NetDialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
+		d := net.Dialer{Control: func(_, _ string, c syscall.RawConn) error {
+			var serr error
+			err := c.Control(func(fd uintptr) { serr = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUF, 4096) })
+			return errors.Join(err, serr)
+		}}
+		return d.DialContext(ctx, network, addr)
+	}}
+	wsURL := "ws" + strings.TrimPrefix(s.base, "http") + recordsPath + "?uuid="
+	slow, _, err := dialer.Dial(wsURL+s.ticket("slow", RoleAuthenticated, 1), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer slow.Close()
+	fast := s.connect(recordsPath + "?uuid=" + s.ticket("fast", RoleAuthenticated, 1))
+
+	const n = 60000
+	s.exec(`INSERT INTO pgcast.object_records (object_class_id) SELECT $1 FROM generate_series(1, $2)`, cls, n)
+	got := readItems(t, fast, n+1, 60*time.Second)
+	if got[len(got)-1].Event != "object_record_created" && got[0].Event != "object_record_created" {
+		t.Fatalf("unexpected stream %v...", got[:3])
+	}
+	s.waitMetric("pgcast_hub_overflows_total", 1)
+	code, err := readUntilClose(slow, 30*time.Second)
+	if code != CloseSlowConsumer {
+		t.Fatalf("slow client ended with %v (code %d), want 4008", err, code)
+	}
+	s.waitMetric("pgcast_ws_slow_consumer_closes_total", 1)
+}
+
+func TestOriginCheck(t *testing.T) {
+	t.Parallel()
+	s := newStack(t, func(c *Config) { c.WS.AllowedOrigins = []string{"https://app.example.com"} })
+	for _, origin := range []string{"https://evil.example", "null", "https://app.example.com.evil.io", "https://evilapp.example.com", "http://app.example.com", "https://app.example.com@evil.io"} {
+		h := http.Header{"Origin": {origin}}
+		_, code, body := s.dial(recordsPath+"?uuid="+s.ticket("u", RoleAuthenticated, 1), h)
+		if code != http.StatusForbidden {
+			t.Errorf("origin %q: %d %s", origin, code, body)
+		}
+	}
+	ws, code, _ := s.dial(recordsPath+"?uuid="+s.ticket("u", RoleAuthenticated, 1), http.Header{"Origin": {"https://app.example.com"}})
+	if ws == nil {
+		t.Fatalf("allowed origin refused: %d", code)
+	}
+	s.connect(recordsPath + "?uuid=" + s.ticket("u", RoleAuthenticated, 1)) // no Origin: non-browser client
+}
+
+func TestSameOriginDefault(t *testing.T) {
+	t.Parallel()
+	s := newStack(t, nil)
+	host := strings.TrimPrefix(s.base, "http://")
+	if ws, code, _ := s.dial(recordsPath+"?uuid="+s.ticket("u", RoleAuthenticated, 1), http.Header{"Origin": {"http://" + host}}); ws == nil {
+		t.Fatalf("same origin refused: %d", code)
+	}
+	if _, code, _ := s.dial(recordsPath+"?uuid="+s.ticket("u", RoleAuthenticated, 1), http.Header{"Origin": {"http://other:1"}}); code != 403 {
+		t.Fatalf("cross origin: %d", code)
+	}
+}
+
+// TestOversizedClientFrame is S6: a frame over 4 KiB closes with 1009.
+func TestOversizedClientFrame(t *testing.T) {
+	t.Parallel()
+	s := newStack(t, nil)
+	ws := s.connect(recordsPath + "?uuid=" + s.ticket("u", RoleAuthenticated, 1))
+	if err := ws.WriteMessage(websocket.TextMessage, []byte(strings.Repeat("x", 4000))); err != nil {
+		t.Fatal(err)
+	}
+	if err := ws.WriteMessage(websocket.TextMessage, []byte(strings.Repeat("x", 5000))); err != nil {
+		t.Fatal(err)
+	}
+	if code, err := readUntilClose(ws, 10*time.Second); code != CloseTooBig {
+		t.Fatalf("closed with %d (%v), want 1009", code, err)
+	}
+}
+
+// TestUnansweredPings is S12: a peer that stops answering pings is closed
+// within ping interval + timeout.
+func TestUnansweredPings(t *testing.T) {
+	t.Parallel()
+	s := newStack(t, func(c *Config) { c.WS.PingInterval, c.WS.PongWait = 100*time.Millisecond, 300*time.Millisecond })
+	ws := s.connect(recordsPath + "?uuid=" + s.ticket("u", RoleAuthenticated, 1))
+	ws.SetPingHandler(func(string) error { return nil }) // never pong
+	start := time.Now()
+	_, err := readUntilClose(ws, 5*time.Second)
+	if ne, ok := err.(net.Error); ok && ne.Timeout() {
+		t.Fatal("server never closed the silent peer")
+	}
+	if took := time.Since(start); took > 2*time.Second {
+		t.Fatalf("closed after %s", took)
+	}
+	// A peer that answers stays.
+	ok := s.connect(recordsPath + "?uuid=" + s.ticket("u", RoleAuthenticated, 1))
+	_ = ok.SetReadDeadline(time.Now().Add(time.Second))
+	if _, _, err := ok.ReadMessage(); err == nil || closeCode(err) != 0 {
+		t.Fatalf("answering peer: %v", err)
+	}
+}
+
+// TestShutdownClosesWith1001 is R8 in small: readiness fails first, every
+// socket gets 1001, in batches, and Stop returns within its timeout.
+func TestShutdownClosesWith1001(t *testing.T) {
+	t.Parallel()
+	s := newStack(t, func(c *Config) { c.CloseBatch, c.CloseBatchPause = 3, 10*time.Millisecond })
+	var conns []*websocket.Conn
+	for range 10 {
+		conns = append(conns, s.connect(recordsPath+"?uuid="+s.ticket("u", RoleAuthenticated, 1)))
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	done := make(chan error, 1)
+	go func() { done <- s.srv.Stop(ctx) }()
+	for i, ws := range conns {
+		if code, err := readUntilClose(ws, 5*time.Second); code != CloseGoingAway {
+			t.Errorf("conn %d: %v", i, err)
+		}
+	}
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestNoSecretsInLogs is S2: after JWTs and tickets have been used, none
+// appears in the server's debug log.
+func TestNoSecretsInLogs(t *testing.T) {
+	t.Parallel()
+	s := newStack(t, nil)
+	tok := s.token("u", RoleAuthenticated, 1)
+	tk := s.ticket("u", RoleAuthenticated, 1)
+	s.connect(recordsPath + "?uuid=" + tk)
+	s.dial(recordsPath+"?uuid="+tk, nil) // reuse: rejected
+	req, _ := http.NewRequest(http.MethodGet, s.base+"/api/users/ws-auth/", nil)
+	req.Header.Set("Authorization", "Bearer "+tok+"x")
+	if resp, err := http.DefaultClient.Do(req); err == nil {
+		resp.Body.Close()
+	}
+	logs := s.logBuf.String()
+	for _, secret := range []string{tok, tk, testSecret} {
+		if strings.Contains(logs, secret) {
+			t.Fatalf("secret in logs")
+		}
+	}
+}
