@@ -1,0 +1,16 @@
+// Command pgcast turns changes in PostgreSQL into real-time WebSocket streams.
+// See README.md, or run `pgcast --help`.
+package main
+
+import (
+	"context"
+	"os"
+	"os/signal"
+	"syscall"
+)
+
+func main() {
+	sig := make(chan os.Signal, 2)
+	signal.Notify(sig, os.Interrupt, syscall.SIGTERM)
+	os.Exit(execute(context.Background(), os.Args[1:], env{lookup: os.LookupEnv, environ: os.Environ}, os.Stdout, os.Stderr, sig))
+}

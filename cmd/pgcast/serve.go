@@ -1,0 +1,202 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"time"
+
+	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
+
+	"github.com/pgcast/pgcast/db"
+	"github.com/pgcast/pgcast/server"
+	pgsql "github.com/pgcast/pgcast/sql"
+	"github.com/pgcast/pgcast/stream"
+)
+
+// serveOptions are the settings of `pgcast serve` (and `pgcast dev`, which
+// serves too).
+type serveOptions struct {
+	listenDatabaseURL string
+	addr              string
+	internalAddr      string
+	shutdownTimeout   time.Duration
+	migrate           bool
+	pollInterval      time.Duration
+	pollOnly          bool
+	retention         time.Duration
+	auth              authOptions
+	messageLimit      int
+	messageTime       time.Duration
+	maxBuffer         int
+	allowedOrigins    []string
+	pingInterval      time.Duration
+	pongWait          time.Duration
+	ticketTTL         time.Duration
+}
+
+func (o *serveOptions) addFlags(fs *pflag.FlagSet) {
+	fs.StringVar(&o.addr, "addr", ":8080", "public HTTP/WebSocket listen address")
+	fs.StringVar(&o.internalAddr, "internal-addr", "127.0.0.1:9090", `internal listen address for /metrics ("off" disables it); never the public port`)
+	fs.StringVar(&o.listenDatabaseURL, "listen-database-url", "", "connection URL for the LISTEN/reader connection (default: --database-url); point it past poolers such as PgBouncer in transaction mode, which break LISTEN")
+	markSecret(fs, "listen-database-url", secretURL)
+	fs.DurationVar(&o.shutdownTimeout, "shutdown-timeout", 10*time.Second, "how long a graceful shutdown may take before connections are cut")
+	fs.BoolVar(&o.migrate, "migrate", false, "apply pending migrations before serving")
+	fs.DurationVar(&o.pollInterval, "poll-interval", time.Second, "how often the reader reads the event log without a doorbell (a lost NOTIFY costs at most this much latency)")
+	fs.BoolVar(&o.pollOnly, "poll-only", false, "never use LISTEN/NOTIFY: writers never ring, the reader polls every --poll-interval")
+	fs.DurationVar(&o.retention, "retention", 24*time.Hour, "how long event-log entries are kept (pruned by one node at a time)")
+	o.auth.addFlags(fs)
+	fs.IntVar(&o.messageLimit, "message-limit", 1000, "Catalyst endpoints: most items per frame; a full frame is sent at once")
+	fs.DurationVar(&o.messageTime, "message-time", 5*time.Second, "Catalyst endpoints: batching period, measured from each connection's start")
+	fs.IntVar(&o.maxBuffer, "max-buffer", 100_000, "most items buffered per connection; a client that falls further behind is closed with 4008")
+	fs.StringSliceVar(&o.allowedOrigins, "allowed-origins", nil, `Origins (scheme://host[:port]) allowed to open WebSockets, comma-separated; default same-origin only; requests without Origin are always allowed`)
+	fs.DurationVar(&o.pingInterval, "ping-interval", 30*time.Second, "WebSocket keep-alive ping period")
+	fs.DurationVar(&o.pongWait, "pong-wait", 60*time.Second, "close a WebSocket that has not answered for this long")
+	fs.DurationVar(&o.ticketTTL, "ticket-ttl", 60*time.Second, "lifetime of a /api/users/ws-auth/ ticket")
+}
+
+func (a *app) serveCmd() *cobra.Command {
+	o := &serveOptions{}
+	cmd := &cobra.Command{
+		Use:   "serve",
+		Short: "Run the pgcast server",
+		Long: `Run the pgcast HTTP/WebSocket server against an existing database.
+
+/livez answers while the process runs; /readyz answers 200 when the database is
+reachable and its schema is at this binary's version. /metrics is served on
+--internal-addr only. On SIGINT/SIGTERM readiness turns 503 and the server
+drains for up to --shutdown-timeout; a second signal exits at once.
+
+serve refuses to start on a schema that is behind or ahead of the binary;
+--migrate applies pending migrations first.`,
+		Example: "  DATABASE_URL=postgres://localhost/app pgcast serve --migrate\n  pgcast serve --database-url postgres://localhost/app --addr :8080 --log-format json",
+		Args:    cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			url, err := a.requireDatabaseURL()
+			if err != nil {
+				return err
+			}
+			return a.serve(cmd.Context(), url, o)
+		},
+	}
+	o.addFlags(cmd.Flags())
+	return cmd
+}
+
+// serve runs the server until the first signal, then shuts down in order.
+func (a *app) serve(ctx context.Context, url string, o *serveOptions) error {
+	if o.listenDatabaseURL == "" {
+		o.listenDatabaseURL = url
+	}
+	auth, err := o.auth.authenticator()
+	if err != nil {
+		return err
+	}
+	if o.migrate {
+		if err := a.migrateUp(ctx, url); err != nil {
+			return err
+		}
+	}
+	pool, err := db.NewPool(ctx, db.Config{URL: url})
+	if err != nil {
+		return err
+	}
+	defer pool.Close()
+	st, err := db.ReadStatus(ctx, pool)
+	if err != nil {
+		return err
+	}
+	if err := st.Check(); err != nil {
+		return err
+	}
+	reg := server.NewRegistry()
+	hub, err := stream.NewHub(stream.HubConfig{Registerer: reg})
+	if err != nil {
+		return err
+	}
+	reader, err := stream.NewReader(stream.ReaderConfig{
+		URL:          o.listenDatabaseURL,
+		Handler:      hub.Publish,
+		PollInterval: o.pollInterval,
+		PollOnly:     o.pollOnly,
+		Logger:       a.logger.With("component", "reader"),
+		Registerer:   reg,
+	})
+	if err != nil {
+		return err
+	}
+	startCtx, cancelStart := context.WithTimeout(ctx, 30*time.Second)
+	err = reader.Start(startCtx)
+	cancelStart()
+	if err != nil {
+		return fmt.Errorf("start reader: %w", err)
+	}
+	defer stopWithin(ctx, o.shutdownTimeout, reader.Stop)
+	pruner, err := stream.NewPruner(stream.PrunerConfig{Pool: pool, Retention: o.retention, Logger: a.logger.With("component", "pruner")})
+	if err != nil {
+		return err
+	}
+	if err := pruner.Start(ctx); err != nil {
+		return err
+	}
+	defer stopWithin(ctx, o.shutdownTimeout, pruner.Stop)
+	srv, err := server.New(server.Config{
+		Addr:         o.addr,
+		InternalAddr: o.internalAddr,
+		Pool:         pool,
+		Logger:       a.logger,
+		Registry:     reg,
+		ReadyChecks:  []server.ReadyCheck{{Name: "reader", Check: func(context.Context) error { return reader.Ready() }}},
+		Hub:          hub,
+		Auth:         auth,
+		TicketTTL:    o.ticketTTL,
+		WS: server.WSConfig{
+			AllowedOrigins: o.allowedOrigins,
+			PingInterval:   o.pingInterval,
+			PongWait:       o.pongWait,
+			MaxBuffer:      o.maxBuffer,
+		},
+		Catalyst: server.CatalystConfig{MessageLimit: o.messageLimit, MessageTime: o.messageTime},
+	})
+	if err != nil {
+		return err
+	}
+	if err := srv.Start(ctx); err != nil {
+		return err
+	}
+	a.logger.Info("pgcast ready", "version", version, "schema_version", st.Current)
+
+	select {
+	case s := <-a.signals:
+		a.logger.Info("shutting down", "signal", s.String(), "timeout", o.shutdownTimeout.String())
+	case <-ctx.Done():
+	}
+	stopped := make(chan struct{})
+	defer close(stopped)
+	go func() {
+		select {
+		case s := <-a.signals:
+			a.logger.Warn("second signal: exiting now", "signal", s.String())
+			os.Exit(1)
+		case <-stopped:
+		}
+	}()
+	stopCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), o.shutdownTimeout)
+	defer cancel()
+	if err := srv.Stop(stopCtx); err != nil {
+		return fmt.Errorf("shutdown: %w", err)
+	}
+	a.logger.Info("stopped")
+	return nil
+}
+
+func schemaVersion() (uint, error) { return pgsql.LatestVersion() }
+
+// stopWithin stops a component with a bounded context, for deferred,
+// ordered shutdown.
+func stopWithin(ctx context.Context, d time.Duration, stop func(context.Context) error) {
+	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), d)
+	defer cancel()
+	_ = stop(sctx)
+}

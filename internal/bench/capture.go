@@ -1,0 +1,261 @@
+// Package bench measures pgcast against references taken in the same run, on
+// the same server: `pgcast bench capture` is RunCapture.
+//
+// Every scenario runs in its own fresh database, created on the server,
+// migrated (which installs the capture triggers) and dropped at the end, so
+// that one scenario's leftovers (event log, dead rows) never slow another.
+package bench
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+)
+
+// CaptureConfig configures RunCapture. The zero value, with URL set, means
+// the defaults below.
+type CaptureConfig struct {
+	// URL of the server. RunCapture connects to the database it names only
+	// to create (and finally drop) its own scenario databases, so the user
+	// needs CREATEDB. Required.
+	URL string
+	// Duration of each write-overhead cell: each of the capture and the
+	// plain run of every (variant, statement, writers) lasts this long, in
+	// halves run capture, plain, plain, capture. Default 10 s.
+	Duration time.Duration
+	// LatencyDuration is how long each of pgcast's reader and the bare
+	// NOTIFY reference is measured (in halves, interleaved). Default 20 s.
+	LatencyDuration time.Duration
+	// SustainedDuration is how long writers insert as fast as they can.
+	// Default 60 s.
+	SustainedDuration time.Duration
+	// Rate of the latency scenario, in transactions (changes) per second.
+	// Default 1000.
+	Rate int
+	// Writers are the numbers of concurrent writers of the write-overhead
+	// scenario. Default 1 and 8.
+	Writers []int
+	// LatencyWriters is how many connections share the latency scenario's
+	// paced transactions. Default 8.
+	LatencyWriters int
+	// SustainedWriters is how many connections insert in the sustained
+	// scenario. Default 4.
+	SustainedWriters int
+	// Logger receives progress. Default: discard.
+	Logger *slog.Logger
+
+	// updateRows is how many rows each table holds for the UPDATE runs.
+	// Default 10000 (tests use fewer).
+	updateRows int
+}
+
+func (c CaptureConfig) withDefaults() CaptureConfig {
+	if c.Duration == 0 {
+		c.Duration = 10 * time.Second
+	}
+	if c.LatencyDuration == 0 {
+		c.LatencyDuration = 20 * time.Second
+	}
+	if c.SustainedDuration == 0 {
+		c.SustainedDuration = 60 * time.Second
+	}
+	if c.Rate == 0 {
+		c.Rate = 1000
+	}
+	if len(c.Writers) == 0 {
+		c.Writers = []int{1, 8}
+	}
+	if c.LatencyWriters == 0 {
+		c.LatencyWriters = 8
+	}
+	if c.SustainedWriters == 0 {
+		c.SustainedWriters = 4
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	if c.updateRows == 0 {
+		c.updateRows = 10000
+	}
+	return c
+}
+
+func (c CaptureConfig) validate() error {
+	switch {
+	case c.URL == "":
+		return errors.New("bench: CaptureConfig.URL is required")
+	case c.Duration < 0 || c.LatencyDuration < 0 || c.SustainedDuration < 0:
+		return errors.New("bench: durations must be positive")
+	case c.Rate < 0 || c.Rate > 1_000_000:
+		return fmt.Errorf("bench: rate must be between 1 and 1000000, got %d", c.Rate)
+	case c.LatencyWriters < 0 || c.SustainedWriters < 0:
+		return errors.New("bench: writer counts must be positive")
+	}
+	for _, w := range c.Writers {
+		if w < 1 || w > 500 {
+			return fmt.Errorf("bench: writers must be between 1 and 500, got %d", w)
+		}
+	}
+	return nil
+}
+
+// Targets of the issue.
+const (
+	TargetRatioOneWriter   = 0.80 // write overhead with 1 writer
+	TargetRatioManyWriters = 0.60 // with more
+	TargetLatencySlackMs   = 2.0  // pgcast p99 ≤ bare NOTIFY p99 + this
+	TargetSustainedPerS    = 20000
+)
+
+// Write-overhead variants.
+const (
+	VariantDoorbell = "doorbell"          // reader running; writers ring only while it waits
+	VariantPollOnly = "poll_only"         // reader polls; writers never ring
+	VariantRingAll  = "ring_every_commit" // a listener that always waits: every commit rings
+)
+
+// CaptureReport is the result of RunCapture.
+type CaptureReport struct {
+	// Command is the command line that produced the report, when the
+	// caller sets it.
+	Command       string          `json:"command,omitempty"`
+	Started       time.Time       `json:"started"`
+	TookS         float64         `json:"took_s"`
+	Machine       Machine         `json:"machine"`
+	Config        ReportConfig    `json:"config"`
+	WriteOverhead []WriteResult   `json:"write_overhead"`
+	Latency       LatencyResult   `json:"latency"`
+	Sustained     SustainedResult `json:"sustained"`
+}
+
+// ReportConfig is the effective configuration.
+type ReportConfig struct {
+	DurationS          float64 `json:"duration_s"`
+	LatencyDurationS   float64 `json:"latency_duration_s"`
+	SustainedDurationS float64 `json:"sustained_duration_s"`
+	Rate               int     `json:"rate"`
+	Writers            []int   `json:"writers"`
+	LatencyWriters     int     `json:"latency_writers"`
+	SustainedWriters   int     `json:"sustained_writers"`
+}
+
+// WriteResult is one write-overhead cell: rows/s of single-row autocommit
+// transactions on pgcast.object_records (capture) and on an identical table
+// without pgcast's triggers (plain).
+type WriteResult struct {
+	Variant         string  `json:"variant"`
+	Op              string  `json:"op"`
+	Writers         int     `json:"writers"`
+	CaptureRowsPerS float64 `json:"capture_rows_per_s"`
+	PlainRowsPerS   float64 `json:"plain_rows_per_s"`
+	Ratio           float64 `json:"ratio"`
+	// Target is the minimum ratio, 0 where none applies (the simulated
+	// ring-every-commit variant is a comparison, not a configuration).
+	Target float64 `json:"target,omitempty"`
+	Pass   *bool   `json:"pass,omitempty"`
+	// CaptureTx is how many transactions the capture runs committed,
+	// EventsDecoded how many entries the reader decoded meanwhile (a sanity
+	// check: it kept up) and ReaderReads in how many non-empty reads: about
+	// one per transaction means the reader was woken for nearly every commit.
+	CaptureTx     int64 `json:"capture_tx"`
+	EventsDecoded int64 `json:"events_decoded"`
+	ReaderReads   int64 `json:"reader_reads"`
+}
+
+// LatencyStats are the commit → delivery latencies of one receiver.
+type LatencyStats struct {
+	Samples  int     `json:"samples"`
+	RatePerS float64 `json:"rate_per_s"` // achieved transaction rate
+	P50Ms    float64 `json:"p50_ms"`
+	P99Ms    float64 `json:"p99_ms"`
+	MaxMs    float64 `json:"max_ms"`
+	Missing  int     `json:"missing"` // committed but never received
+}
+
+// LatencyResult compares pgcast's reader with a bare LISTEN connection.
+type LatencyResult struct {
+	Rate        int          `json:"rate"`
+	Writers     int          `json:"writers"`
+	Pgcast      LatencyStats `json:"pgcast"`
+	Reference   LatencyStats `json:"reference"`
+	TargetP99Ms float64      `json:"target_p99_ms"`
+	Pass        bool         `json:"pass"`
+}
+
+// SustainedResult is the decoded throughput with writers as fast as they
+// can go, in transactions of RowsPerTx rows.
+type SustainedResult struct {
+	DurationS    float64 `json:"duration_s"`
+	Writers      int     `json:"writers"`
+	RowsPerTx    int     `json:"rows_per_tx"`
+	RowsInserted int64   `json:"rows_inserted"`
+	InsertedPerS float64 `json:"inserted_per_s"`
+	// DecodedPerS is record_created events decoded per second while the
+	// writers ran (the ceiling); MinDecodedPerS the slowest whole second.
+	DecodedPerS    float64 `json:"decoded_per_s"`
+	MinDecodedPerS float64 `json:"min_decoded_per_s"`
+	// AllEventsDecoded counts every entry, count entries included, from
+	// the start to the end of the drain.
+	AllEventsDecoded int64 `json:"all_events_decoded"`
+	// DrainS is how long the reader took, after the writers stopped, to
+	// deliver everything committed.
+	DrainS float64 `json:"drain_s"`
+	// Lost records have no record_created event; Duplicates had more than
+	// one; Unexpected events name a record that was never inserted.
+	Lost       int64   `json:"lost"`
+	Duplicates int64   `json:"duplicates"`
+	Unexpected int64   `json:"unexpected"`
+	Target     float64 `json:"target_per_s"`
+	Pass       bool    `json:"pass"`
+}
+
+// RunCapture runs the capture benchmark against the server at cfg.URL.
+func RunCapture(ctx context.Context, cfg CaptureConfig) (*CaptureReport, error) {
+	cfg = cfg.withDefaults()
+	if err := cfg.validate(); err != nil {
+		return nil, err
+	}
+	srv, err := newServer(cfg.URL)
+	if err != nil {
+		return nil, err
+	}
+	defer srv.close()
+	rep := &CaptureReport{
+		Started: time.Now().UTC().Truncate(time.Second),
+		Config: ReportConfig{
+			DurationS:          cfg.Duration.Seconds(),
+			LatencyDurationS:   cfg.LatencyDuration.Seconds(),
+			SustainedDurationS: cfg.SustainedDuration.Seconds(),
+			Rate:               cfg.Rate,
+			Writers:            cfg.Writers,
+			LatencyWriters:     cfg.LatencyWriters,
+			SustainedWriters:   cfg.SustainedWriters,
+		},
+	}
+	t0 := time.Now()
+	if rep.Machine, err = machineInfo(ctx, cfg.URL); err != nil {
+		return nil, err
+	}
+	log := cfg.Logger
+	for _, v := range []string{VariantDoorbell, VariantPollOnly, VariantRingAll} {
+		log.Info("write overhead", "variant", v, "writers", fmt.Sprint(cfg.Writers), "cell", cfg.Duration.String())
+		res, err := runWriteOverhead(ctx, cfg, srv, v)
+		if err != nil {
+			return nil, fmt.Errorf("write overhead (%s): %w", v, err)
+		}
+		rep.WriteOverhead = append(rep.WriteOverhead, res...)
+	}
+	log.Info("latency", "rate", cfg.Rate, "duration", cfg.LatencyDuration.String())
+	if rep.Latency, err = runLatency(ctx, cfg, srv); err != nil {
+		return nil, fmt.Errorf("latency: %w", err)
+	}
+	log.Info("sustained", "writers", cfg.SustainedWriters, "duration", cfg.SustainedDuration.String())
+	if rep.Sustained, err = runSustained(ctx, cfg, srv); err != nil {
+		return nil, fmt.Errorf("sustained: %w", err)
+	}
+	rep.Machine.LoadAvgEnd = loadAvg()
+	rep.TookS = time.Since(t0).Round(time.Millisecond).Seconds()
+	return rep, nil
+}

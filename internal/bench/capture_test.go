@@ -1,0 +1,162 @@
+package bench
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"log/slog"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/pgcast/pgcast/internal/pgtest"
+)
+
+func TestMain(m *testing.M) { pgtest.Main(m) }
+
+// TestRunCapture runs the whole benchmark with tiny durations: it checks the
+// machinery (every figure measured, zero loss, databases dropped), not the
+// numbers, which mean nothing on the test cluster (fsync off) under -race.
+func TestRunCapture(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	rep, err := RunCapture(ctx, CaptureConfig{
+		URL:               pgtest.AdminURL(),
+		Duration:          150 * time.Millisecond,
+		LatencyDuration:   400 * time.Millisecond,
+		SustainedDuration: time.Second,
+		Rate:              500,
+		Writers:           []int{2},
+		LatencyWriters:    3,
+		SustainedWriters:  2,
+		Logger:            testLogger(t),
+		updateRows:        500,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	if got, want := len(rep.WriteOverhead), 3*2; got != want {
+		t.Fatalf("write overhead: %d cells, want %d", got, want)
+	}
+	for _, c := range rep.WriteOverhead {
+		if c.CaptureRowsPerS <= 0 || c.PlainRowsPerS <= 0 || c.Ratio <= 0 {
+			t.Errorf("write overhead %+v: a figure is not positive", c)
+		}
+		if c.EventsDecoded <= 0 && c.Variant != VariantPollOnly { // it polls every second: maybe not within a cell
+			t.Errorf("write overhead %s/%s/%d: reader decoded no events", c.Variant, c.Op, c.Writers)
+		}
+		if (c.Pass == nil) != (c.Variant == VariantRingAll) {
+			t.Errorf("write overhead %s: pass verdict %v", c.Variant, c.Pass)
+		}
+	}
+
+	l := rep.Latency
+	for name, st := range map[string]LatencyStats{"pgcast": l.Pgcast, "reference": l.Reference} {
+		if st.Samples <= 0 || st.RatePerS <= 0 || st.P50Ms <= 0 || st.P99Ms <= 0 || st.MaxMs <= 0 {
+			t.Errorf("latency %s %+v: a figure is not positive", name, st)
+		}
+		if st.Missing != 0 {
+			t.Errorf("latency %s: %d changes never received", name, st.Missing)
+		}
+		if st.P50Ms > st.P99Ms || st.P99Ms > st.MaxMs {
+			t.Errorf("latency %s %+v: percentiles out of order", name, st)
+		}
+	}
+	if l.TargetP99Ms != l.Reference.P99Ms+TargetLatencySlackMs {
+		t.Errorf("latency target %v, want reference p99 + 2 ms", l.TargetP99Ms)
+	}
+
+	s := rep.Sustained
+	if s.RowsInserted <= 0 || s.InsertedPerS <= 0 || s.DecodedPerS <= 0 || s.AllEventsDecoded <= s.RowsInserted || s.DrainS < 0 {
+		t.Errorf("sustained %+v: a figure is not positive", s)
+	}
+	if s.Lost != 0 || s.Duplicates != 0 || s.Unexpected != 0 {
+		t.Errorf("sustained: lost %d, duplicates %d, unexpected %d; want zero", s.Lost, s.Duplicates, s.Unexpected)
+	}
+	if s.RowsInserted%sustainedRowsPerTx != 0 {
+		t.Errorf("sustained: %d rows inserted, not whole transactions", s.RowsInserted)
+	}
+
+	if rep.Machine.CPUs <= 0 || !strings.HasPrefix(rep.Machine.Postgres, "PostgreSQL") || rep.Machine.Settings["fsync"] == "" {
+		t.Errorf("machine %+v incomplete", rep.Machine)
+	}
+
+	var table bytes.Buffer
+	if err := rep.WriteTable(&table); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"Write overhead", "ring_every_commit", "pgcast reader", "bare NOTIFY", "Sustained", "lost / duplicated / unexpected"} {
+		if !strings.Contains(table.String(), want) {
+			t.Errorf("table lacks %q:\n%s", want, table.String())
+		}
+	}
+	b, err := json.Marshal(rep)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var back CaptureReport
+	if err := json.Unmarshal(b, &back); err != nil || len(back.WriteOverhead) != len(rep.WriteOverhead) {
+		t.Errorf("JSON round trip: %v", err)
+	}
+
+	// Every scenario database is gone.
+	conn, err := pgx.Connect(ctx, pgtest.AdminURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(context.Background())
+	var left int
+	if err := conn.QueryRow(ctx, `SELECT count(*) FROM pg_database WHERE datname LIKE 'pgcast_bench_%'`).Scan(&left); err != nil {
+		t.Fatal(err)
+	}
+	if left != 0 {
+		t.Errorf("%d scenario databases left behind", left)
+	}
+}
+
+func TestCompareIDs(t *testing.T) {
+	for _, tc := range []struct {
+		want, got              []int64
+		lost, dups, unexpected int64
+	}{
+		{nil, nil, 0, 0, 0},
+		{[]int64{1, 2, 3}, []int64{1, 2, 3}, 0, 0, 0},
+		{[]int64{1, 2, 3}, []int64{1, 3}, 1, 0, 0},
+		{[]int64{1, 2, 3}, []int64{1, 1, 2, 3, 3, 3}, 0, 3, 0},
+		{[]int64{2, 3}, []int64{1, 2, 3, 4}, 0, 0, 2},
+		{[]int64{1, 5}, []int64{2, 2}, 2, 0, 2},
+	} {
+		l, d, u := compareIDs(tc.want, tc.got)
+		if l != tc.lost || d != tc.dups || u != tc.unexpected {
+			t.Errorf("compareIDs(%v, %v) = %d, %d, %d; want %d, %d, %d", tc.want, tc.got, l, d, u, tc.lost, tc.dups, tc.unexpected)
+		}
+	}
+}
+
+func TestWithDatabase(t *testing.T) {
+	for in, want := range map[string]string{
+		"postgres://u:p@h:5432/postgres?sslmode=disable": "postgres://u:p@h:5432/x?sslmode=disable",
+		"postgresql://h":            "postgresql://h/x",
+		"postgres://h/db?dbname=db": "postgres://h/x",
+		"host=h dbname=postgres":    "host=h dbname=postgres dbname=x",
+	} {
+		got, err := withDatabase(in, "x")
+		if err != nil || got != want {
+			t.Errorf("withDatabase(%q) = %q, %v; want %q", in, got, err, want)
+		}
+	}
+}
+
+func testLogger(t *testing.T) *slog.Logger {
+	return slog.New(slog.NewTextHandler(tWriter{t}, &slog.HandlerOptions{Level: slog.LevelDebug}))
+}
+
+type tWriter struct{ t *testing.T }
+
+func (w tWriter) Write(p []byte) (int, error) {
+	w.t.Log(strings.TrimSpace(string(p)))
+	return len(p), nil
+}
