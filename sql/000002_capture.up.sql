@@ -62,7 +62,7 @@ CREATE TABLE pgcast.tasks (
 CREATE INDEX tasks_class_idx ON pgcast.tasks (object_class_id);
 CREATE INDEX tasks_record_idx ON pgcast.tasks (object_record_id);
 
--- Record counts, kept by triggers. Sharded by the writing backend so that
+-- Record counts, kept by triggers (pgcast.add_count). Sharded so that
 -- concurrent writers to one class do not queue on one row lock held through
 -- their commit flush (that would serialise them like a NOTIFY does). The
 -- count of a class is the sum of its shards.

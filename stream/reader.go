@@ -37,6 +37,14 @@ type ReaderConfig struct {
 	// PollOnly disables the doorbell: writers never NOTIFY and the reader
 	// reads every PollInterval. Default false.
 	PollOnly bool
+	// DrainInterval is the pause between reads while the log is busy: after
+	// a read that found events the reader reads again after this pause
+	// instead of announcing that it waits, so that while changes keep coming
+	// writers find no waiting reader and never ring (a NOTIFY serialises
+	// commits cluster-wide). Only an empty read sends the reader back to the
+	// doorbell. It bounds the latency added under load. Default 1 ms;
+	// negative: read again at once.
+	DrainInterval time.Duration
 	// PingInterval bounds how long an idle connection goes unchecked. Default
 	// 5 s (the poll read doubles as the ping when PollInterval is shorter).
 	PingInterval time.Duration
@@ -57,6 +65,9 @@ type ReaderConfig struct {
 }
 
 func (c ReaderConfig) withDefaults() ReaderConfig {
+	if c.DrainInterval == 0 {
+		c.DrainInterval = time.Millisecond
+	}
 	if c.PollInterval == 0 {
 		c.PollInterval = time.Second
 	}
@@ -284,6 +295,11 @@ func (r *Reader) session(ctx context.Context, first chan<- error) error {
 			return err
 		}
 		if n > 0 {
+			if r.cfg.DrainInterval > 0 && !r.cfg.PollOnly {
+				if err := sleepCtx(ctx, r.cfg.DrainInterval); err != nil {
+					return err
+				}
+			}
 			continue
 		}
 		if !r.cfg.PollOnly && !r.waiting {
@@ -298,6 +314,17 @@ func (r *Reader) session(ctx context.Context, first chan<- error) error {
 		if err := r.wait(ctx, conn, idle); err != nil {
 			return err
 		}
+	}
+}
+
+func sleepCtx(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		return nil
 	}
 }
 

@@ -613,8 +613,51 @@ func TestCountsAcrossConnections(t *testing.T) {
 	if real == 0 || sum != real || deltas != real {
 		t.Errorf("records = %d, sum of count shards = %d, sum of deltas = %d", real, sum, deltas)
 	}
-	if n := f.int64(`SELECT count(*) FROM pgcast.object_class_counts WHERE shard < 0 OR shard > 15`); n != 0 {
-		t.Errorf("%d shards out of 0..15", n)
+	// A shard is added only when every existing one is held by another
+	// transaction: never more shards than concurrent writers.
+	if n := f.int64(`SELECT count(*) FROM pgcast.object_class_counts WHERE object_class_id = $1`, classID); n < 1 || n > workers {
+		t.Errorf("%d count shards for %d concurrent writers", n, workers)
+	}
+}
+
+// A writer never waits for another writer's count shard: with every shard
+// locked by an open transaction, an insert still goes through (on a new
+// shard) without waiting, and the sum stays right.
+func TestCountNeverWaitsForAnotherWriter(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	classID, _ := f.class("posts", "public")
+	f.exec(`INSERT INTO pgcast.object_class_counts (object_class_id, shard, n) SELECT $1, g, 0 FROM generate_series(0, 15) g ON CONFLICT DO NOTHING`, classID)
+	f.exec(`INSERT INTO pgcast.object_records (object_class_id) VALUES ($1)`, classID)
+	holder, err := pgx.Connect(f.ctx, f.url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer holder.Close(context.Background())
+	tx, err := holder.Begin(f.ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tx.Rollback(context.Background())
+	if _, err := tx.Exec(f.ctx, `SELECT 1 FROM pgcast.object_class_counts WHERE object_class_id = $1 FOR UPDATE`, classID); err != nil {
+		t.Fatal(err)
+	}
+	writer, err := pgx.Connect(f.ctx, f.url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer writer.Close(context.Background())
+	if _, err := writer.Exec(f.ctx, `SET lock_timeout = '3s'`); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := writer.Exec(f.ctx, `INSERT INTO pgcast.object_records (object_class_id) VALUES ($1), ($1)`, classID); err != nil {
+		t.Fatalf("insert while every count shard is held: %v", err)
+	}
+	if err := tx.Rollback(f.ctx); err != nil {
+		t.Fatal(err)
+	}
+	if sum := f.int64(`SELECT sum(n) FROM pgcast.object_class_counts WHERE object_class_id = $1`, classID); sum != 3 {
+		t.Fatalf("count = %d, want 3", sum)
 	}
 }
 
