@@ -422,73 +422,108 @@ ORDER BY id`
 
 // readDelta reads and hands over every entry committed since the previous
 // read, and returns how many.
+//
+// Round trips: one pipelined batch begins the repeatable-read transaction,
+// takes its snapshot, opens the cursor and fetches the first page; a page
+// shorter than PageSize ends the cursor; one more batch ends the
+// transaction (clearing the waiting flag on the way when needed). A read
+// that finds a few entries thus costs two round trips, three with counts.
 func (r *Reader) readDelta(ctx context.Context, conn *pgx.Conn) (int, error) {
-	qctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), r.cfg.QueryTimeout)
-	tx, err := conn.BeginTx(qctx, pgx.TxOptions{IsoLevel: pgx.RepeatableRead})
-	cancel()
-	if err != nil {
-		return 0, fmt.Errorf("begin read: %w", err)
-	}
+	open := false
 	defer func() {
-		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), r.cfg.QueryTimeout)
-		defer cancel()
-		_ = tx.Rollback(rctx)
+		if open {
+			rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), r.cfg.QueryTimeout)
+			defer cancel()
+			_, _ = conn.Exec(rctx, `ROLLBACK`)
+		}
 	}()
+	fetch := `FETCH ` + strconv.Itoa(r.cfg.PageSize) + ` FROM pgcast_delta`
 	var text string
-	if err := r.queryRow(ctx, tx, `SELECT pg_current_snapshot()::text`).Scan(&text); err != nil {
-		return 0, fmt.Errorf("take snapshot: %w", err)
+	page, raw, err := func() ([]pageEntry, int, error) {
+		qctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), r.cfg.QueryTimeout)
+		defer cancel()
+		b := &pgx.Batch{}
+		b.Queue(`BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY`)
+		b.Queue(`SELECT pg_current_snapshot()::text`)
+		b.Queue(deltaQuery, strconv.FormatUint(r.prev.xmax, 10), r.prev.xipText())
+		b.Queue(fetch)
+		br := conn.SendBatch(qctx, b)
+		defer br.Close()
+		open = true
+		if _, err := br.Exec(); err != nil {
+			return nil, 0, fmt.Errorf("begin read: %w", err)
+		}
+		if err := br.QueryRow().Scan(&text); err != nil {
+			return nil, 0, fmt.Errorf("take snapshot: %w", err)
+		}
+		if _, err := br.Exec(); err != nil {
+			return nil, 0, fmt.Errorf("open delta: %w", err)
+		}
+		rows, err := br.Query()
+		if err != nil {
+			return nil, 0, fmt.Errorf("fetch: %w", err)
+		}
+		return r.scanPage(rows)
+	}()
+	if err != nil {
+		return 0, err
 	}
 	snap, err := parseSnapshot(text)
 	if err != nil {
 		return 0, err
 	}
-	if err := r.execTx(ctx, tx, deltaQuery, strconv.FormatUint(r.prev.xmax, 10), r.prev.xipText()); err != nil {
-		return 0, fmt.Errorf("open delta: %w", err)
-	}
-	fetch := `FETCH ` + strconv.Itoa(r.cfg.PageSize) + ` FROM pgcast_delta`
 	counts := map[int64]int64{}
 	total := 0
 	var lastID int64
 	for {
+		if len(page) > 0 {
+			if err := r.fillCounts(ctx, conn, page, counts); err != nil {
+				r.interrupted(snap, lastID)
+				return 0, err
+			}
+			lastID = page[len(page)-1].Position
+			events := r.skipDelivered(page)
+			if len(events) > 0 {
+				r.cfg.Handler(events)
+				total += len(events)
+				r.position.Store(events[len(events)-1].Position)
+				r.metrics.events.Add(float64(len(events)))
+				r.metrics.lag.Set(time.Since(events[len(events)-1].Time).Seconds())
+			}
+		}
+		if raw < r.cfg.PageSize {
+			break // a short page is the cursor's last
+		}
 		if err := ctx.Err(); err != nil {
 			r.interrupted(snap, lastID)
 			return 0, err
 		}
-		page, err := r.fetchPage(ctx, tx, fetch)
-		if err != nil {
+		if page, raw, err = r.fetchPage(ctx, conn, fetch); err != nil {
 			r.interrupted(snap, lastID)
 			return 0, err
 		}
-		if len(page) == 0 {
-			break
-		}
-		if err := r.fillCounts(ctx, tx, page, counts); err != nil {
-			r.interrupted(snap, lastID)
-			return 0, err
-		}
-		lastID = page[len(page)-1].Position
-		events := r.skipDelivered(page)
-		if len(events) > 0 {
-			r.cfg.Handler(events)
-			total += len(events)
-			r.position.Store(events[len(events)-1].Position)
-			r.metrics.events.Add(float64(len(events)))
-			r.metrics.lag.Set(time.Since(events[len(events)-1].Time).Seconds())
-		}
 	}
-	if total > 0 && r.waiting {
-		if err := r.execTx(ctx, tx, `UPDATE pgcast.listeners SET waiting = false, updated_at = now() WHERE pid = pg_backend_pid()`); err != nil {
-			r.interrupted(snap, lastID)
-			return 0, fmt.Errorf("clear waiting: %w", err)
+	clear := total > 0 && r.waiting
+	err = func() error {
+		qctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), r.cfg.QueryTimeout)
+		defer cancel()
+		b := &pgx.Batch{}
+		if clear {
+			// In its own transaction: the read-only one cannot write.
+			b.Queue(`COMMIT`)
+			b.Queue(`UPDATE pgcast.listeners SET waiting = false, updated_at = now() WHERE pid = pg_backend_pid()`)
+		} else {
+			b.Queue(`COMMIT`)
 		}
-		r.waiting = false
-	}
-	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), r.cfg.QueryTimeout)
-	err = tx.Commit(cctx)
-	cancel()
+		return conn.SendBatch(qctx, b).Close()
+	}()
+	open = false
 	if err != nil {
 		r.interrupted(snap, lastID)
 		return 0, fmt.Errorf("end read: %w", err)
+	}
+	if clear {
+		r.waiting = false
 	}
 	r.prev, r.partials = &snap, nil
 	r.lastRead.Store(time.Now().UnixNano())
@@ -531,31 +566,32 @@ type pageEntry struct {
 	xid uint64
 }
 
-func (r *Reader) execTx(ctx context.Context, tx pgx.Tx, sql string, args ...any) error {
+func (r *Reader) fetchPage(ctx context.Context, conn *pgx.Conn, fetch string) ([]pageEntry, int, error) {
 	qctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), r.cfg.QueryTimeout)
 	defer cancel()
-	_, err := tx.Exec(qctx, sql, args...)
-	return err
+	rows, err := conn.Query(qctx, fetch)
+	if err != nil {
+		return nil, 0, fmt.Errorf("fetch: %w", err)
+	}
+	return r.scanPage(rows)
 }
 
-func (r *Reader) fetchPage(ctx context.Context, tx pgx.Tx, fetch string) ([]pageEntry, error) {
-	qctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), r.cfg.QueryTimeout)
-	defer cancel()
-	rows, err := tx.Query(qctx, fetch)
-	if err != nil {
-		return nil, fmt.Errorf("fetch: %w", err)
-	}
+// scanPage decodes one fetched page and returns it with the number of rows
+// fetched (undecodable entries are counted but skipped).
+func (r *Reader) scanPage(rows pgx.Rows) ([]pageEntry, int, error) {
 	defer rows.Close()
-	page := make([]pageEntry, 0, r.cfg.PageSize)
+	page := make([]pageEntry, 0, min(r.cfg.PageSize, 64))
+	raw := 0
 	var en entry
 	var xid string
 	for rows.Next() {
+		raw++
 		if err := rows.Scan(&en.id, &xid, &en.createdAt, &en.kind, &en.environment, &en.classID, &en.recordID, &en.taskID, &en.data); err != nil {
-			return nil, fmt.Errorf("scan entry: %w", err)
+			return nil, 0, fmt.Errorf("scan entry: %w", err)
 		}
 		x, err := strconv.ParseUint(xid, 10, 64)
 		if err != nil {
-			return nil, fmt.Errorf("entry %d: xid %q: %w", en.id, xid, err)
+			return nil, 0, fmt.Errorf("entry %d: xid %q: %w", en.id, xid, err)
 		}
 		ev, err := decode(&en)
 		if err != nil {
@@ -568,14 +604,14 @@ func (r *Reader) fetchPage(ctx context.Context, tx pgx.Tx, fetch string) ([]page
 		page = append(page, pageEntry{Event: ev, xid: x})
 	}
 	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("fetch: %w", err)
+		return nil, 0, fmt.Errorf("fetch: %w", err)
 	}
-	return page, nil
+	return page, raw, nil
 }
 
 // fillCounts sets Count on count events to the class's count in the read's
 // snapshot.
-func (r *Reader) fillCounts(ctx context.Context, tx pgx.Tx, page []pageEntry, counts map[int64]int64) error {
+func (r *Reader) fillCounts(ctx context.Context, tx *pgx.Conn, page []pageEntry, counts map[int64]int64) error {
 	var missing []int64
 	for _, p := range page {
 		if p.Kind == KindRecordsCountChanged {
