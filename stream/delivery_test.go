@@ -66,3 +66,57 @@ func TestReaderDeliversLargeCell(t *testing.T) {
 		return
 	}
 }
+
+// A writer that looked at the waiting flag before the reader set it commits
+// without ringing. The reader knows such writers (they were running when it
+// said it waits) and keeps checking briefly until they end: with polling
+// pushed out to ten minutes, the entry still arrives.
+func TestReaderCatchesWriterThatMissedTheFlag(t *testing.T) {
+	t.Parallel()
+	pool, url := pgtest.NewPool(t)
+	c := newCollector()
+	startReader(t, stream.ReaderConfig{URL: url, Handler: c.handle, PollInterval: 10 * time.Minute, PingInterval: 10 * time.Minute})
+	ctx := t.Context()
+	waitFlag := func(want bool) {
+		t.Helper()
+		deadline := time.Now().Add(20 * time.Second)
+		for {
+			var waiting bool
+			if err := pool.QueryRow(ctx, `SELECT bool_or(waiting) FROM pgcast.listeners`).Scan(&waiting); err != nil {
+				t.Fatal(err)
+			}
+			if waiting == want {
+				return
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("listener flag never became %v", want)
+			}
+			time.Sleep(5 * time.Millisecond) // the flag is a row: nothing to await
+		}
+	}
+	waitFlag(true)
+	// Pretend the reader is busy: the writer sees no waiting reader and
+	// will not ring.
+	mustExec(t, pool, `UPDATE pgcast.listeners SET waiting = false`)
+	w, err := pool.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Rollback(ctx)
+	if _, err := w.Exec(ctx, `SELECT pgcast.publish('job.completed', '{"seq": 2}')`); err != nil {
+		t.Fatal(err)
+	}
+	// Another entry and a bare doorbell: the reader reads it, goes back to
+	// waiting while the writer is still running.
+	mustExec(t, pool, insertEntry, 1)
+	mustExec(t, pool, `SELECT pg_notify('pgcast_events', '')`)
+	c.waitCount(t, 1, 20*time.Second)
+	waitFlag(true)
+	if err := w.Commit(ctx); err != nil {
+		t.Fatal(err)
+	}
+	evs := c.waitCount(t, 2, 20*time.Second)
+	if seqOf(t, evs[1]) != 2 {
+		t.Fatalf("second event seq %d", seqOf(t, evs[1]))
+	}
+}

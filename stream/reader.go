@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
+	"slices"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -286,6 +287,14 @@ func (r *Reader) session(ctx context.Context, first chan<- error) error {
 		}
 	}
 	idle := min(r.cfg.PollInterval, r.cfg.PingInterval)
+	// suspects are transactions that were running when the reader said it
+	// waits: they may have looked at the flag before it was set and will
+	// commit without ringing. Until they end, the reader waits only briefly
+	// (1 ms, doubling), so a missed doorbell costs milliseconds, not a poll
+	// interval.
+	var suspects []uint64
+	fresh := false
+	var backoff time.Duration
 	for {
 		if err := ctx.Err(); err != nil {
 			return err
@@ -308,10 +317,21 @@ func (r *Reader) session(ctx context.Context, first chan<- error) error {
 			if err := r.exec(ctx, conn, `UPDATE pgcast.listeners SET waiting = true, updated_at = now() WHERE pid = pg_backend_pid()`); err != nil {
 				return fmt.Errorf("set waiting: %w", err)
 			}
-			r.waiting = true
+			r.waiting, fresh = true, true
 			continue
 		}
-		if err := r.wait(ctx, conn, idle); err != nil {
+		timeout := idle
+		if !r.cfg.PollOnly {
+			if fresh {
+				suspects, fresh, backoff = append(suspects[:0], r.prev.xip...), false, time.Millisecond
+			} else {
+				suspects = slices.DeleteFunc(suspects, func(x uint64) bool { return !r.prev.running(x) })
+			}
+			if len(suspects) > 0 {
+				timeout, backoff = min(backoff, idle), 2*backoff
+			}
+		}
+		if err := r.wait(ctx, conn, timeout); err != nil {
 			return err
 		}
 	}

@@ -67,3 +67,9 @@ func (s snapshot) xipText() []string {
 	}
 	return out
 }
+
+// running reports whether xid was in progress when the snapshot was taken.
+func (s snapshot) running(xid uint64) bool {
+	_, found := slices.BinarySearch(s.xip, xid)
+	return found
+}
