@@ -819,3 +819,37 @@ func TestWSAuthLogsNoSecrets(t *testing.T) {
 		}
 	}
 }
+
+// The server deletes expired, never-redeemed tickets in the background.
+func TestServerPrunesExpiredTickets(t *testing.T) {
+	t.Parallel()
+	st := newStack(t, func(c *Config) { c.TicketTTL = 50 * time.Millisecond; c.TicketPruneInterval = 20 * time.Millisecond })
+	tok, err := st.auth.Mint("u1", RoleAuthenticated, 1, time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req, _ := http.NewRequest("GET", st.base+"/api/users/ws-auth/", nil)
+	req.Header.Set("Authorization", "Bearer "+tok)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 200 {
+		t.Fatalf("ws-auth: %d", resp.StatusCode)
+	}
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		var n int
+		if err := st.pool.QueryRow(t.Context(), `SELECT count(*) FROM pgcast.tickets`).Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		if n == 0 {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d expired tickets left after 20 s", n)
+		}
+		time.Sleep(20 * time.Millisecond) // polling the table: there is no signal to await
+	}
+}

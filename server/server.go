@@ -52,6 +52,9 @@ type Config struct {
 	Auth *Authenticator
 	// TicketTTL is how long a ws-auth ticket stays valid. Default 60 s.
 	TicketTTL time.Duration
+	// TicketPruneInterval is how often expired, never-redeemed tickets are
+	// deleted. Default 5 × TicketTTL, between 10 s and 1 min.
+	TicketPruneInterval time.Duration
 	// WS are the WebSocket settings (origins, keep-alive, buffer bound).
 	WS WSConfig
 	// Catalyst are the batching settings of the Catalyst endpoints.
@@ -86,6 +89,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.TicketTTL == 0 {
 		c.TicketTTL = 60 * time.Second
+	}
+	if c.TicketPruneInterval == 0 {
+		c.TicketPruneInterval = min(max(5*c.TicketTTL, 10*time.Second), time.Minute)
 	}
 	if c.CloseBatch == 0 {
 		c.CloseBatch = 500
@@ -136,6 +142,8 @@ type Server struct {
 	addr     net.Addr
 	intAddr  net.Addr
 	done     chan struct{}
+	// stopBackground ends background work (ticket pruning).
+	stopBackground context.CancelFunc
 }
 
 // New validates cfg and builds the routes. Nothing listens until Start.
@@ -180,7 +188,10 @@ func (s *Server) routeStreams() error {
 			upgrader: upgrader, conns: s.conns, metrics: metrics, logger: cfg.Logger,
 		})
 	}
-	return nil
+	if err := s.routeRealtime(upgrader, metrics); err != nil {
+		return err
+	}
+	return s.routeREST()
 }
 
 // Handler is the public handler (for tests and embedding).
@@ -228,9 +239,36 @@ func (s *Server) Start(ctx context.Context) error {
 		wg.Add(1)
 		go func() { defer wg.Done(); s.serve(s.internal, iln, "internal") }()
 	}
+	bg, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	s.stopBackground = cancel
+	if s.tickets != nil {
+		wg.Add(1)
+		go func() { defer wg.Done(); s.pruneTickets(bg) }()
+	}
 	go func() { wg.Wait(); close(s.done) }()
 	s.cfg.Logger.Info("listening", "addr", s.addr.String(), "internal_addr", addrString(s.intAddr))
 	return nil
+}
+
+// pruneTickets deletes expired, never-redeemed tickets every few TTLs
+// (at least every minute) until ctx ends. Expired tickets cannot be redeemed
+// anyway: this only keeps the table small.
+func (s *Server) pruneTickets(ctx context.Context) {
+	t := time.NewTicker(s.cfg.TicketPruneInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			n, err := s.tickets.PruneExpired(ctx)
+			if err != nil && ctx.Err() == nil {
+				s.cfg.Logger.Warn("prune expired tickets", "err", err)
+			} else if n > 0 {
+				s.cfg.Logger.Debug("pruned expired tickets", "count", n)
+			}
+		}
+	}
 }
 
 func addrString(a net.Addr) string {
@@ -261,6 +299,7 @@ func (s *Server) Stop(ctx context.Context) error {
 	}
 	s.stopped = true
 	s.mu.Unlock()
+	s.stopBackground()
 	// WebSockets are hijacked: http.Server.Shutdown does not see them.
 	s.conns.closeAll(ctx, s.cfg.CloseBatch, s.cfg.CloseBatchPause)
 	var errs []error

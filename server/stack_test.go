@@ -41,8 +41,12 @@ type syncBuffer struct {
 	b  bytes.Buffer
 }
 
-func (s *syncBuffer) Write(p []byte) (int, error) { s.mu.Lock(); defer s.mu.Unlock(); return s.b.Write(p) }
-func (s *syncBuffer) String() string              { s.mu.Lock(); defer s.mu.Unlock(); return s.b.String() }
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+func (s *syncBuffer) String() string { s.mu.Lock(); defer s.mu.Unlock(); return s.b.String() }
 
 func newStack(t *testing.T, mutate func(*Config)) *stack {
 	t.Helper()
@@ -250,4 +254,6 @@ func expectSilence(t *testing.T, ws *websocket.Conn, d time.Duration) {
 	}
 }
 
-func (it item) String() string { return fmt.Sprintf("%s(rec=%d task=%d class=%d)", it.Event, it.ObjectRecordID, it.TaskID, it.ObjectClassID) }
+func (it item) String() string {
+	return fmt.Sprintf("%s(rec=%d task=%d class=%d)", it.Event, it.ObjectRecordID, it.TaskID, it.ObjectClassID)
+}

@@ -42,6 +42,11 @@ type ReplayOptions struct {
 	// Logger receives undecodable entries (skipped, like the Reader does).
 	// Default: discard.
 	Logger *slog.Logger
+	// Acquire, when set, is called before each database statement and the
+	// function it returns after it: a way to bound the database work of
+	// concurrent replays without holding a slot while fn waits on a slow
+	// consumer. Default: no limit.
+	Acquire func(context.Context) (release func(), err error)
 }
 
 // replayQuery reads one page. The pruning horizon is read in the same
@@ -76,9 +81,11 @@ const namespaceFilter = `AND (
 // bounded by PageSize and it holds no database connection while fn runs. An
 // entry that commits during the replay with a position in the range not yet
 // read is included; one whose position was already passed is not. Callers
-// that switch from a replay to live events must therefore both hold live
-// events until the replay ends and drop live events it already replayed
-// (see the /api/realtime resume in package server).
+// that switch from a replay to live events must therefore subscribe to the
+// Hub before calling Replay (an entry above the end Replay picks then
+// commits after the subscription, so the Hub offers it), hold live events
+// until the replay ends, and drop live events it already replayed (see the
+// /api/realtime resume in package server).
 //
 // Events are decoded as the Reader decodes them, except that Count is not
 // filled in (counts are state, not history). When retention has deleted
@@ -98,8 +105,17 @@ func Replay(ctx context.Context, db Querier, o ReplayOptions, fn func(*Event) er
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
+	if o.Acquire == nil {
+		o.Acquire = func(context.Context) (func(), error) { return func() {}, nil }
+	}
+	release, err := o.Acquire(ctx)
+	if err != nil {
+		return err
+	}
 	var through int64
-	if err := db.QueryRow(ctx, `SELECT coalesce(max(id), 0) FROM pgcast.events`).Scan(&through); err != nil {
+	err = db.QueryRow(ctx, `SELECT coalesce(max(id), 0) FROM pgcast.events`).Scan(&through)
+	release()
+	if err != nil {
 		return fmt.Errorf("replay: find log end: %w", err)
 	}
 	query := fmt.Sprintf(replayQuery, "")
@@ -112,11 +128,13 @@ func Replay(ctx context.Context, db Querier, o ReplayOptions, fn func(*Event) er
 	page := make([]*Event, 0, o.PageSize)
 	for {
 		args[1] = cursor
-		var (
-			full bool
-			err  error
-		)
+		release, err := o.Acquire(ctx)
+		if err != nil {
+			return err
+		}
+		var full bool
 		page, cursor, full, err = replayPage(ctx, db, query, args, cursor, page[:0], o.PageSize, o.Logger)
+		release()
 		if err != nil {
 			return err
 		}

@@ -156,7 +156,9 @@ CREATE TRIGGER pgcast_refuse_class_change
 -- data.record is the record as the realtime API shows it: its cells keyed by
 -- the names of the class's fields (cells of unknown field ids are left out,
 -- as are fields without a cell), then id, createdAt and updatedAt (UTC,
--- milliseconds, Z), which win over a field of the same name.
+-- milliseconds, Z), which win over a field of the same name. The REST API
+-- builds the same record with the same expression (recordJSON in
+-- server/rest_records.go): keep the two in step.
 --
 -- Rows whose class is not found are skipped (cannot happen on INSERT: the
 -- foreign key is checked first).

@@ -7,8 +7,10 @@ import (
 	"path/filepath"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/spf13/cobra"
 
+	"github.com/pgcast/pgcast/internal/collections"
 	"github.com/pgcast/pgcast/internal/pgcluster"
 )
 
@@ -39,9 +41,10 @@ the unprivileged system user "postgres".`,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx := cmd.Context()
 			o.migrate = true
+			o.seed = a.seedDev
 			if o.auth.secret == "" {
 				o.auth.secret = devJWTSecret
-				a.logger.Warn("no --jwt-secret: using the public development secret; mint tokens with `pgcast token --jwt-secret "+devJWTSecret+"` (never use it in production)")
+				a.logger.Warn("no --jwt-secret: using the public development secret; mint tokens with `pgcast token --jwt-secret " + devJWTSecret + "` (never use it in production)")
 			}
 			if a.databaseURL != "" {
 				return a.serve(ctx, a.databaseURL, o)
@@ -74,6 +77,35 @@ the unprivileged system user "postgres".`,
 	cmd.Flags().StringVar(&pgBin, "pg-bin", "", "directory holding the Postgres binaries (initdb, postgres); default: searched")
 	cmd.Flags().StringVar(&dir, "dir", ".pgcast", "directory for the private cluster's data and logs")
 	return cmd
+}
+
+// devCollection is the collection `pgcast dev` seeds so that the README's
+// first request works on a fresh database:
+//
+//	curl -X POST http://localhost:8080/api/posts -H 'Content-Type: application/json' -d '{"title":"Hello"}'
+func devCollection() collections.Definition {
+	return collections.Definition{
+		Name:   "posts",
+		Fields: []collections.FieldDef{{Name: "title", Type: collections.TypeString, Required: true}},
+		Permissions: collections.Permissions{
+			Create: collections.RulePublic, Read: collections.RulePublic,
+			Update: collections.RuleOwner, Delete: collections.RuleOwner,
+		},
+	}
+}
+
+// seedDev creates devCollection in environment 1 unless a collection of
+// that name exists (which is then left exactly as it is).
+func (a *app) seedDev(ctx context.Context, pool *pgxpool.Pool) error {
+	c, err := collections.Create(ctx, pool, 1, devCollection())
+	switch {
+	case errors.Is(err, collections.ErrExists):
+		return nil
+	case err != nil:
+		return fmt.Errorf("seed the posts collection: %w", err)
+	}
+	a.logger.Info("seeded collection", "name", c.Name, "id", c.ID)
+	return nil
 }
 
 // createDatabase creates name unless it exists.

@@ -23,7 +23,6 @@ import (
 
 func TestMain(m *testing.M) { pgtest.Main(m) }
 
-
 // watchWriter is an io.Writer that records output and closes a channel the
 // first time a pattern appears, so tests wait on a signal, not a sleep.
 type watchWriter struct {

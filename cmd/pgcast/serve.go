@@ -6,6 +6,7 @@ import (
 	"os"
 	"time"
 
+	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 
@@ -34,6 +35,9 @@ type serveOptions struct {
 	pingInterval      time.Duration
 	pongWait          time.Duration
 	ticketTTL         time.Duration
+	// seed, when set, runs after the schema check and before serving
+	// (`pgcast dev` seeds a demo collection).
+	seed func(context.Context, *pgxpool.Pool) error
 }
 
 func (o *serveOptions) addFlags(fs *pflag.FlagSet) {
@@ -109,6 +113,11 @@ func (a *app) serve(ctx context.Context, url string, o *serveOptions) error {
 	}
 	if err := st.Check(); err != nil {
 		return err
+	}
+	if o.seed != nil {
+		if err := o.seed(ctx, pool); err != nil {
+			return err
+		}
 	}
 	reg := server.NewRegistry()
 	hub, err := stream.NewHub(stream.HubConfig{Registerer: reg})

@@ -1,0 +1,500 @@
+package server
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"math"
+	"net/http"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+	"unicode/utf8"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+
+	"github.com/pgcast/pgcast/internal/collections"
+)
+
+// recordJSON builds, from the row r of pgcast.object_records, the record as
+// the capture triggers put it in every record event (see
+// capture_object_records_insert in triggers/triggers.sql): the cells keyed
+// by field name (only fields that exist and have a cell), then id,
+// createdAt and updatedAt (UTC, milliseconds, Z), which win over a field of
+// the same name. It must stay the same expression as the triggers', so
+// that REST and realtime show one record identically;
+// TestRESTWriteMatchesSQLWriteEvents checks that they agree.
+const recordJSON = `
+COALESCE((SELECT jsonb_object_agg(f.name, r.cells -> f.id::text)
+          FROM pgcast.object_class_fields f
+          WHERE f.object_class_id = r.object_class_id AND r.cells ? f.id::text), '{}'::jsonb)
+|| jsonb_build_object(
+    'id', r.id,
+    'createdAt', to_char(r.created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"'),
+    'updatedAt', to_char(r.updated_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"'))`
+
+// serverManaged are the record keys a client may not write.
+var serverManaged = []string{"id", "createdAt", "updatedAt"}
+
+// maxSafeInteger is the largest integer a JSON client (a float64, as in
+// JavaScript) represents exactly: integer fields are bounded by it so that a
+// value reads back as written everywhere.
+const maxSafeInteger = 1<<53 - 1
+
+// handleRecords serves /api/{collection}: GET lists, POST creates.
+func (s *Server) handleRecords(w http.ResponseWriter, r *http.Request) error {
+	if r.Method != http.MethodGet && r.Method != http.MethodPost {
+		return methodNotAllowed(http.MethodGet, http.MethodPost)
+	}
+	id, err := s.identity(r)
+	if err != nil {
+		return err
+	}
+	c, err := s.collection(r, id)
+	if err != nil {
+		return err
+	}
+	if r.Method == http.MethodGet {
+		return s.listRecords(w, r, id, c)
+	}
+	return s.createRecord(w, r, id, c)
+}
+
+// handleRecord serves /api/{collection}/{id}: GET, PUT (partial update),
+// DELETE.
+func (s *Server) handleRecord(w http.ResponseWriter, r *http.Request) error {
+	switch r.Method {
+	case http.MethodGet, http.MethodPut, http.MethodDelete:
+	default:
+		return methodNotAllowed(http.MethodGet, http.MethodPut, http.MethodDelete)
+	}
+	id, err := s.identity(r)
+	if err != nil {
+		return err
+	}
+	c, err := s.collection(r, id)
+	if err != nil {
+		return err
+	}
+	recID, err := strconv.ParseInt(r.PathValue("id"), 10, 64)
+	if err != nil || recID < 1 {
+		return badRequest("invalid record id %q: want a positive integer", r.PathValue("id"))
+	}
+	switch r.Method {
+	case http.MethodGet:
+		return s.getRecord(w, r, id, c, recID)
+	case http.MethodPut:
+		return s.updateRecord(w, r, id, c, recID)
+	}
+	return s.deleteRecord(w, r, id, c, recID)
+}
+
+// collection looks up the collection named in the path in the caller's
+// environment. Reserved names are never served as collections, even when
+// an object class of that name was created directly in SQL.
+func (s *Server) collection(r *http.Request, id Identity) (collections.Collection, error) {
+	name := r.PathValue("collection")
+	if collections.IsReserved(name) {
+		return collections.Collection{}, notFound("collection %q not found", name)
+	}
+	c, err := collections.Get(r.Context(), s.cfg.Pool, id.Environment, name)
+	if errors.Is(err, collections.ErrNotFound) {
+		return collections.Collection{}, notFound("collection %q not found", name)
+	}
+	return c, err
+}
+
+// authorize applies rule to the caller as far as it can without the
+// record. ownerOnly says the caller passes only for records it owns or is
+// assigned to (rule owner, caller not admin).
+func authorize(rule collections.Rule, id Identity, what string) (ownerOnly bool, err error) {
+	switch rule {
+	case collections.RulePublic:
+		return false, nil
+	case collections.RuleAuthenticated:
+		if id.Anonymous() {
+			return false, denied(id, what)
+		}
+		return false, nil
+	case collections.RuleOwner:
+		if id.IsAdmin() {
+			return false, nil
+		}
+		if id.Anonymous() {
+			return false, denied(id, what)
+		}
+		return true, nil
+	}
+	// RuleAdmin, and any rule this binary does not know: only admins.
+	if !id.IsAdmin() {
+		return false, denied(id, what)
+	}
+	return false, nil
+}
+
+// ownerParam is the user a query must restrict records to (NULL: none).
+func ownerParam(ownerOnly bool, id Identity) *string {
+	if !ownerOnly {
+		return nil
+	}
+	return &id.UserID
+}
+
+func (s *Server) listRecords(w http.ResponseWriter, r *http.Request, id Identity, c collections.Collection) error {
+	ownerOnly, err := authorize(c.Permissions.Read, id, "list "+c.Name)
+	if err != nil {
+		return err
+	}
+	q := r.URL.Query()
+	limit := DefaultListLimit
+	var ps collections.Problems
+	if v := q.Get("limit"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 || n > MaxListLimit {
+			ps = append(ps, collections.Problem{Field: "limit", Rule: "range", Message: fmt.Sprintf("limit must be an integer from 1 to %d", MaxListLimit)})
+		}
+		limit = n
+	}
+	var before *int64
+	if v := q.Get("before"); v != "" {
+		n, err := strconv.ParseInt(v, 10, 64)
+		if err != nil || n < 1 {
+			ps = append(ps, collections.Problem{Field: "before", Rule: "type", Message: "before must be a record id (a positive integer)"})
+		}
+		before = &n
+	}
+	if ps != nil {
+		return validationError(ps)
+	}
+	rows, err := s.cfg.Pool.Query(r.Context(), `
+		SELECT `+recordJSON+`
+		FROM pgcast.object_records r
+		WHERE r.object_class_id = $1
+		  AND ($2::text IS NULL OR $2::text = ANY (r.owners) OR $2::text = ANY (r.assignees))
+		  AND ($3::bigint IS NULL OR r.id < $3::bigint)
+		ORDER BY r.id DESC
+		LIMIT $4`, c.ID, ownerParam(ownerOnly, id), before, limit)
+	if err != nil {
+		return fmt.Errorf("list %s: %w", c.Name, err)
+	}
+	items, err := pgx.CollectRows(rows, pgx.RowTo[[]byte])
+	if err != nil {
+		return fmt.Errorf("list %s: %w", c.Name, err)
+	}
+	raw := make([]json.RawMessage, len(items))
+	for i, it := range items {
+		raw[i] = it
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"items": raw})
+	return nil
+}
+
+func (s *Server) createRecord(w http.ResponseWriter, r *http.Request, id Identity, c collections.Collection) error {
+	// For create, "owner" admits any signed-in caller: it becomes the owner.
+	if _, err := authorize(c.Permissions.Create, id, "create "+c.Name+" records"); err != nil {
+		return err
+	}
+	members, err := readObject(w, r)
+	if err != nil {
+		return err
+	}
+	cells, err := recordCells(c, members, false)
+	if err != nil {
+		return err
+	}
+	owners := []string{}
+	if !id.Anonymous() {
+		owners = append(owners, id.UserID)
+	}
+	var rec []byte
+	err = s.cfg.Pool.QueryRow(r.Context(), `
+		INSERT INTO pgcast.object_records AS r (object_class_id, cells, owners)
+		VALUES ($1, $2::jsonb, $3::text[])
+		RETURNING `+recordJSON, c.ID, cells, owners).Scan(&rec)
+	if err != nil {
+		return writeErr(err, c)
+	}
+	writeJSON(w, http.StatusCreated, json.RawMessage(rec))
+	return nil
+}
+
+func (s *Server) getRecord(w http.ResponseWriter, r *http.Request, id Identity, c collections.Collection, recID int64) error {
+	ownerOnly, err := authorize(c.Permissions.Read, id, "read "+c.Name+" records")
+	if err != nil {
+		return err
+	}
+	var (
+		rec               []byte
+		owners, assignees []string
+	)
+	err = s.cfg.Pool.QueryRow(r.Context(), `
+		SELECT `+recordJSON+`, r.owners, r.assignees
+		FROM pgcast.object_records r
+		WHERE r.id = $1 AND r.object_class_id = $2`, recID, c.ID).Scan(&rec, &owners, &assignees)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return notFound("%s record %d not found", c.Name, recID)
+	}
+	if err != nil {
+		return fmt.Errorf("read %s record: %w", c.Name, err)
+	}
+	if ownerOnly && !slices.Contains(owners, id.UserID) && !slices.Contains(assignees, id.UserID) {
+		return denied(id, fmt.Sprintf("read %s record %d", c.Name, recID))
+	}
+	writeJSON(w, http.StatusOK, json.RawMessage(rec))
+	return nil
+}
+
+// targetRecord is the record a PUT or DELETE is about, locked, with whether
+// the caller may change it ($3: the user it must belong to, or NULL), so
+// that the check and the write are one statement with no race between them.
+const targetRecord = `
+WITH target AS (
+    SELECT r.id, ($3::text IS NULL OR $3::text = ANY (r.owners) OR $3::text = ANY (r.assignees)) AS allowed
+    FROM pgcast.object_records r
+    WHERE r.id = $1 AND r.object_class_id = $2
+    FOR UPDATE
+)`
+
+func (s *Server) updateRecord(w http.ResponseWriter, r *http.Request, id Identity, c collections.Collection, recID int64) error {
+	ownerOnly, err := authorize(c.Permissions.Update, id, "update "+c.Name+" records")
+	if err != nil {
+		return err
+	}
+	members, err := readObject(w, r)
+	if err != nil {
+		return err
+	}
+	cells, err := recordCells(c, members, true)
+	if err != nil {
+		return err
+	}
+	var (
+		allowed bool
+		rec     []byte
+	)
+	err = s.cfg.Pool.QueryRow(r.Context(), targetRecord+`, changed AS (
+		    UPDATE pgcast.object_records r SET cells = r.cells || $4::jsonb
+		    FROM target t
+		    WHERE r.id = t.id AND t.allowed
+		    RETURNING `+recordJSON+` AS record
+		)
+		SELECT t.allowed, (SELECT c.record FROM changed c) FROM target t`,
+		recID, c.ID, ownerParam(ownerOnly, id), cells).Scan(&allowed, &rec)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return notFound("%s record %d not found", c.Name, recID)
+	}
+	if err != nil {
+		return writeErr(err, c)
+	}
+	if !allowed {
+		return denied(id, fmt.Sprintf("update %s record %d", c.Name, recID))
+	}
+	writeJSON(w, http.StatusOK, json.RawMessage(rec))
+	return nil
+}
+
+func (s *Server) deleteRecord(w http.ResponseWriter, r *http.Request, id Identity, c collections.Collection, recID int64) error {
+	ownerOnly, err := authorize(c.Permissions.Delete, id, "delete "+c.Name+" records")
+	if err != nil {
+		return err
+	}
+	var allowed bool
+	err = s.cfg.Pool.QueryRow(r.Context(), targetRecord+`, gone AS (
+		    DELETE FROM pgcast.object_records r
+		    USING target t
+		    WHERE r.id = t.id AND t.allowed
+		)
+		SELECT t.allowed FROM target t`,
+		recID, c.ID, ownerParam(ownerOnly, id)).Scan(&allowed)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return notFound("%s record %d not found", c.Name, recID)
+	}
+	if err != nil {
+		return fmt.Errorf("delete %s record: %w", c.Name, err)
+	}
+	if !allowed {
+		return denied(id, fmt.Sprintf("delete %s record %d", c.Name, recID))
+	}
+	w.WriteHeader(http.StatusNoContent)
+	return nil
+}
+
+// writeErr maps a write's database error: the collection deleted meanwhile
+// is a 404; a value Postgres cannot store (jsonb refuses \u0000) a
+// validation error.
+func writeErr(err error, c collections.Collection) error {
+	var pe *pgconn.PgError
+	if errors.As(err, &pe) {
+		switch pe.Code {
+		case "23503": // foreign key: the class is gone
+			return notFound("collection %q not found", c.Name)
+		case "22P05": // untranslatable character
+			return validationError(collections.Problems{{Field: "", Rule: "type", Message: "a value cannot be stored: " + pe.Message}})
+		}
+	}
+	return fmt.Errorf("write %s record: %w", c.Name, err)
+}
+
+// recordCells validates a record body against c's fields and returns the
+// cells to write as a JSON object keyed by field id. On create (partial
+// false) every required field must be present; on update only the given
+// fields are checked. null is a value for optional fields and refused for
+// required ones; a missing optional field has no cell and is left out of
+// the record. Every problem is reported, not just the first.
+func recordCells(c collections.Collection, members []collections.Member, partial bool) ([]byte, error) {
+	var ps collections.Problems
+	cells := make(map[string]json.RawMessage, len(members))
+	given := make(map[string]bool, len(members))
+	for _, m := range members {
+		if slices.Contains(serverManaged, m.Key) {
+			ps = append(ps, collections.Problem{Field: m.Key, Rule: "read_only", Message: m.Key + " is server-managed and cannot be set"})
+			continue
+		}
+		f, ok := c.Field(m.Key)
+		if !ok {
+			ps = append(ps, collections.Problem{Field: m.Key, Rule: "unknown", Message: fmt.Sprintf("%s has no field %q", c.Name, m.Key)})
+			continue
+		}
+		given[f.Name] = true
+		if string(m.Value) == "null" {
+			if f.Required {
+				ps = append(ps, collections.Problem{Field: f.Name, Rule: "required", Message: f.Name + " is required and cannot be null"})
+				continue
+			}
+			cells[strconv.FormatInt(f.ID, 10)] = m.Value
+			continue
+		}
+		v, p := fieldValue(f, m.Value)
+		if p != nil {
+			ps = append(ps, *p)
+			continue
+		}
+		cells[strconv.FormatInt(f.ID, 10)] = v
+	}
+	if !partial {
+		for _, f := range c.Fields {
+			if f.Required && !given[f.Name] {
+				ps = append(ps, collections.Problem{Field: f.Name, Rule: "required", Message: f.Name + " is required"})
+			}
+		}
+	}
+	if ps != nil {
+		return nil, validationError(ps)
+	}
+	return json.Marshal(cells)
+}
+
+// fieldValue checks one non-null value against its field's type and
+// returns it as stored.
+func fieldValue(f collections.Field, raw json.RawMessage) (json.RawMessage, *collections.Problem) {
+	bad := func(rule, format string, args ...any) (json.RawMessage, *collections.Problem) {
+		return nil, &collections.Problem{Field: f.Name, Rule: rule, Message: f.Name + " " + fmt.Sprintf(format, args...)}
+	}
+	switch f.Type {
+	case collections.TypeString, collections.TypeText:
+		s, ok := jsonString(raw)
+		if !ok {
+			return bad("type", "must be a string")
+		}
+		if strings.IndexByte(s, 0) >= 0 {
+			return bad("type", `must not contain the NUL character (\u0000)`)
+		}
+		if f.Type == collections.TypeString && utf8.RuneCountInString(s) > collections.MaxStringLen {
+			return bad("max_length", "is %d characters, at most %d allowed (use a text field for longer values)", utf8.RuneCountInString(s), collections.MaxStringLen)
+		}
+		return raw, nil
+	case collections.TypeInteger:
+		if !isNumber(raw) {
+			return bad("type", "must be an integer")
+		}
+		// Parsed as a float so that 1.0 and 1e3 count as integers; every
+		// integer within the bound is exact in a float64.
+		v, err := strconv.ParseFloat(string(raw), 64)
+		switch {
+		case err != nil || math.Abs(v) > maxSafeInteger:
+			return bad("range", "must be within ±%d", maxSafeInteger)
+		case v != math.Trunc(v):
+			return bad("type", "must be an integer")
+		}
+		n := int64(v)
+		return json.RawMessage(strconv.FormatInt(n, 10)), nil
+	case collections.TypeFloat:
+		if !isNumber(raw) {
+			return bad("type", "must be a number")
+		}
+		v, err := strconv.ParseFloat(string(raw), 64)
+		if err != nil {
+			return bad("range", "is out of the range of a 64-bit float")
+		}
+		return json.RawMessage(strconv.FormatFloat(v, 'g', -1, 64)), nil
+	case collections.TypeBoolean:
+		if s := string(raw); s != "true" && s != "false" {
+			return bad("type", "must be true or false")
+		}
+		return raw, nil
+	case collections.TypeDatetime:
+		s, ok := jsonString(raw)
+		if !ok {
+			return bad("type", "must be an RFC 3339 date-time string, e.g. 2026-06-08T12:00:00Z")
+		}
+		t, err := time.Parse(time.RFC3339Nano, s)
+		if err != nil {
+			return bad("type", "must be an RFC 3339 date-time string with a time zone, e.g. 2026-06-08T12:00:00Z")
+		}
+		return json.RawMessage(strconv.Quote(formatDatetime(t))), nil
+	case collections.TypeJSON:
+		if hasNUL(raw) {
+			return bad("type", `must not contain the NUL character (\u0000) in any string`)
+		}
+		return raw, nil
+	}
+	return bad("type", "has type %q, which this server does not know", f.Type)
+}
+
+// formatDatetime is how datetime values are stored: UTC, with at least
+// milliseconds (like createdAt), more digits only when the value has them.
+func formatDatetime(t time.Time) string {
+	t = t.UTC()
+	if t.Nanosecond()%int(time.Millisecond) == 0 {
+		return t.Format("2006-01-02T15:04:05.000Z")
+	}
+	return t.Format(time.RFC3339Nano)
+}
+
+func jsonString(raw json.RawMessage) (string, bool) {
+	if len(raw) == 0 || raw[0] != '"' {
+		return "", false
+	}
+	var s string
+	return s, json.Unmarshal(raw, &s) == nil
+}
+
+func isNumber(raw json.RawMessage) bool {
+	return len(raw) > 0 && (raw[0] == '-' || (raw[0] >= '0' && raw[0] <= '9'))
+}
+
+// hasNUL reports whether a JSON value has a string or key containing
+// U+0000, which Postgres's jsonb cannot store.
+func hasNUL(raw json.RawMessage) bool {
+	if !bytes.Contains(raw, []byte(`\u0000`)) {
+		return false // the only way JSON text can hold a NUL
+	}
+	dec := json.NewDecoder(bytes.NewReader(raw))
+	dec.UseNumber()
+	for {
+		tok, err := dec.Token()
+		if err == io.EOF {
+			return false
+		}
+		if err != nil {
+			return true // cannot happen: raw was decoded once already
+		}
+		if s, ok := tok.(string); ok && strings.IndexByte(s, 0) >= 0 {
+			return true
+		}
+	}
+}
