@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"math/rand/v2"
 	"slices"
 	"strconv"
@@ -122,6 +123,13 @@ type Reader struct {
 	prev     *snapshot // snapshot of the last completed read
 	partials []partial // reads interrupted since, whose delivered entries must not repeat
 	waiting  bool      // our listeners row says waiting
+	// serverStart identifies the Postgres instance prev was taken on
+	// (pg_postmaster_start_time). maxPos is the highest position handed
+	// over. afterRestart, when non-zero, is maxPos at the moment a restart
+	// was noticed (see readDelta).
+	serverStart  time.Time
+	maxPos       int64
+	afterRestart int64
 
 	position  atomic.Int64 // last delivered position
 	connected atomic.Bool
@@ -271,9 +279,27 @@ func (r *Reader) session(ctx context.Context, first chan<- error) error {
 	}()
 	r.connected.Store(true)
 	r.waiting = false
+	var started time.Time
+	if err := r.queryRow(ctx, conn, `SELECT pg_postmaster_start_time()`).Scan(&started); err != nil {
+		return fmt.Errorf("read server start time: %w", err)
+	}
+	if r.prev != nil && !started.Equal(r.serverStart) {
+		// A crashed (or failed-over) server hands out again the transaction
+		// ids that never reached durable storage, so a transaction after the
+		// restart may carry an id the previous snapshot calls finished. The
+		// next read also takes every entry after the highest position handed
+		// over: entries of durable transactions all lie below it or are
+		// caught by the snapshot; entries written after the restart lie
+		// above it.
+		r.afterRestart = max(r.maxPos, 1)
+		r.cfg.Logger.Warn("database restarted since the last read; the next read also takes every entry above the last position", "position", r.maxPos)
+	}
+	r.serverStart = started
 	if r.prev == nil {
+		// The highest position at start stands in for "handed over" until
+		// something is: see afterRestart.
 		var text string
-		if err := r.queryRow(ctx, conn, `SELECT pg_current_snapshot()::text`).Scan(&text); err != nil {
+		if err := r.queryRow(ctx, conn, `SELECT pg_current_snapshot()::text, coalesce((SELECT max(id) FROM pgcast.events), 0)`).Scan(&text, &r.maxPos); err != nil {
 			return fmt.Errorf("take starting snapshot: %w", err)
 		}
 		sn, err := parseSnapshot(text)
@@ -437,7 +463,7 @@ func (r *Reader) queryRow(ctx context.Context, q interface {
 const deltaQuery = `DECLARE pgcast_delta NO SCROLL CURSOR FOR
 SELECT id, xid::text, created_at, kind, environment_id, object_class_id, object_record_id, task_id, data::text
 FROM pgcast.events
-WHERE xid >= $1::text::xid8 OR xid = ANY ($2::text[]::xid8[])
+WHERE xid >= $1::text::xid8 OR xid = ANY ($2::text[]::xid8[]) OR id > $3
 ORDER BY id`
 
 // readDelta reads and hands over every entry committed since the previous
@@ -465,7 +491,11 @@ func (r *Reader) readDelta(ctx context.Context, conn *pgx.Conn) (int, error) {
 		b := &pgx.Batch{}
 		b.Queue(`BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY`)
 		b.Queue(`SELECT pg_current_snapshot()::text`)
-		b.Queue(deltaQuery, strconv.FormatUint(r.prev.xmax, 10), r.prev.xipText())
+		above := int64(math.MaxInt64) // nothing: the snapshot alone decides
+		if r.afterRestart > 0 {
+			above = r.afterRestart
+		}
+		b.Queue(deltaQuery, strconv.FormatUint(r.prev.xmax, 10), r.prev.xipText(), above)
 		b.Queue(fetch)
 		br := conn.SendBatch(qctx, b)
 		defer br.Close()
@@ -507,6 +537,9 @@ func (r *Reader) readDelta(ctx context.Context, conn *pgx.Conn) (int, error) {
 				r.cfg.Handler(events)
 				total += len(events)
 				r.position.Store(events[len(events)-1].Position)
+				for _, ev := range events {
+					r.maxPos = max(r.maxPos, ev.Position)
+				}
 				r.metrics.events.Add(float64(len(events)))
 				r.metrics.lag.Set(time.Since(events[len(events)-1].Time).Seconds())
 			}
@@ -545,7 +578,7 @@ func (r *Reader) readDelta(ctx context.Context, conn *pgx.Conn) (int, error) {
 	if clear {
 		r.waiting = false
 	}
-	r.prev, r.partials = &snap, nil
+	r.prev, r.partials, r.afterRestart = &snap, nil, 0
 	r.lastRead.Store(time.Now().UnixNano())
 	if total == 0 {
 		r.metrics.lag.Set(0)

@@ -4,9 +4,12 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"log/slog"
 	"math/rand/v2"
+	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -146,7 +149,16 @@ func (w *counterWorkload) verify(t testing.TB, pool *pgxpool.Pool, timeout time.
 		select {
 		case <-w.changed:
 		case <-deadline:
-			t.Fatalf("delivered %d of %d committed updates", w.updates.Load(), total)
+			w.mu.Lock()
+			var short []string
+			for id, n := range want {
+				if w.last[id] != n {
+					short = append(short, fmt.Sprintf("record %d: delivered up to %d, committed %d", id, w.last[id], n))
+				}
+			}
+			errs := w.errs
+			w.mu.Unlock()
+			t.Fatalf("delivered %d of %d committed updates; %v; problems: %v", w.updates.Load(), total, short, errs)
 		}
 	}
 	w.mu.Lock()
@@ -250,8 +262,15 @@ func TestReaderSurvivesPostgresRestart(t *testing.T) {
 	}
 	defer pool.Close()
 	w := setupCounters(t, pool, 20)
+	logs := &lockedBuffer{}
 	r := startReader(t, stream.ReaderConfig{URL: url, Handler: w.handle, PollInterval: 50 * time.Millisecond,
-		ReconnectMin: 20 * time.Millisecond, ReconnectMax: 500 * time.Millisecond})
+		ReconnectMin: 20 * time.Millisecond, ReconnectMax: 500 * time.Millisecond,
+		Logger: slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))})
+	defer func() {
+		if t.Failed() {
+			t.Logf("reader log:\n%s", logs.String())
+		}
+	}()
 	stop := make(chan struct{})
 	wg := w.run(ctx, pool, 3, stop)
 	for _, mode := range []string{"fast", "immediate"} {
@@ -280,4 +299,109 @@ func TestReaderSurvivesPostgresRestart(t *testing.T) {
 	close(stop)
 	wg.Wait()
 	w.verify(t, pool, 60*time.Second)
+}
+
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+func (l *lockedBuffer) String() string { l.mu.Lock(); defer l.mu.Unlock(); return l.b.String() }
+
+// After a crash, Postgres hands out again the transaction ids that never
+// reached durable storage. A transaction committed after the restart can
+// then carry an id below the reader's last snapshot's xmax that the snapshot
+// calls finished: the snapshot alone would skip its entries for good.
+func TestReaderAfterCrashReusesTransactionIDs(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	cluster, err := pgcluster.Start(ctx, pgcluster.Config{Durable: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = cluster.Stop(context.Background()) })
+	url := cluster.DSN("postgres")
+	m, err := db.NewMigrator(url, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := m.Up(ctx); err != nil {
+		t.Fatal(err)
+	}
+	m.Close()
+	pool, err := db.NewPool(ctx, db.Config{URL: url})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pool.Close()
+	c := newCollector()
+	startReader(t, stream.ReaderConfig{URL: url, Handler: c.handle, PollInterval: 20 * time.Millisecond, PollOnly: true,
+		ReconnectMin: 20 * time.Millisecond, ReconnectMax: 200 * time.Millisecond})
+	mustExec(t, pool, insertEntry, 1)
+	c.waitCount(t, 1, 20*time.Second)
+	var before uint64
+	if err := pool.QueryRow(ctx, `SELECT pg_current_xact_id()::text::bigint`).Scan(&before); err != nil {
+		t.Fatal(err)
+	}
+	// Burn 200 transaction ids without a durable trace: with the WAL writer
+	// stopped, their abort records stay in shared memory until the crash.
+	var walWriter int
+	if err := pool.QueryRow(ctx, `SELECT pid FROM pg_stat_activity WHERE backend_type = 'walwriter'`).Scan(&walWriter); err != nil {
+		t.Fatal(err)
+	}
+	if err := syscall.Kill(walWriter, syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	defer syscall.Kill(walWriter, syscall.SIGCONT) // if the crash did not happen
+	conn, err := pool.Acquire(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for range 200 {
+		if _, err := conn.Exec(ctx, `BEGIN; SELECT pg_current_xact_id(); ROLLBACK`); err != nil {
+			t.Fatal(err)
+		}
+	}
+	conn.Release()
+	// Let the reader complete a read begun after the burn: its snapshot's
+	// xmax is past the burnt ids.
+	var burnt time.Time
+	if err := pool.QueryRow(ctx, `SELECT clock_timestamp()`).Scan(&burnt); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		var done bool
+		if err := pool.QueryRow(ctx, `SELECT coalesce(bool_or(state = 'idle' AND state_change > $1::timestamptz + interval '60 ms' AND query = 'COMMIT'), false)
+FROM pg_stat_activity WHERE application_name = 'pgcast-reader'`, burnt).Scan(&done); err != nil {
+			t.Fatal(err)
+		}
+		if done {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the reader did not read after the burn")
+		}
+		time.Sleep(10 * time.Millisecond) // pg_stat_activity offers nothing to await
+	}
+	if err := cluster.Restart(ctx, "immediate"); err != nil {
+		t.Fatal(err)
+	}
+	var after uint64
+	if err := pool.QueryRow(ctx, `SELECT pg_current_xact_id()::text::bigint`).Scan(&after); err != nil {
+		t.Fatal(err)
+	}
+	if after > before+200 {
+		t.Fatalf("ids were not reused (%d before the crash, %d after): the case did not arise", before, after)
+	}
+	mustExec(t, pool, insertEntry, 2)
+	evs := c.waitCount(t, 2, 20*time.Second)
+	if seqOf(t, evs[1]) != 2 || len(evs) != 2 {
+		t.Fatalf("after the crash: %d events, last seq %d", len(evs), seqOf(t, evs[len(evs)-1]))
+	}
 }
