@@ -3,6 +3,7 @@ package bench
 import (
 	"context"
 	"fmt"
+	"math/rand/v2"
 	"net/url"
 	"os"
 	"strconv"
@@ -18,6 +19,7 @@ import (
 // server is where scenario databases are created.
 type server struct {
 	adminURL string
+	tag      string // random: tells apart the servers of one process
 	seq      atomic.Int64
 	template *scenario // migrated and prepared once, copied for each scenario
 }
@@ -26,7 +28,7 @@ func newServer(adminURL string) (*server, error) {
 	if _, err := pgx.ParseConfig(adminURL); err != nil {
 		return nil, fmt.Errorf("invalid database URL: %w", err)
 	}
-	return &server{adminURL: adminURL}, nil
+	return &server{adminURL: adminURL, tag: strconv.FormatUint(rand.Uint64()%(36*36*36*36), 36)}, nil
 }
 
 // scenario is one fresh, migrated database with an object class "bench"
@@ -65,7 +67,7 @@ func (s *server) close() {
 // create creates a database, from template when given (then already
 // prepared), otherwise migrated and prepared here.
 func (s *server) create(ctx context.Context, label, template string) (_ *scenario, err error) {
-	name := fmt.Sprintf("pgcast_bench_%d_%d_%s", os.Getpid(), s.seq.Add(1), label)
+	name := fmt.Sprintf("pgcast_bench_%d_%s_%d_%s", os.Getpid(), s.tag, s.seq.Add(1), label)
 	u, err := withDatabase(s.adminURL, name)
 	if err != nil {
 		return nil, err

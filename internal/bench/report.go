@@ -111,31 +111,7 @@ func procField(path, key string) string {
 func (r *CaptureReport) WriteTable(w io.Writer) error {
 	bw := &errWriter{w: w}
 	p := func(format string, args ...any) { fmt.Fprintf(bw, format, args...) }
-	m := r.Machine
-	p("pgcast capture benchmark, %s, took %s\n", r.Started.Format(time.RFC3339), (time.Duration(r.TookS * float64(time.Second))).Round(time.Second))
-	if r.Command != "" {
-		p("command:  %s\n", r.Command)
-	}
-	p("machine:  %d CPUs", m.CPUs)
-	if m.CPUModel != "" {
-		p(" (%s)", m.CPUModel)
-	}
-	if m.MemoryGB > 0 {
-		p(", %.1f GB RAM", m.MemoryGB)
-	}
-	p(", %s, %s", m.OS, m.GoVersion)
-	if m.LoadAvgStart > 0 || m.LoadAvgEnd > 0 {
-		p(", load average %.2f at start, %.2f at end", m.LoadAvgStart, m.LoadAvgEnd)
-	}
-	p("\n")
-	p("postgres: %s, server %s\n", firstWords(m.Postgres, 2), m.ServerHost)
-	var set []string
-	for _, k := range settingsShown {
-		if v, ok := m.Settings[k]; ok {
-			set = append(set, k+"="+v)
-		}
-	}
-	p("settings: %s\n", strings.Join(set, " "))
+	writeHeader(bw, "capture", r.Started, r.TookS, r.Command, r.Machine)
 
 	p("\nWrite overhead: single-row autocommit transactions, rows/s with pgcast's capture ÷ the same statements\n")
 	p("on an identical table without triggers; each %s, alternated capture, plain, plain, capture\n", secs(r.Config.DurationS))
@@ -191,7 +167,9 @@ func passFail(ok bool) string {
 	return "FAIL"
 }
 
-func secs(s float64) string { return (time.Duration(s * float64(time.Second))).String() }
+func secs(s float64) string {
+	return time.Duration(s * float64(time.Second)).Round(time.Millisecond).String()
+}
 
 // firstWords returns the first n words of s ("PostgreSQL 15.14").
 func firstWords(s string, n int) string {
@@ -211,4 +189,34 @@ func (e *errWriter) Write(p []byte) (int, error) {
 	n, err := e.w.Write(p)
 	e.err = err
 	return n, err
+}
+
+// writeHeader prints what every report starts with: the run, the machine
+// and the Postgres server.
+func writeHeader(w io.Writer, name string, started time.Time, tookS float64, command string, m Machine) {
+	p := func(format string, args ...any) { fmt.Fprintf(w, format, args...) }
+	p("pgcast %s benchmark, %s, took %s\n", name, started.Format(time.RFC3339), (time.Duration(tookS * float64(time.Second))).Round(time.Second))
+	if command != "" {
+		p("command:  %s\n", command)
+	}
+	p("machine:  %d CPUs", m.CPUs)
+	if m.CPUModel != "" {
+		p(" (%s)", m.CPUModel)
+	}
+	if m.MemoryGB > 0 {
+		p(", %.1f GB RAM", m.MemoryGB)
+	}
+	p(", %s, %s", m.OS, m.GoVersion)
+	if m.LoadAvgStart > 0 || m.LoadAvgEnd > 0 {
+		p(", load average %.2f at start, %.2f at end", m.LoadAvgStart, m.LoadAvgEnd)
+	}
+	p("\n")
+	p("postgres: %s, server %s\n", firstWords(m.Postgres, 2), m.ServerHost)
+	var set []string
+	for _, k := range settingsShown {
+		if v, ok := m.Settings[k]; ok {
+			set = append(set, k+"="+v)
+		}
+	}
+	p("settings: %s\n", strings.Join(set, " "))
 }
