@@ -62,13 +62,14 @@ CREATE TABLE pgcast.tasks (
 CREATE INDEX tasks_class_idx ON pgcast.tasks (object_class_id);
 CREATE INDEX tasks_record_idx ON pgcast.tasks (object_record_id);
 
--- Record counts, kept by triggers (pgcast.add_count). Sharded so that
--- concurrent writers to one class do not queue on one row lock held through
--- their commit flush (that would serialise them like a NOTIFY does). The
--- count of a class is the sum of its shards.
+-- Record counts, kept by triggers. One shard per writing backend (shard =
+-- its pid) so that concurrent writers to one class never queue on one row
+-- lock held through their commit flush (that would serialise them like a
+-- NOTIFY does); the pruner folds the shards of exited backends into shard 0.
+-- The count of a class is the sum of its shards.
 CREATE TABLE pgcast.object_class_counts (
     object_class_id bigint   NOT NULL REFERENCES pgcast.object_classes (id) ON DELETE CASCADE,
-    shard           smallint NOT NULL,
+    shard           integer  NOT NULL,
     n               bigint   NOT NULL DEFAULT 0,
     PRIMARY KEY (object_class_id, shard)
 );

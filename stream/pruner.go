@@ -128,6 +128,19 @@ func (p *Pruner) Prune(ctx context.Context, now time.Time) (int64, error) {
 		if !locked {
 			return nil
 		}
+		// Fold the count shards of backends that have exited into shard 0
+		// (see pgcast.object_class_counts). A live backend that reused a
+		// pid and is writing its shard makes the DELETE wait and recheck,
+		// and then keep the row.
+		if _, err := tx.Exec(ctx, `WITH gone AS (
+    DELETE FROM pgcast.object_class_counts c
+    WHERE c.shard <> 0 AND NOT EXISTS (SELECT 1 FROM pg_stat_activity a WHERE a.pid = c.shard)
+    RETURNING c.object_class_id, c.n)
+INSERT INTO pgcast.object_class_counts AS cc (object_class_id, shard, n)
+SELECT object_class_id, 0, sum(n) FROM gone GROUP BY object_class_id
+ON CONFLICT (object_class_id, shard) DO UPDATE SET n = cc.n + EXCLUDED.n`); err != nil {
+			return fmt.Errorf("fold count shards: %w", err)
+		}
 		if _, err := tx.Exec(ctx, `INSERT INTO pgcast.event_log_marks (position, marked_at)
 SELECT coalesce(max(id), 0), $1 FROM pgcast.events ON CONFLICT (position) DO NOTHING`, now); err != nil {
 			return fmt.Errorf("mark: %w", err)

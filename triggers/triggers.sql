@@ -56,35 +56,12 @@ $$;
 -- Record counts
 -------------------------------------------------------------------------------
 
--- pgcast.add_count adds delta to one shard of a class's count and never waits
--- for another writer: a shard row stays locked until its writer's commit is
--- flushed, so writers sharing one would queue like they do on a NOTIFY. It
--- prefers this backend's usual shard, takes any shard no other transaction
--- holds (SKIP LOCKED; shards this transaction already holds are not skipped),
--- and adds a shard when all are held. A class thus has about as many shards
--- as it ever had concurrent writers; its count is the sum of its shards.
--- Returns true so that it can sit in a WHERE clause.
-CREATE OR REPLACE FUNCTION pgcast.add_count(class_id bigint, delta bigint) RETURNS boolean
-LANGUAGE plpgsql SECURITY INVOKER AS $$
-DECLARE
-    own smallint := pg_backend_pid() % 16;
-BEGIN
-    UPDATE pgcast.object_class_counts SET n = n + delta
-    WHERE (object_class_id, shard) = (
-        SELECT c.object_class_id, c.shard FROM pgcast.object_class_counts c
-        WHERE c.object_class_id = class_id
-        ORDER BY c.shard <> own, c.shard
-        LIMIT 1 FOR UPDATE SKIP LOCKED);
-    WHILE NOT FOUND LOOP
-        INSERT INTO pgcast.object_class_counts (object_class_id, shard, n)
-        VALUES (class_id, CASE WHEN NOT EXISTS (SELECT 1 FROM pgcast.object_class_counts c
-                                                WHERE c.object_class_id = class_id AND c.shard = own)
-                               THEN own ELSE 16 + floor(random() * 32000)::smallint END, delta)
-        ON CONFLICT DO NOTHING;
-    END LOOP;
-    RETURN true;
-END
-$$;
+-- Each writing backend adds its deltas to its own shard of a class's count
+-- (shard = its pid): a shard row stays locked until its writer's commit is
+-- flushed, so writers sharing one would queue like they do on a NOTIFY. The
+-- pruner folds the shards of backends that have exited into shard 0. A
+-- class's count is the sum of its shards.
+DROP FUNCTION IF EXISTS pgcast.add_count(bigint, bigint);
 
 -------------------------------------------------------------------------------
 -- Object classes
@@ -150,7 +127,7 @@ CREATE TRIGGER pgcast_refuse_class_change
     EXECUTE FUNCTION pgcast.refuse_record_class_change();
 
 -- record_created per inserted row, then one records_count_changed per class
--- (delta = rows inserted) and the delta added to a count shard (pgcast.add_count).
+-- (delta = rows inserted) and the delta added to this backend's count shard.
 -- On INSERT the initial owners and assignees travel in record_created only.
 --
 -- data.record is the record as the realtime API shows it: its cells keyed by
@@ -169,6 +146,10 @@ BEGIN
         SELECT c.id, c.environment_id, c.name, c.read_rule, x.n
         FROM (SELECT object_class_id, count(*) AS n FROM pgcast_new_records GROUP BY object_class_id) x
         JOIN pgcast.object_classes c ON c.id = x.object_class_id
+    ), shards AS (
+        INSERT INTO pgcast.object_class_counts AS cc (object_class_id, shard, n)
+        SELECT counts.id, pg_backend_pid(), counts.n FROM counts
+        ON CONFLICT (object_class_id, shard) DO UPDATE SET n = cc.n + EXCLUDED.n
     )
     INSERT INTO pgcast.events (kind, environment_id, object_class_id, object_record_id, data)
     SELECT * FROM (
@@ -191,7 +172,6 @@ BEGIN
         SELECT 'records_count_changed', counts.environment_id, counts.id, NULL::bigint,
                jsonb_build_object('class', counts.name, 'read', counts.read_rule, 'delta', counts.n)
         FROM counts
-        WHERE pgcast.add_count(counts.id, counts.n)
     ) e;
     IF FOUND THEN
         PERFORM pgcast.ring();
@@ -300,7 +280,7 @@ CREATE TRIGGER pgcast_capture_update
 
 -- record_deleted per deleted row ({id}, owners and assignees as they were),
 -- then one records_count_changed per class (negative delta) and the delta
--- added to a count shard (pgcast.add_count). Records deleted because their class
+-- added to this backend's count shard. Records deleted because their class
 -- was deleted are skipped: the class row is gone, and so are its counts.
 CREATE OR REPLACE FUNCTION pgcast.capture_object_records_delete() RETURNS trigger
 LANGUAGE plpgsql SECURITY INVOKER AS $$
@@ -309,6 +289,10 @@ BEGIN
         SELECT c.id, c.environment_id, c.name, c.read_rule, x.n
         FROM (SELECT object_class_id, -count(*) AS n FROM pgcast_old_records GROUP BY object_class_id) x
         JOIN pgcast.object_classes c ON c.id = x.object_class_id
+    ), shards AS (
+        INSERT INTO pgcast.object_class_counts AS cc (object_class_id, shard, n)
+        SELECT counts.id, pg_backend_pid(), counts.n FROM counts
+        ON CONFLICT (object_class_id, shard) DO UPDATE SET n = cc.n + EXCLUDED.n
     )
     INSERT INTO pgcast.events (kind, environment_id, object_class_id, object_record_id, data)
     SELECT * FROM (
@@ -323,7 +307,6 @@ BEGIN
         SELECT 'records_count_changed', counts.environment_id, counts.id, NULL::bigint,
                jsonb_build_object('class', counts.name, 'read', counts.read_rule, 'delta', counts.n)
         FROM counts
-        WHERE pgcast.add_count(counts.id, counts.n)
     ) e;
     IF FOUND THEN
         PERFORM pgcast.ring();
