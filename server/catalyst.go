@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -68,6 +69,7 @@ type catalystHandler struct {
 	conns    *connRegistry
 	metrics  *wsMetrics
 	logger   *slog.Logger
+	bufs     sync.Pool // the writers' *frameBuf
 }
 
 func (h *catalystHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -114,12 +116,11 @@ func (h *catalystHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusServiceUnavailable, "unavailable", "could not check the ticket")
 		return
 	}
-	wsc, err := h.upgrader.Upgrade(w, r, nil)
+	conn, err := upgrade(h.upgrader, w, r, h.ws, h.logger, &h.bufs)
 	if err != nil {
 		return // the upgrader has answered
 	}
-	conn := newWSConn(wsc, h.ws, h.logger, h.cfg.MessageTime)
-	b := newBatcher(h.cfg.MessageLimit, h.ws.MaxBuffer, conn,
+	b := newBatcher(h.cfg.MessageLimit, h.ws.MaxBuffer, h.cfg.MessageTime, conn,
 		h.metrics.frames.WithLabelValues(h.endpoint()), h.metrics.items.WithLabelValues(h.endpoint()))
 	conn.out = b
 	sub, err := h.hub.Subscribe(stream.SubscribeOptions{
@@ -130,18 +131,25 @@ func (h *catalystHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		Queue:    b,
 	})
 	if err != nil {
-		_ = wsc.Close()
+		conn.abort()
 		return
 	}
 	h.metrics.connections.WithLabelValues(h.endpoint()).Inc()
 	h.conns.add(conn)
-	go conn.run()
+	conn.start()
+	// The read loop gets a goroutine of its own and this one returns: the
+	// HTTP server's buffers for the request (8 KiB) are then let go.
+	go h.serve(conn, sub)
+}
+
+// serve runs the connection's read loop, then ends the connection.
+func (h *catalystHandler) serve(conn *wsConn, sub *stream.Subscription) {
 	conn.readLoop(nil)
 	h.hub.Unsubscribe(sub)
-	<-conn.done
+	conn.finish()
 	h.conns.remove(conn)
 	h.metrics.connections.WithLabelValues(h.endpoint()).Dec()
-	if conn.code == CloseSlowConsumer {
+	if code, _ := conn.closeCode(); code == CloseSlowConsumer {
 		h.metrics.slowCloses.WithLabelValues(h.endpoint()).Inc()
 	}
 }
@@ -153,24 +161,40 @@ func (h *catalystHandler) endpoint() string {
 	return "object-records"
 }
 
+// batcherKeepCap is the item capacity a batcher keeps once it empties
+// (4 KiB): enough for steady batches without reallocating, while a burst's
+// larger array is let go.
+const batcherKeepCap = 128
+
 // batcher is a Catalyst connection's buffer: items in commit order, at most
 // one count item per object class (a newer count replaces the buffered one
-// in place), bounded by max items.
+// in place), bounded by max items. Full frames are written at once; the
+// rest waits for the next tick, a multiple of tick after the connection
+// started. The tick's timer is armed only while items wait, so an idle
+// connection has no timer firing.
 type batcher struct {
 	limit, max int
+	tick       time.Duration
+	start      time.Time
 	conn       *wsConn
 
 	mu      sync.Mutex
-	items   []stream.Item
-	countAt map[int64]int // object class → index of its count item in items
+	q       []stream.Item // the items are q[head:]
+	head    int
+	countAt map[int64]int // object class → index of its count item in q[head:]
 	closed  bool
+	timer   *time.Timer // the next tick
+	armed   bool        // timer is set and has not fired
+	due     bool        // a tick has fired: the next take sends a frame
 
 	frames, sent prometheus.Counter
 }
 
-func newBatcher(limit, max int, conn *wsConn, frames, sent prometheus.Counter) *batcher {
-	return &batcher{limit: limit, max: max, conn: conn, frames: frames, sent: sent}
+func newBatcher(limit, max int, tick time.Duration, conn *wsConn, frames, sent prometheus.Counter) *batcher {
+	return &batcher{limit: limit, max: max, tick: tick, start: time.Now(), conn: conn, frames: frames, sent: sent}
 }
+
+func (b *batcher) lenLocked() int { return len(b.q) - b.head }
 
 // Enqueue is called by the hub; it never blocks.
 func (b *batcher) Enqueue(it stream.Item) bool {
@@ -181,14 +205,14 @@ func (b *batcher) Enqueue(it stream.Item) bool {
 	}
 	if it.Event.Kind == stream.KindRecordsCountChanged {
 		if i, ok := b.countAt[it.Event.ClassID]; ok {
-			b.items[i] = it
+			b.q[b.head+i] = it
 			b.mu.Unlock()
 			return true
 		}
 	}
-	if len(b.items) >= b.max {
+	if b.lenLocked() >= b.max {
 		b.closed = true
-		b.items, b.countAt = nil, nil
+		b.releaseLocked()
 		b.mu.Unlock()
 		b.conn.close(CloseSlowConsumer, "slow consumer")
 		return false
@@ -197,10 +221,18 @@ func (b *batcher) Enqueue(it stream.Item) bool {
 		if b.countAt == nil {
 			b.countAt = map[int64]int{}
 		}
-		b.countAt[it.Event.ClassID] = len(b.items)
+		b.countAt[it.Event.ClassID] = b.lenLocked()
 	}
-	b.items = append(b.items, it)
-	full := len(b.items) >= b.limit
+	if b.head > 0 && len(b.q) == cap(b.q) {
+		n := copy(b.q, b.q[b.head:])
+		clear(b.q[n:])
+		b.q, b.head = b.q[:n], 0
+	}
+	b.q = append(b.q, it)
+	full := b.lenLocked() >= b.limit
+	if !full && !b.armed {
+		b.armLocked()
+	}
 	b.mu.Unlock()
 	if full {
 		b.conn.notify()
@@ -208,29 +240,82 @@ func (b *batcher) Enqueue(it stream.Item) bool {
 	return true
 }
 
-// take returns the frames to send: every full frame of exactly limit items,
-// and on a tick one frame of up to limit items. Never an empty frame.
-func (b *batcher) take(tick bool) [][]byte {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	var frames [][]byte
-	for len(b.items) >= b.limit || (tick && len(b.items) > 0) {
-		n := min(len(b.items), b.limit)
-		frames = append(frames, encodeBatch(b.items[:n]))
-		b.frames.Inc()
-		b.sent.Add(float64(n))
-		b.drop(n)
-		tick = false // one frame per tick; full frames continue
+// armLocked sets the timer for the next tick.
+func (b *batcher) armLocked() {
+	d := b.tick - time.Since(b.start)%b.tick
+	if b.timer == nil {
+		b.timer = time.AfterFunc(d, b.ticked)
+	} else {
+		b.timer.Reset(d)
 	}
-	return frames
+	b.armed = true
+}
+
+// ticked runs on the timer's goroutine, which becomes the writer unless
+// one is running.
+func (b *batcher) ticked() {
+	b.mu.Lock()
+	b.armed = false
+	if b.closed {
+		b.mu.Unlock()
+		return
+	}
+	b.due = true
+	b.mu.Unlock()
+	b.conn.wake(true)
+}
+
+// take adds to fb every full frame of exactly limit items and, after a
+// tick, one frame of up to limit items; never an empty frame. It stops
+// after catalystWriteBudget bytes; the writer comes back for the rest.
+// The items are copied out under the lock, the frames built outside it.
+func (b *batcher) take(fb *frameBuf) {
+	b.mu.Lock()
+	size, frames := 0, 0
+	for size < catalystWriteBudget && (b.lenLocked() >= b.limit || (b.due && b.lenLocked() > 0)) {
+		n := min(b.lenLocked(), b.limit)
+		items := b.q[b.head : b.head+n]
+		for _, it := range items {
+			size += len(it.Bytes) + 1
+		}
+		fb.items = append(fb.items, items...)
+		fb.groups = append(fb.groups, n)
+		frames++
+		b.drop(n)
+		b.due = false // one frame per tick; full frames continue
+	}
+	if b.lenLocked() == 0 {
+		b.due = false
+	} else if !b.armed {
+		b.armLocked()
+	}
+	b.mu.Unlock()
+	if frames == 0 {
+		return
+	}
+	b.frames.Add(float64(frames))
+	b.sent.Add(float64(len(fb.items)))
+	body := slices.Grow(fb.body[:0], size+frames*(maxFrameHeader+2))
+	items := fb.items
+	for _, n := range fb.groups {
+		body = appendCatalystFrame(body, items[:n])
+		items = items[n:]
+	}
+	fb.body = body
+	fb.owned(body)
 }
 
 // drop removes the first n items and reindexes the count positions.
 func (b *batcher) drop(n int) {
-	clear(b.items[:n])
-	b.items = b.items[n:]
-	if len(b.items) == 0 {
-		b.items = nil // let a burst's backing array go
+	clear(b.q[b.head : b.head+n])
+	b.head += n
+	if b.head == len(b.q) {
+		b.head = 0
+		if cap(b.q) > batcherKeepCap {
+			b.q = nil // let a burst's backing array go
+		} else {
+			b.q = b.q[:0]
+		}
 	}
 	for class, i := range b.countAt {
 		if i < n {
@@ -241,28 +326,19 @@ func (b *batcher) drop(n int) {
 	}
 }
 
+func (b *batcher) releaseLocked() {
+	b.q, b.head, b.countAt = nil, 0, nil
+	if b.timer != nil {
+		b.timer.Stop()
+		b.armed = false
+	}
+}
+
 func (b *batcher) discard() {
 	b.mu.Lock()
 	b.closed = true
-	b.items, b.countAt = nil, nil
+	b.releaseLocked()
 	b.mu.Unlock()
-}
-
-// encodeBatch joins pre-encoded items into one JSON array.
-func encodeBatch(items []stream.Item) []byte {
-	size := 2 + len(items)
-	for _, it := range items {
-		size += len(it.Bytes)
-	}
-	buf := make([]byte, 0, size)
-	buf = append(buf, '[')
-	for i, it := range items {
-		if i > 0 {
-			buf = append(buf, ',')
-		}
-		buf = append(buf, it.Bytes...)
-	}
-	return append(buf, ']')
 }
 
 // wsMetrics are per-endpoint WebSocket metrics.

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net/http"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/google/uuid"
@@ -82,6 +83,8 @@ type realtimeHandler struct {
 	// dedupWindow is how long the positions of a finished replay are kept to
 	// drop their live copies (see rtOutbox).
 	dedupWindow time.Duration
+	bufs        sync.Pool // the writers' *frameBuf
+	gate        fanoutGate
 }
 
 const realtimeEndpoint = "realtime" // metrics label
@@ -127,11 +130,11 @@ func (h *realtimeHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusServiceUnavailable, "unavailable", "server shutting down")
 		return
 	}
-	wsc, err := h.upgrader.Upgrade(w, r, nil)
+	conn, err := upgrade(h.upgrader, w, r, h.ws, h.logger, &h.bufs)
 	if err != nil {
 		return // the upgrader has answered
 	}
-	h.serve(context.WithoutCancel(r.Context()), wsc, viewer, expires)
+	h.open(context.WithoutCancel(r.Context()), conn, viewer, expires)
 }
 
 // authenticate returns the viewer: anonymous (environment 1) without a
@@ -173,19 +176,23 @@ type rtConn struct {
 	sub    *stream.Subscription
 	viewer stream.Viewer
 	ctx    context.Context // ends with the connection
+	cancel context.CancelFunc
+	expiry *time.Timer // closes with 4001; nil without a token
 
 	known      map[string]struct{} // namespaces found in the database
 	workerDone chan struct{}       // non-nil once the replay worker runs
 }
 
-func (h *realtimeHandler) serve(parent context.Context, wsc *websocket.Conn, viewer stream.Viewer, expires time.Time) {
+// open sets the connection up and starts it; its read loop runs on a
+// goroutine of its own (the HTTP handler returns, letting the server's
+// request buffers go).
+func (h *realtimeHandler) open(parent context.Context, conn *wsConn, viewer stream.Viewer, expires time.Time) {
 	ctx, cancel := context.WithCancel(parent)
-	defer cancel()
-	conn := newWSConn(wsc, h.ws, h.logger, 0)
 	out := newRTOutbox(h.ws.MaxBuffer, h.dedupWindow, conn,
 		h.metrics.frames.WithLabelValues(realtimeEndpoint), h.metrics.items.WithLabelValues(realtimeEndpoint))
+	out.gate = &h.gate
 	conn.out = out
-	c := &rtConn{h: h, conn: conn, out: out, viewer: viewer, ctx: ctx, known: map[string]struct{}{}}
+	c := &rtConn{h: h, conn: conn, out: out, viewer: viewer, ctx: ctx, cancel: cancel, known: map[string]struct{}{}}
 	// Queued before the subscription exists, so it is the first frame.
 	c.reply(mustJSON(struct {
 		Type     string `json:"type"`
@@ -194,33 +201,39 @@ func (h *realtimeHandler) serve(parent context.Context, wsc *websocket.Conn, vie
 	sub, err := h.hub.Subscribe(stream.SubscribeOptions{Viewer: viewer, Protocol: stream.ProtocolRealtime, Queue: out})
 	if err != nil {
 		h.logger.Error("realtime subscribe", "err", err)
-		_ = wsc.Close()
+		cancel()
+		conn.abort()
 		return
 	}
 	c.sub = sub
 	h.metrics.connections.WithLabelValues(realtimeEndpoint).Inc()
 	h.conns.add(conn)
-	var expiry *time.Timer
 	if !expires.IsZero() {
 		// With the leeway Verify allowed, so that a token accepted at the
 		// upgrade is not dropped the same instant. Fires at once if the
 		// token expired since it was verified.
-		expiry = time.AfterFunc(time.Until(expires.Add(h.auth.cfg.Leeway)), func() { conn.close(CloseTokenExpired, "token expired") })
+		c.expiry = time.AfterFunc(time.Until(expires.Add(h.auth.cfg.Leeway)), func() { conn.close(CloseTokenExpired, "token expired") })
 	}
-	go conn.run()
-	conn.readLoop(c.onMessage)
-	cancel()
-	if expiry != nil {
-		expiry.Stop()
+	conn.start()
+	go c.run()
+}
+
+// run is the connection's goroutine: the read loop, then the end.
+func (c *rtConn) run() {
+	h := c.h
+	c.conn.readLoop(c.onMessage)
+	c.cancel()
+	if c.expiry != nil {
+		c.expiry.Stop()
 	}
-	h.hub.Unsubscribe(sub)
+	h.hub.Unsubscribe(c.sub)
 	if c.workerDone != nil {
 		<-c.workerDone
 	}
-	<-conn.done
-	h.conns.remove(conn)
+	c.conn.finish()
+	h.conns.remove(c.conn)
 	h.metrics.connections.WithLabelValues(realtimeEndpoint).Dec()
-	if conn.code == CloseSlowConsumer {
+	if code, _ := c.conn.closeCode(); code == CloseSlowConsumer {
 		h.metrics.slowCloses.WithLabelValues(realtimeEndpoint).Inc()
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -12,16 +13,14 @@ import (
 )
 
 const (
-	// rtTakeBudget is how many frames the writer takes per wake-up; it comes
-	// back at once for the rest. It bounds the writer's batch slice.
-	rtTakeBudget = 256
 	// replayWindow is how many frames a replay may queue ahead of the
 	// writer before it waits: a slow client slows its replay down instead of
 	// growing the queue.
 	replayWindow = 256
-	// rtKeepCap is the queue capacity kept once the queue empties; a burst's
-	// larger backing array is let go.
-	rtKeepCap = 1024
+	// rtKeepCap is the queue capacity kept once the queue empties (2 KiB):
+	// enough for steady traffic without reallocating; a burst's larger
+	// backing array is let go.
+	rtKeepCap = 64
 	// defaultDedupWindow is how long a finished replay's positions are kept
 	// to drop their live copies. A live copy arrives when the reader
 	// publishes the entry: within the reader's lag (a poll interval plus a
@@ -80,6 +79,7 @@ type rtOutbox struct {
 	max    int
 	window time.Duration
 	conn   *wsConn
+	gate   *fanoutGate // nil: the writer is woken at once
 	frames prometheus.Counter
 	events prometheus.Counter
 
@@ -99,8 +99,6 @@ type rtOutbox struct {
 	reqs     []*replayReq          // resumes waiting for the worker
 	replayed []*replayedSet        // recent replays, oldest first
 	nReplayd int                   // positions across replayed
-
-	batch [][]byte // the writer's last batch; only take touches it
 }
 
 func newRTOutbox(max int, window time.Duration, conn *wsConn, frames, events prometheus.Counter) *rtOutbox {
@@ -113,6 +111,9 @@ func newRTOutbox(max int, window time.Duration, conn *wsConn, frames, events pro
 
 // Enqueue is called by the hub; it never blocks.
 func (o *rtOutbox) Enqueue(it stream.Item) bool {
+	if o.gate != nil {
+		o.gate.activity.Add(1)
+	}
 	o.mu.Lock()
 	switch {
 	case o.closed:
@@ -131,10 +132,95 @@ func (o *rtOutbox) Enqueue(it stream.Item) bool {
 		o.mu.Unlock()
 		return true
 	}
+	// Wake the writer only when the queue was empty: otherwise a writer is
+	// already due to take it (woken by the push that made the queue
+	// non-empty, and it takes until the queue is empty). The wake goes
+	// through the gate, which holds it while the hub is fanning out.
+	wasEmpty := o.head == len(o.q)
 	o.pushLocked(rtEntry{b: it.Bytes, pos: it.Event.Position})
 	o.mu.Unlock()
-	o.conn.notify()
+	if wasEmpty {
+		if o.gate != nil {
+			o.gate.hold(o.conn)
+		} else {
+			o.conn.notify()
+		}
+	}
 	return true
+}
+
+// Fan-out gate timing: see fanoutGate.
+const (
+	gateQuiet    = 250 * time.Microsecond
+	gateMaxDelay = 10 * time.Millisecond
+)
+
+// fanoutGate holds the writer wakes of a fan-out until the hub has finished
+// it (no Enqueue for gateQuiet), or for at most gateMaxDelay, and then
+// starts the writers together.
+//
+// Why: woken at once, a writer runs while the hub is still publishing and
+// finds one event to write: one write system call per delivery. With many
+// connections it is worse than that: thousands of fresh writers queue for
+// the CPU ahead of the publishing goroutine, which then publishes in short
+// slices, so every writer again finds one event. Held until the hub pauses,
+// each writer finds everything the fan-out (a batch of events from the log)
+// queued for it and writes it in one writev. Steady traffic pays about one
+// fan-out's duration plus 2 × gateQuiet of latency; under overload, writes
+// carry up to gateMaxDelay's worth of events.
+type fanoutGate struct {
+	activity atomic.Uint64 // Enqueues so far: the hub is busy while it moves
+
+	mu      sync.Mutex
+	held    []*wsConn // wakes held
+	spare   []*wsConn // the previous batch's array, reused
+	timer   *time.Timer
+	armed   bool
+	first   time.Time // when the oldest held wake came
+	checked uint64    // activity at the last check
+}
+
+// hold holds c's wake until the fan-out pauses.
+func (g *fanoutGate) hold(c *wsConn) {
+	g.mu.Lock()
+	g.held = append(g.held, c)
+	if !g.armed {
+		g.armed = true
+		g.first = time.Now()
+		g.checked = g.activity.Load()
+		if g.timer == nil {
+			g.timer = time.AfterFunc(gateQuiet, g.check)
+		} else {
+			g.timer.Reset(gateQuiet)
+		}
+	}
+	g.mu.Unlock()
+}
+
+// check runs on the timer's goroutine: while the hub keeps enqueueing (and
+// gateMaxDelay has not passed) it waits another gateQuiet; then it starts
+// the held writers.
+func (g *fanoutGate) check() {
+	g.mu.Lock()
+	if n := g.activity.Load(); n != g.checked && time.Since(g.first) < gateMaxDelay {
+		g.checked = n
+		g.timer.Reset(gateQuiet)
+		g.mu.Unlock()
+		return
+	}
+	batch := g.held
+	g.held, g.spare = g.spare[:0], nil
+	g.armed = false
+	g.mu.Unlock()
+	for i, c := range batch {
+		c.notify()
+		batch[i] = nil
+	}
+	g.mu.Lock()
+	if g.spare == nil {
+		g.spare = batch[:0]
+	}
+	g.mu.Unlock()
 }
 
 // reply queues a reply and reports whether the writer should be woken.
@@ -371,23 +457,20 @@ func (o *rtOutbox) overflowLocked() {
 	o.q, o.head, o.held = nil, 0, nil
 }
 
-// take gives the writer up to rtTakeBudget frames, in order. The slice is
-// reused by the next call: the writer is done with it by then.
-func (o *rtOutbox) take(bool) [][]byte {
+// take adds queued frames to fb, in order, as many as it has room for.
+func (o *rtOutbox) take(fb *frameBuf) {
 	o.mu.Lock()
-	n := min(len(o.q)-o.head, rtTakeBudget)
-	o.batch = o.batch[:0]
+	n := min(len(o.q)-o.head, fb.room())
 	events := 0
 	for i := o.head; i < o.head+n; i++ {
-		o.batch = append(o.batch, o.q[i].b)
+		fb.text(o.q[i].b)
 		if o.q[i].pos > 0 {
 			events++
 		}
 		o.q[i] = rtEntry{}
 	}
 	o.head += n
-	more := o.head < len(o.q)
-	if !more {
+	if o.head == len(o.q) {
 		o.head = 0
 		if cap(o.q) > rtKeepCap {
 			o.q = nil
@@ -395,13 +478,13 @@ func (o *rtOutbox) take(bool) [][]byte {
 			o.q = o.q[:0]
 		}
 	}
+	replaying := o.holds > 0 // a replay may wait for room (pushReplayed)
 	o.mu.Unlock()
-	if more {
-		o.conn.notify()
-	}
-	select {
-	case o.space <- struct{}{}:
-	default:
+	if replaying && n > 0 {
+		select {
+		case o.space <- struct{}{}:
+		default:
+		}
 	}
 	if n > 0 {
 		o.frames.Add(float64(n))
@@ -409,7 +492,6 @@ func (o *rtOutbox) take(bool) [][]byte {
 			o.events.Add(float64(events))
 		}
 	}
-	return o.batch
 }
 
 func (o *rtOutbox) discard() {

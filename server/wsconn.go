@@ -1,12 +1,15 @@
 package server
 
 import (
+	"bufio"
 	"errors"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/url"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/gorilla/websocket"
@@ -16,12 +19,20 @@ import (
 
 // WebSocket close codes pgcast uses (see README, "Close codes").
 const (
-	CloseGoingAway     = websocket.CloseGoingAway       // 1001: server shutting down; reconnect
-	ClosePolicy        = websocket.ClosePolicyViolation // 1008
-	CloseTooBig        = websocket.CloseMessageTooBig   // 1009: client frame over the read limit
-	CloseTokenExpired  = 4001                           // /api/realtime: the token expired
-	CloseSlowConsumer  = 4008                           // the connection's buffer overflowed
-	clientFrameLimit   = 4096                           // bytes per client frame
+	CloseGoingAway    = websocket.CloseGoingAway        // 1001: server shutting down; reconnect
+	ClosePolicy       = websocket.ClosePolicyViolation  // 1008
+	CloseTooBig       = websocket.CloseMessageTooBig    // 1009: client frame over the read limit
+	CloseTokenExpired = 4001                            // /api/realtime: the token expired
+	CloseSlowConsumer = 4008                            // the connection's buffer overflowed
+	closeNoStatus     = websocket.CloseNoStatusReceived // 1005: received, never sent (an empty close frame)
+	clientFrameLimit  = 4096                            // bytes per client frame
+	// readBufferSize is gorilla's read buffer, the only buffer an idle
+	// connection keeps: client frames are a few dozen bytes (4 KiB at
+	// most, read through it in pieces).
+	readBufferSize = 512
+	// writeTimeout bounds each write: the deadline is moved forward to
+	// writeTimeout from now whenever less than half of it is left, so a
+	// write may take between writeTimeout/2 and writeTimeout.
 	writeTimeout       = 10 * time.Second
 	closeHandshakeWait = time.Second
 )
@@ -80,136 +91,385 @@ func originAllowed(r *http.Request, allowed []string) bool {
 	return false
 }
 
-// upgrader builds the gorilla upgrader: small buffers (idle connections
-// must stay cheap) and a shared write-buffer pool. The Origin check happens
-// before the upgrade, in the handlers, so that a refused origin gets a JSON
-// 403; CheckOrigin only repeats it.
+// newUpgrader builds the gorilla upgrader. gorilla does the handshake and
+// the reading (unmasking, the read limit); it writes nothing after the
+// handshake (see wsConn), so it needs no write buffer: with a pool it keeps
+// none per connection. No compression is negotiated (EnableCompression
+// false): the writer's frames have no RSV bits and shared, pre-encoded
+// payloads. The Origin check happens before the upgrade, in the handlers,
+// so that a refused origin gets a JSON 403; CheckOrigin only repeats it.
 func newUpgrader(allowed []string) *websocket.Upgrader {
 	return &websocket.Upgrader{
-		ReadBufferSize:  1024,
-		WriteBufferSize: 4096,
-		WriteBufferPool: &sync.Pool{},
-		CheckOrigin:     func(r *http.Request) bool { return originAllowed(r, allowed) },
+		ReadBufferSize:    readBufferSize,
+		WriteBufferPool:   &sync.Pool{},
+		EnableCompression: false,
+		CheckOrigin:       func(r *http.Request) bool { return originAllowed(r, allowed) },
 	}
+}
+
+// upgrade performs the handshake and returns the connection, not yet
+// started. bufs pools the writers' scratch (frameBuf).
+func upgrade(u *websocket.Upgrader, w http.ResponseWriter, r *http.Request, cfg WSConfig, logger *slog.Logger, bufs *sync.Pool) (*wsConn, error) {
+	hw := &hijacker{ResponseWriter: w}
+	ws, err := u.Upgrade(hw, r, nil)
+	if err != nil {
+		return nil, err // the upgrader has answered
+	}
+	c := newWSConn(ws, hw.conn.Conn, cfg, logger, bufs)
+	hw.conn.c = c // from now on gorilla's writes go to c's writer
+	return c, nil
+}
+
+// hijacker hands gorilla the socket wrapped in a gorillaConn.
+type hijacker struct {
+	http.ResponseWriter
+	conn *gorillaConn
+}
+
+func (h *hijacker) Hijack() (net.Conn, *bufio.ReadWriter, error) {
+	nc, brw, err := http.NewResponseController(h.ResponseWriter).Hijack()
+	if err != nil {
+		return nil, nil, err
+	}
+	h.conn = &gorillaConn{Conn: nc}
+	return h.conn, brw, nil
+}
+
+// gorillaConn is the socket as gorilla sees it. After the handshake gorilla
+// must not write, but it still tries to on its own when a client frame
+// breaks the read limit (close 1009) or the protocol (close 1002): such a
+// close frame becomes a close request to the connection's writer, which
+// sends it; nothing reaches the socket. gorilla's write deadlines are
+// ignored too: the writer owns the write deadline.
+type gorillaConn struct {
+	net.Conn
+	c *wsConn // set once the handshake is written, before the read loop starts
+}
+
+func (g *gorillaConn) Write(p []byte) (int, error) {
+	if g.c == nil {
+		return g.Conn.Write(p) // the handshake response
+	}
+	// gorilla's server control frames: FIN|opcode, unmasked length ≤ 125.
+	if len(p) >= 2 && p[0]&0x0f == opClose && int(p[1]&0x7f) <= len(p)-2 {
+		payload := p[2 : 2+int(p[1]&0x7f)]
+		code, reason := closeNoStatus, ""
+		if len(payload) >= 2 {
+			code, reason = int(payload[0])<<8|int(payload[1]), string(payload[2:])
+		}
+		g.c.close(code, reason)
+	}
+	return len(p), nil
+}
+
+func (g *gorillaConn) SetWriteDeadline(t time.Time) error {
+	if g.c == nil {
+		return g.Conn.SetWriteDeadline(t)
+	}
+	return nil
+}
+
+func (g *gorillaConn) SetDeadline(t time.Time) error {
+	if g.c == nil {
+		return g.Conn.SetDeadline(t)
+	}
+	return g.Conn.SetReadDeadline(t)
 }
 
 // outbox is a connection's bounded queue, protocol-specific. The hub calls
 // Enqueue; the connection's writer calls take.
 type outbox interface {
 	stream.Queue
-	// take returns the messages ready to be written now; tick says whether
-	// the batching timer fired.
-	take(tick bool) [][]byte
-	// discard drops everything buffered.
+	// take adds to fb the frames ready to be written now, as many as fb
+	// has room for; the writer comes back for the rest.
+	take(fb *frameBuf)
+	// discard drops everything buffered; later Enqueues are refused.
 	discard()
 }
 
-// wsConn is one upgraded connection: exactly one writer goroutine (run) and
-// one read loop (readLoop). Nothing else writes data to it.
+// Writer states (wsConn.state).
+const (
+	wsStarted uint32 = 1 << iota // start has run: writers may start
+	wsWriting                    // a writer runs; kept for good once it has finished
+	wsAgain                      // something to write arrived since the writer last looked
+)
+
+// wsConn is one upgraded connection.
+//
+// One writer per connection: every byte after the handshake (data frames,
+// pings, pongs, the close frame) is written by the connection's writer, on
+// the raw socket, with frames built here (wsframe.go): everything pending
+// goes out in one writev (up to maxFramesPerWrite frames). At most one
+// writer runs at a time: wake starts one on demand (something queued, a
+// ping due, a pong, a close) unless one is running, which then looks again
+// before it exits; it drains everything queued and exits when there is
+// nothing left. It runs on a new goroutine, or on the timer's own when a
+// ping or a Catalyst tick woke it; realtime wakes from the hub may be held
+// briefly (see fanoutGate). So an idle connection has no writer goroutine and holds no
+// write buffer (the writer's frameBuf comes from a pool); its one goroutine
+// is the read loop, whose gorilla reader (which unmasks client frames and
+// enforces the read limit) never writes: see gorillaConn.
+//
+// Closing: the writer sends the close frame, then the peer has
+// closeHandshakeWait to answer it before the read loop ends; the socket is
+// closed once both are done (finish), or at once after a failed write.
+//
+// Lock order: outbox locks, then mu; mu is held for no call that takes
+// another lock.
 type wsConn struct {
-	ws     *websocket.Conn
+	ws     *websocket.Conn // reading only
+	nc     net.Conn        // the socket, written only by the writer
 	cfg    WSConfig
 	out    outbox
 	logger *slog.Logger
-	tick   time.Duration // batching period; 0 = write as soon as woken
+	bufs   *sync.Pool // *frameBuf; nil: the connection keeps its own
 
-	wake    chan struct{} // cap 1: something to write
-	closing chan struct{} // closed by close()
-	once    sync.Once
-	code    int
-	reason  string
-	done    chan struct{} // closed when the writer has finished
+	state atomic.Uint32 // wsStarted | wsWriting | wsAgain
+
+	mu        sync.Mutex
+	pingDue   bool
+	pongDue   bool
+	pong      string // payload of the latest client ping not yet answered
+	closeReq  bool
+	code      int
+	reason    string
+	closeSent bool        // the writer is finished: read deadlines are no longer extended
+	pinger    *time.Timer // nil until start; stopped once the writer is finished
+
+	// The writer's own; handed from one writer to the next through state.
+	fb        *frameBuf // when bufs is nil
+	wdeadline time.Time
+
+	written chan struct{} // closed when the writer has finished for good
+	done    chan struct{} // closed when the connection is over (socket closed)
 }
 
-func newWSConn(ws *websocket.Conn, cfg WSConfig, logger *slog.Logger, tick time.Duration) *wsConn {
-	return &wsConn{
-		ws: ws, cfg: cfg, logger: logger, tick: tick,
-		wake: make(chan struct{}, 1), closing: make(chan struct{}), done: make(chan struct{}),
+func newWSConn(ws *websocket.Conn, nc net.Conn, cfg WSConfig, logger *slog.Logger, bufs *sync.Pool) *wsConn {
+	c := &wsConn{
+		ws: ws, nc: nc, cfg: cfg.withDefaults(), logger: logger, bufs: bufs,
+		written: make(chan struct{}), done: make(chan struct{}),
 	}
+	if ws != nil {
+		// Every write goes through the writer: a client's ping is answered
+		// and its close echoed by the writer, not by gorilla.
+		ws.SetPingHandler(func(data string) error {
+			c.mu.Lock()
+			c.pong, c.pongDue = data, true
+			c.mu.Unlock()
+			c.extendRead()
+			c.notify()
+			return nil
+		})
+		ws.SetPongHandler(func(string) error {
+			c.extendRead()
+			return nil
+		})
+		ws.SetCloseHandler(func(code int, _ string) error {
+			c.close(code, "")
+			return nil
+		})
+	}
+	return c
 }
 
-// notify wakes the writer without blocking.
-func (c *wsConn) notify() {
-	select {
-	case c.wake <- struct{}{}:
-	default:
+// start lets writers run (frames queued so far are written now) and starts
+// the pings.
+func (c *wsConn) start() {
+	c.mu.Lock()
+	if !c.closeSent {
+		c.pinger = time.AfterFunc(c.cfg.PingInterval, c.pingDueNow)
+	}
+	c.mu.Unlock()
+	c.state.Or(wsStarted)
+	c.notify()
+}
+
+// pingDueNow is the ping timer's function: it runs on the timer's goroutine,
+// which becomes the writer unless one is running.
+func (c *wsConn) pingDueNow() {
+	c.mu.Lock()
+	if c.closeSent {
+		c.mu.Unlock()
+		return
+	}
+	c.pingDue = true
+	c.pinger.Reset(c.cfg.PingInterval)
+	c.mu.Unlock()
+	c.wake(true)
+}
+
+// notify makes sure a writer looks at the connection soon. It never blocks.
+func (c *wsConn) notify() { c.wake(false) }
+
+// wake starts a writer unless one is running, in which case it tells it to
+// look again before it exits. The writer runs on a new goroutine, or with
+// inline on the caller's (a timer's goroutine, which has nothing else to
+// do).
+func (c *wsConn) wake(inline bool) {
+	for {
+		s := c.state.Load()
+		if s&wsStarted == 0 || s&wsWriting != 0 {
+			if s&wsAgain != 0 || c.state.CompareAndSwap(s, s|wsAgain) {
+				return
+			}
+			continue
+		}
+		if c.state.CompareAndSwap(s, s|wsWriting) {
+			if inline {
+				c.write()
+			} else {
+				go c.write()
+			}
+			return
+		}
 	}
 }
 
 // close asks the writer to send a close frame with code and end the
 // connection. The first call wins; it never blocks.
 func (c *wsConn) close(code int, reason string) {
-	c.once.Do(func() {
-		c.code, c.reason = code, reason
-		close(c.closing)
-	})
+	c.mu.Lock()
+	if c.closeReq {
+		c.mu.Unlock()
+		return
+	}
+	c.closeReq, c.code, c.reason = true, code, reason
+	c.mu.Unlock()
+	c.notify()
 }
 
-// run is the writer: batches on the tick, writes when woken, pings, and
-// performs the close.
-func (c *wsConn) run() {
-	defer close(c.done)
-	defer c.ws.Close()
-	defer c.out.discard()
-	ping := time.NewTicker(c.cfg.PingInterval)
-	defer ping.Stop()
-	var tickC <-chan time.Time
-	if c.tick > 0 {
-		t := time.NewTicker(c.tick) // measured from the connection's start
-		defer t.Stop()
-		tickC = t.C
-	}
+// closeCode returns the code the connection was closed with, if it was.
+func (c *wsConn) closeCode() (int, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.code, c.closeReq
+}
+
+// write is the writer: it writes until nothing is left, then exits; or
+// until it has written the close frame or failed, and then it is finished
+// for good (wsWriting stays set: no writer starts again).
+func (c *wsConn) write() {
+	fb := c.getBuf()
 	for {
-		select {
-		case <-c.wake:
-			if !c.write(c.out.take(false)) {
-				return
-			}
-		case <-tickC:
-			if !c.write(c.out.take(true)) {
-				return
-			}
-		case <-ping.C:
-			if err := c.ws.WriteControl(websocket.PingMessage, nil, time.Now().Add(writeTimeout)); err != nil {
-				return
-			}
-		case <-c.closing:
-			msg := websocket.FormatCloseMessage(c.code, c.reason)
-			_ = c.ws.WriteControl(websocket.CloseMessage, msg, time.Now().Add(writeTimeout))
-			// Give the client a moment to answer the close handshake; the
-			// read loop ends when it does.
-			_ = c.ws.SetReadDeadline(time.Now().Add(closeHandshakeWait))
+		c.state.And(^wsAgain)
+		wrote, final, err := c.flush(fb)
+		if final || err != nil {
+			c.putBuf(fb)
+			c.finishWriter(err)
+			return
+		}
+		if !wrote && c.state.CompareAndSwap(wsStarted|wsWriting, wsStarted) {
+			// A wake from now on starts another writer: fb is no longer
+			// touched but by the pool.
+			c.putBuf(fb)
 			return
 		}
 	}
 }
 
-func (c *wsConn) write(msgs [][]byte) bool {
-	for _, m := range msgs {
-		_ = c.ws.SetWriteDeadline(time.Now().Add(writeTimeout))
-		if err := c.ws.WriteMessage(websocket.TextMessage, m); err != nil {
-			c.logger.Debug("websocket write failed", "err", err)
-			return false
+// flush writes, in one writev, what is pending: a pong, a ping and queued
+// frames; or the close frame, which is final (what else is pending is
+// dropped).
+func (c *wsConn) flush(fb *frameBuf) (wrote, final bool, err error) {
+	c.mu.Lock()
+	if c.closeReq {
+		code, reason := c.code, c.reason
+		c.mu.Unlock()
+		fb.closeFrame(code, reason)
+		return true, true, c.writeFrames(fb)
+	}
+	pong, pongDue, pingDue := c.pong, c.pongDue, c.pingDue
+	c.pong, c.pongDue, c.pingDue = "", false, false
+	c.mu.Unlock()
+	if pongDue {
+		fb.control(opPong, pong)
+	}
+	if pingDue {
+		fb.control(opPing, "")
+	}
+	c.out.take(fb)
+	if fb.empty() {
+		return false, false, nil
+	}
+	return true, false, c.writeFrames(fb)
+}
+
+func (c *wsConn) writeFrames(fb *frameBuf) error {
+	if now := time.Now(); c.wdeadline.Sub(now) < writeTimeout/2 {
+		c.wdeadline = now.Add(writeTimeout)
+		if err := c.nc.SetWriteDeadline(c.wdeadline); err != nil {
+			fb.reset()
+			return err
 		}
 	}
-	return true
+	return fb.writeTo(c.nc)
+}
+
+// finishWriter ends the writing side: after the close frame the peer has
+// closeHandshakeWait to answer before the read loop gives up; after a
+// failed write the socket is closed at once, which ends the read loop.
+func (c *wsConn) finishWriter(err error) {
+	c.mu.Lock()
+	c.closeSent = true
+	if c.pinger != nil {
+		c.pinger.Stop()
+	}
+	if err == nil {
+		_ = c.nc.SetReadDeadline(time.Now().Add(closeHandshakeWait))
+	}
+	c.mu.Unlock()
+	if err != nil {
+		c.logger.Debug("websocket write failed", "err", err)
+		_ = c.nc.Close()
+	}
+	c.out.discard()
+	close(c.written)
+}
+
+func (c *wsConn) getBuf() *frameBuf {
+	if c.bufs == nil {
+		if c.fb == nil {
+			c.fb = new(frameBuf)
+		}
+		return c.fb
+	}
+	if fb, _ := c.bufs.Get().(*frameBuf); fb != nil {
+		return fb
+	}
+	return new(frameBuf)
+}
+
+func (c *wsConn) putBuf(fb *frameBuf) {
+	if c.bufs == nil {
+		return
+	}
+	fb.reset()
+	fb.trim()
+	c.bufs.Put(fb)
+}
+
+// extendRead moves the read deadline PongWait ahead, unless the close
+// frame is out (then the close handshake's deadline stands).
+func (c *wsConn) extendRead() {
+	c.mu.Lock()
+	if !c.closeSent {
+		_ = c.nc.SetReadDeadline(time.Now().Add(c.cfg.PongWait))
+	}
+	c.mu.Unlock()
 }
 
 // readLoop reads (and, for Catalyst, discards) client frames until the
 // connection ends, enforcing the frame limit and the pong deadline. onMessage
-// may be nil.
+// may be nil. It runs on the connection's one long-lived goroutine.
 func (c *wsConn) readLoop(onMessage func([]byte)) {
 	c.ws.SetReadLimit(clientFrameLimit)
-	_ = c.ws.SetReadDeadline(time.Now().Add(c.cfg.PongWait))
-	c.ws.SetPongHandler(func(string) error {
-		return c.ws.SetReadDeadline(time.Now().Add(c.cfg.PongWait))
-	})
+	c.extendRead()
 	for {
 		_, data, err := c.ws.ReadMessage()
 		if err != nil {
 			switch {
 			case errors.Is(err, websocket.ErrReadLimit):
-				c.close(CloseTooBig, "frame too large") // gorilla has already sent 1009
+				c.close(CloseTooBig, "frame too large") // gorilla's 1009 has been handed over first
 			case websocket.IsCloseError(err, websocket.CloseNormalClosure, websocket.CloseGoingAway, websocket.CloseNoStatusReceived):
 				c.close(websocket.CloseNormalClosure, "")
 			default:
@@ -217,9 +477,23 @@ func (c *wsConn) readLoop(onMessage func([]byte)) {
 			}
 			return
 		}
-		_ = c.ws.SetReadDeadline(time.Now().Add(c.cfg.PongWait))
+		c.extendRead()
 		if onMessage != nil {
 			onMessage(data)
 		}
 	}
+}
+
+// finish ends the connection after its read loop has returned (which has
+// asked for a close): it waits for the writer to be finished, closes the
+// socket and marks the connection done.
+func (c *wsConn) finish() {
+	<-c.written
+	_ = c.nc.Close()
+	close(c.done)
+}
+
+// abort closes a connection that was never started.
+func (c *wsConn) abort() {
+	_ = c.nc.Close()
 }

@@ -61,17 +61,40 @@ func TestSlowConsumerIsClosedOthersUnaffected(t *testing.T) {
 	defer slow.Close()
 	fast := s.connect(recordsPath + "?uuid=" + s.ticket("fast", RoleAuthenticated, 1))
 
-	const n = 60000
-	s.exec(`INSERT INTO pgcast.object_records (object_class_id) SELECT $1 FROM generate_series(1, $2)`, cls, n)
-	got := readItems(t, fast, n+1, 60*time.Second)
-	if got[len(got)-1].Event != "object_record_created" && got[0].Event != "object_record_created" {
-		t.Fatalf("unexpected stream %v...", got[:3])
+	// Records go in by chunks, each read in full by the fast client before
+	// the next: it never has more than a chunk waiting (far below
+	// MaxBuffer), however slow the machine, while the slow client's buffer
+	// only grows.
+	const chunk, most = 200, 100_000
+	created := 0
+	readChunk := func(want int) {
+		t.Helper()
+		for created < want {
+			f, err := readFrame(t, fast, 30*time.Second)
+			if err != nil {
+				t.Fatalf("fast client, after %d items: %v", created, err)
+			}
+			for _, it := range f.items {
+				if it.Event == "object_record_created" {
+					created++
+				}
+			}
+		}
 	}
-	s.waitMetric("pgcast_hub_overflows_total", 1)
+	for s.metric("pgcast_hub_overflows_total") < 1 {
+		if created >= most {
+			t.Fatalf("the slow client never overflowed (%d items)", created)
+		}
+		s.exec(`INSERT INTO pgcast.object_records (object_class_id) SELECT $1 FROM generate_series(1, $2)`, cls, chunk)
+		readChunk(created + chunk)
+	}
 	code, err := readUntilClose(slow, 30*time.Second)
 	if code != CloseSlowConsumer {
 		t.Fatalf("slow client ended with %v (code %d), want 4008", err, code)
 	}
+	// The fast client is still served.
+	s.exec(`INSERT INTO pgcast.object_records (object_class_id) SELECT $1 FROM generate_series(1, $2)`, cls, chunk)
+	readChunk(created + chunk)
 	s.waitMetric("pgcast_ws_slow_consumer_closes_total", 1)
 }
 

@@ -1,0 +1,192 @@
+package server
+
+import (
+	"net"
+	"unicode/utf8"
+
+	"github.com/pgcast/pgcast/stream"
+)
+
+// Server frames (RFC 6455, section 5.2), built by hand so that everything
+// queued for a connection goes out in one writev: FIN set, never masked
+// (server frames are not), no extension bits (no compression is
+// negotiated: newUpgrader leaves EnableCompression off).
+const (
+	opText  = 0x1
+	opClose = 0x8
+	opPing  = 0x9
+	opPong  = 0xA
+	finBit  = 0x80
+
+	maxFrameHeader    = 10  // 2 + 64-bit length; server frames have no mask key
+	maxControlPayload = 125 // RFC 6455 5.5
+)
+
+// appendFrameHeader appends the header of a final, unmasked frame with
+// opcode op and an n-byte payload.
+func appendFrameHeader(b []byte, op byte, n int) []byte {
+	switch {
+	case n <= 125:
+		return append(b, finBit|op, byte(n))
+	case n <= 0xFFFF:
+		return append(b, finBit|op, 126, byte(n>>8), byte(n))
+	default:
+		u := uint64(n)
+		return append(b, finBit|op, 127,
+			byte(u>>56), byte(u>>48), byte(u>>40), byte(u>>32), byte(u>>24), byte(u>>16), byte(u>>8), byte(u))
+	}
+}
+
+const (
+	// maxFramesPerWrite bounds the text frames of one writev (two iovecs
+	// each: header and shared payload). The kernel takes up to 1024 iovecs;
+	// the net package keeps a socket's iovec array for as long as the socket
+	// lives, sized by the largest writev it made, so this bound is also what
+	// a connection keeps (16 bytes an iovec: 2 KiB) after a burst.
+	maxFramesPerWrite = 64
+	// catalystWriteBudget bounds the bytes of Catalyst frames built for one
+	// write (at least one frame is always built): a backlog of full frames
+	// goes out in several writes rather than one of unbounded size.
+	catalystWriteBudget = 256 << 10
+	// frameBufKeepBody and frameBufKeepItems bound what a pooled frameBuf
+	// keeps: a larger buffer (an unusually large Catalyst frame) is let go.
+	frameBufKeepBody  = 1 << 20
+	frameBufKeepItems = 4096
+	// headerScratch holds the text frames' headers and up to two control
+	// frames (a pong and a ping, or a close), payload included.
+	headerScratch = maxFramesPerWrite*maxFrameHeader + 2*(2+maxControlPayload)
+	maxIovecs     = 2*maxFramesPerWrite + 3 // + pong, ping, Catalyst body
+)
+
+// frameBuf is one write's worth of frames: headers and control frames in a
+// fixed scratch array, shared event bytes referenced (not copied), Catalyst
+// frames built in body. A connection's writer takes one from a pool when it
+// starts and gives it back when it goes idle, so an idle connection holds
+// none. Its arrays never move while frames are added, so the slices in iov
+// stay valid.
+type frameBuf struct {
+	hdr    [headerScratch]byte
+	nhdr   int
+	iov    [maxIovecs][]byte
+	niov   int
+	frames int // text frames added
+	// nb is what WriteTo consumes; a field, so that passing its address
+	// allocates nothing.
+	nb net.Buffers
+
+	// Catalyst scratch: the items taken, grouped in frames, and the frames
+	// built from them.
+	items  []stream.Item
+	groups []int
+	body   []byte
+}
+
+func (fb *frameBuf) empty() bool { return fb.niov == 0 }
+
+// room is how many more text frames this write takes.
+func (fb *frameBuf) room() int { return maxFramesPerWrite - fb.frames }
+
+// text adds a text frame whose payload p is shared and read-only: only its
+// header is written here. The caller checks room first.
+func (fb *frameBuf) text(p []byte) {
+	h := appendFrameHeader(fb.hdr[fb.nhdr:fb.nhdr], opText, len(p))
+	fb.nhdr += len(h)
+	fb.iov[fb.niov] = h
+	fb.niov++
+	if len(p) > 0 {
+		fb.iov[fb.niov] = p
+		fb.niov++
+	}
+	fb.frames++
+}
+
+// control adds a control frame (ping or pong), payload copied; a payload
+// over 125 bytes is cut.
+func (fb *frameBuf) control(op byte, p string) {
+	p = p[:min(len(p), maxControlPayload)]
+	b := appendFrameHeader(fb.hdr[fb.nhdr:fb.nhdr], op, len(p))
+	b = append(b, p...)
+	fb.add(b)
+}
+
+// closeFrame adds a close frame with code and reason (cut to fit 125 bytes,
+// on a rune boundary). CloseNoStatusReceived (1005), which must not be sent,
+// gives an empty close frame.
+func (fb *frameBuf) closeFrame(code int, reason string) {
+	if code == closeNoStatus {
+		fb.add(appendFrameHeader(fb.hdr[fb.nhdr:fb.nhdr], opClose, 0))
+		return
+	}
+	r := reason[:min(len(reason), maxControlPayload-2)]
+	for !utf8.ValidString(r) {
+		r = r[:len(r)-1]
+	}
+	b := appendFrameHeader(fb.hdr[fb.nhdr:fb.nhdr], opClose, 2+len(r))
+	b = append(b, byte(code>>8), byte(code))
+	b = append(b, r...)
+	fb.add(b)
+}
+
+// add adds b, built in fb.hdr, as one iovec.
+func (fb *frameBuf) add(b []byte) {
+	fb.nhdr += len(b)
+	fb.iov[fb.niov] = b
+	fb.niov++
+}
+
+// owned adds b, bytes built in fb.body, as they are: whole frames.
+func (fb *frameBuf) owned(b []byte) {
+	if len(b) > 0 {
+		fb.iov[fb.niov] = b
+		fb.niov++
+	}
+}
+
+// reset empties fb for the next write, dropping its references to shared
+// event bytes.
+func (fb *frameBuf) reset() {
+	clear(fb.iov[:fb.niov])
+	fb.niov, fb.nhdr, fb.frames = 0, 0, 0
+	fb.nb = nil
+	clear(fb.items)
+	fb.items = fb.items[:0]
+	fb.groups = fb.groups[:0]
+	fb.body = fb.body[:0]
+}
+
+// trim lets go of scratch that grew unusually large, before fb is pooled.
+func (fb *frameBuf) trim() {
+	if cap(fb.body) > frameBufKeepBody {
+		fb.body = nil
+	}
+	if cap(fb.items) > frameBufKeepItems {
+		fb.items, fb.groups = nil, nil
+	}
+}
+
+// writeTo writes fb's frames with one writev (net.Buffers on a TCP socket)
+// and resets fb.
+func (fb *frameBuf) writeTo(c net.Conn) error {
+	fb.nb = fb.iov[:fb.niov]
+	_, err := fb.nb.WriteTo(c)
+	fb.reset()
+	return err
+}
+
+// appendCatalystFrame appends one Catalyst frame, header included: a JSON
+// array of the items' shared encodings.
+func appendCatalystFrame(b []byte, items []stream.Item) []byte {
+	n := 2 + max(len(items)-1, 0) // brackets and commas
+	for _, it := range items {
+		n += len(it.Bytes)
+	}
+	b = appendFrameHeader(b, opText, n)
+	b = append(b, '[')
+	for i, it := range items {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = append(b, it.Bytes...)
+	}
+	return append(b, ']')
+}
