@@ -335,9 +335,10 @@ func (h *Hub) Publish(events []*Event) {
 // those without a class filter.
 func (h *Hub) fanCatalyst(ci *classIndex, ev *Event) (delivered, dropped int) {
 	var item Item
+	users := userIndex{ev: ev}
 	offer := func(set subSet) {
 		for s := range set {
-			if s.overflowed || !s.wantsFields(ev) || !mayRead(s.viewer, ev) {
+			if s.overflowed || !s.wantsFields(ev) || !mayRead(s.viewer, ev, &users) {
 				continue
 			}
 			if item.Bytes == nil {
@@ -416,7 +417,7 @@ func (h *Hub) fanRealtime(env *envIndex, ev *Event) (delivered, dropped int) {
 // mayRead applies an object class read rule to a record or task event.
 // A count is about the whole class: under the owner rule it would tell a
 // user how many records others have, so it goes to admins only.
-func mayRead(v Viewer, ev *Event) bool {
+func mayRead(v Viewer, ev *Event, users *userIndex) bool {
 	if v.Admin {
 		return true
 	}
@@ -429,20 +430,53 @@ func mayRead(v Viewer, ev *Event) bool {
 	case RuleAuthenticated:
 		return v.UserID != ""
 	case RuleOwner:
-		return ev.HasUser(v.UserID)
+		return users.has(v.UserID)
 	}
 	return false
 }
 
+// userIndex answers "is this user an owner or assignee of the event?" for
+// every subscriber of one event. Short lists are scanned; from
+// userIndexMin users on, a set is built once, on the first question, so
+// that a record with a thousand owners costs O(1) per subscriber, not a
+// thousand comparisons.
+type userIndex struct {
+	ev  *Event
+	set map[string]struct{}
+}
+
+const userIndexMin = 16
+
+func (u *userIndex) has(user string) bool {
+	if user == "" {
+		return false
+	}
+	if len(u.ev.Owners)+len(u.ev.Assignees) < userIndexMin {
+		return u.ev.HasUser(user)
+	}
+	if u.set == nil {
+		u.set = make(map[string]struct{}, len(u.ev.Owners)+len(u.ev.Assignees))
+		for _, o := range u.ev.Owners {
+			u.set[o] = struct{}{}
+		}
+		for _, a := range u.ev.Assignees {
+			u.set[a] = struct{}{}
+		}
+	}
+	_, ok := u.set[user]
+	return ok
+}
+
 // visibility decides who may see a realtime event; built once per event.
 type visibility struct {
+	users      userIndex
 	namespace  string
 	userID     string
 	publicFile bool
 }
 
 func visibilityOf(ev *Event) *visibility {
-	v := &visibility{}
+	v := &visibility{users: userIndex{ev: ev}}
 	if ev.Kind != KindPublished {
 		return v
 	}
@@ -462,7 +496,7 @@ func visibilityOf(ev *Event) *visibility {
 func (v *visibility) allows(viewer Viewer, ev *Event) bool {
 	switch ev.Kind {
 	case KindRecordCreated, KindRecordValueChanged, KindRecordDeleted:
-		return mayRead(viewer, ev)
+		return mayRead(viewer, ev, &v.users)
 	case KindCollectionCreated:
 		return true
 	}

@@ -313,3 +313,35 @@ func TestHubPublishAllocations(t *testing.T) {
 		t.Fatalf("Publish allocates %.0f times for 10 subscribers and %.0f for 500; want equal and small", few, many)
 	}
 }
+
+// With many owners and assignees the owner rule goes through a set built
+// once per event; the answers are the same as with a short list.
+func TestHubOwnerRuleWithManyUsers(t *testing.T) {
+	t.Parallel()
+	for _, n := range []int{3, userIndexMin, 1000} {
+		owners := make([]string, n)
+		for i := range owners {
+			owners[i] = fmt.Sprintf("o%d", i)
+		}
+		for _, proto := range []Protocol{ProtocolRecords, ProtocolRealtime} {
+			h := newTestHub(t)
+			var queues []*sliceQueue
+			users := []string{"o0", owners[n-1], "a1", "stranger", ""}
+			for _, u := range users {
+				s, q := sub(t, h, SubscribeOptions{Viewer: Viewer{UserID: u, Environment: 1}, Protocol: proto})
+				if proto == ProtocolRealtime {
+					h.AddChannel(s, "posts.*")
+				}
+				queues = append(queues, q)
+			}
+			ev := recEvent(1, KindRecordCreated, 1, RuleOwner, owners...)
+			ev.Assignees = []string{"a1"}
+			h.Publish([]*Event{ev})
+			for i, want := range []bool{true, true, true, false, false} {
+				if got := len(queues[i].items) == 1; got != want {
+					t.Errorf("%d owners, protocol %d, user %q: delivered=%v, want %v", n, proto, users[i], got, want)
+				}
+			}
+		}
+	}
+}
