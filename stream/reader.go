@@ -384,6 +384,13 @@ func (r *Reader) connect(ctx context.Context) (*pgx.Conn, error) {
 	cc.RuntimeParams["application_name"] = "pgcast-reader"
 	// Flipping the unlogged waiting flag needs no durable commit.
 	cc.RuntimeParams["synchronous_commit"] = "off"
+	// Plan the delta for its real size: with the default cursor_tuple_fraction
+	// (0.1) the planner prefers to walk the whole primary key in id order,
+	// filtering on xid, over picking the few new entries from the xid index
+	// and sorting them, so every read would scan the entire log. Custom
+	// plans, because the generic plan cannot know that xid >= $1 is small.
+	cc.RuntimeParams["cursor_tuple_fraction"] = "1"
+	cc.RuntimeParams["plan_cache_mode"] = "force_custom_plan"
 	if cc.ConnectTimeout == 0 {
 		cc.ConnectTimeout = r.cfg.QueryTimeout
 	}

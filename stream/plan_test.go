@@ -1,0 +1,66 @@
+package stream
+
+import (
+	"context"
+	"math"
+	"strconv"
+	"strings"
+	"testing"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/pgcast/pgcast/internal/pgtest"
+)
+
+// The reader's delta must come from the xid index, not from a walk of the
+// whole log in id order: with a cursor's default planning (optimise for the
+// first 10 % of rows) Postgres picks the walk, and every read would scan
+// all retained entries.
+func TestDeltaQueryUsesTheXidIndex(t *testing.T) {
+	t.Parallel()
+	pool, url := pgtest.NewPool(t)
+	ctx := t.Context()
+	for range 100 { // 20,000 entries over 100 transactions
+		if _, err := pool.Exec(ctx, `INSERT INTO pgcast.events (kind, environment_id, data)
+SELECT 'published', 1, '{"type":"job.done","payload":{}}' FROM generate_series(1, 200)`); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := pool.Exec(ctx, `ANALYZE pgcast.events`); err != nil {
+		t.Fatal(err)
+	}
+	r, err := NewReader(ReaderConfig{URL: url, Handler: func([]*Event) {}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	conn, err := r.connect(ctx) // the reader's own connection settings
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(context.Background())
+	var snapText string
+	if err := conn.QueryRow(ctx, `SELECT pg_current_snapshot()::text`).Scan(&snapText); err != nil {
+		t.Fatal(err)
+	}
+	sn, err := parseSnapshot(snapText)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tx, err := conn.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tx.Rollback(context.Background())
+	rows, err := tx.Query(ctx, `EXPLAIN `+deltaQuery, strconv.FormatUint(sn.xmax-5, 10), sn.xipText(), int64(math.MaxInt64))
+	if err != nil {
+		t.Fatal(err)
+	}
+	lines, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		t.Fatal(err)
+	}
+	plan := strings.Join(lines, "\n")
+	if !strings.Contains(plan, "events_xid_idx") || strings.Contains(plan, "Seq Scan") {
+		t.Fatalf("the delta does not come from the xid index:\n%s", plan)
+	}
+}
