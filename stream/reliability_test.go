@@ -239,28 +239,7 @@ func readerPID(t testing.TB, pool *pgxpool.Pool, not int) int {
 func TestReaderSurvivesPostgresRestart(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	// Durable: with synchronous_commit=off (the throwaway default) an
-	// immediate restart loses commits Postgres had already made visible,
-	// which would show as values going backwards.
-	cluster, err := pgcluster.Start(ctx, pgcluster.Config{Durable: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = cluster.Stop(context.Background()) })
-	url := cluster.DSN("postgres")
-	m, err := db.NewMigrator(url, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := m.Up(ctx); err != nil {
-		t.Fatal(err)
-	}
-	m.Close()
-	pool, err := db.NewPool(ctx, db.Config{URL: url})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer pool.Close()
+	cluster, url, pool := durableCluster(t)
 	w := setupCounters(t, pool, 20)
 	logs := &lockedBuffer{}
 	r := startReader(t, stream.ReaderConfig{URL: url, Handler: w.handle, PollInterval: 50 * time.Millisecond,
@@ -320,25 +299,7 @@ func (l *lockedBuffer) String() string { l.mu.Lock(); defer l.mu.Unlock(); retur
 func TestReaderAfterCrashReusesTransactionIDs(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	cluster, err := pgcluster.Start(ctx, pgcluster.Config{Durable: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = cluster.Stop(context.Background()) })
-	url := cluster.DSN("postgres")
-	m, err := db.NewMigrator(url, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := m.Up(ctx); err != nil {
-		t.Fatal(err)
-	}
-	m.Close()
-	pool, err := db.NewPool(ctx, db.Config{URL: url})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer pool.Close()
+	cluster, url, pool := durableCluster(t)
 	c := newCollector()
 	startReader(t, stream.ReaderConfig{URL: url, Handler: c.handle, PollInterval: 20 * time.Millisecond, PollOnly: true,
 		ReconnectMin: 20 * time.Millisecond, ReconnectMax: 200 * time.Millisecond})
@@ -404,4 +365,32 @@ FROM pg_stat_activity WHERE application_name = 'pgcast-reader'`, burnt).Scan(&do
 	if seqOf(t, evs[1]) != 2 || len(evs) != 2 {
 		t.Fatalf("after the crash: %d events, last seq %d", len(evs), seqOf(t, evs[len(evs)-1]))
 	}
+}
+
+// durableCluster starts a private, migrated cluster that the test may
+// restart. Durable: with synchronous_commit=off (the throwaway default) an
+// immediate restart loses commits Postgres had already made visible.
+func durableCluster(t *testing.T) (*pgcluster.Cluster, string, *pgxpool.Pool) {
+	t.Helper()
+	ctx := context.Background()
+	cluster, err := pgcluster.Start(ctx, pgcluster.Config{Durable: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = cluster.Stop(context.Background()) })
+	url := cluster.DSN("postgres")
+	m, err := db.NewMigrator(url, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	if err := m.Up(ctx); err != nil {
+		t.Fatal(err)
+	}
+	pool, err := db.NewPool(ctx, db.Config{URL: url})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(pool.Close)
+	return cluster, url, pool
 }
