@@ -190,13 +190,17 @@ func TestReaderSurvivesBackendKills(t *testing.T) {
 	stop := make(chan struct{})
 	wg := w.run(context.Background(), pool, 4, stop)
 	ctx := context.Background()
-	pid := readerPID(t, pool, 0)
+	killed := []int32{}
+	pid := readerPID(t, pool, killed)
 	for i := range 10 {
+		// The timeout form waits until the backend has exited, so a slow exit
+		// under load is never mistaken for the reader's next connection.
 		var ok bool
-		if err := pool.QueryRow(ctx, `SELECT pg_terminate_backend($1)`, pid).Scan(&ok); err != nil || !ok {
+		if err := pool.QueryRow(ctx, `SELECT pg_terminate_backend($1, 10000)`, pid).Scan(&ok); err != nil || !ok {
 			t.Fatalf("kill %d: %v %v", i, ok, err)
 		}
-		pid = readerPID(t, pool, pid) // wait for the reconnect
+		killed = append(killed, pid)
+		pid = readerPID(t, pool, killed) // wait for the reconnect
 	}
 	close(stop)
 	wg.Wait()
@@ -216,13 +220,13 @@ func TestReaderSurvivesBackendKills(t *testing.T) {
 	}
 }
 
-// readerPID waits until a reader backend other than not is connected.
-func readerPID(t testing.TB, pool *pgxpool.Pool, not int) int {
+// readerPID waits until a reader backend not among killed is connected.
+func readerPID(t testing.TB, pool *pgxpool.Pool, killed []int32) int32 {
 	t.Helper()
 	deadline := time.Now().Add(30 * time.Second)
 	for time.Now().Before(deadline) {
-		var pid int
-		err := pool.QueryRow(context.Background(), `SELECT pid FROM pg_stat_activity WHERE application_name = 'pgcast-reader' AND datname = current_database() AND pid <> $1 AND state IS NOT NULL LIMIT 1`, not).Scan(&pid)
+		var pid int32
+		err := pool.QueryRow(context.Background(), `SELECT pid FROM pg_stat_activity WHERE application_name = 'pgcast-reader' AND datname = current_database() AND pid <> ALL($1) AND state IS NOT NULL LIMIT 1`, killed).Scan(&pid)
 		if err == nil {
 			return pid
 		}
