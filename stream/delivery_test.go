@@ -1,6 +1,7 @@
 package stream_test
 
 import (
+	"maps"
 	"strings"
 	"testing"
 	"time"
@@ -70,12 +71,14 @@ func TestReaderDeliversLargeCell(t *testing.T) {
 // A writer that looked at the waiting flag before the reader set it commits
 // without ringing. The reader knows such writers (they were running when it
 // said it waits) and keeps checking briefly until they end: with polling
-// pushed out to ten minutes, the entry still arrives.
+// pushed out to ten minutes, the entry still arrives. (The reader drains
+// rather than waits after every read that found entries, as it does when the
+// log is busy, so that it goes back to waiting while the writer runs.)
 func TestReaderCatchesWriterThatMissedTheFlag(t *testing.T) {
 	t.Parallel()
 	pool, url := pgtest.NewPool(t)
 	c := newCollector()
-	startReader(t, stream.ReaderConfig{URL: url, Handler: c.handle, PollInterval: 10 * time.Minute, PingInterval: 10 * time.Minute})
+	startReader(t, stream.ReaderConfig{URL: url, Handler: c.handle, PollInterval: 10 * time.Minute, PingInterval: 10 * time.Minute, DoorbellMaxRate: -1})
 	ctx := t.Context()
 	waitFlag := func(want bool) {
 		t.Helper()
@@ -118,5 +121,51 @@ func TestReaderCatchesWriterThatMissedTheFlag(t *testing.T) {
 	evs := c.waitCount(t, 2, 20*time.Second)
 	if seqOf(t, evs[1]) != 2 {
 		t.Fatalf("second event seq %d", seqOf(t, evs[1]))
+	}
+}
+
+// Count events carry their class's count in the read's snapshot, whether
+// the class's count was read up front (a class that changed lately) or by
+// the delta itself (a class new to the reader), also when count events of
+// several classes lie next to each other in a page.
+func TestReaderCountEvents(t *testing.T) {
+	t.Parallel()
+	pool, url := pgtest.NewPool(t)
+	c := newCollector()
+	startReader(t, stream.ReaderConfig{URL: url, Handler: c.handle, PollInterval: 20 * time.Millisecond})
+	class := map[string]int64{}
+	for _, name := range []string{"a", "b", "c"} {
+		var id int64
+		if err := pool.QueryRow(t.Context(), `INSERT INTO pgcast.object_classes (name) VALUES ($1) RETURNING id`, name).Scan(&id); err != nil {
+			t.Fatal(err)
+		}
+		class[name] = id
+	}
+	counts := func(evs []*stream.Event) map[int64]int64 {
+		out := map[int64]int64{}
+		for _, ev := range evs {
+			if ev.Kind == stream.KindRecordsCountChanged {
+				if _, dup := out[ev.ClassID]; dup {
+					t.Fatalf("two count events for class %d", ev.ClassID)
+				}
+				out[ev.ClassID] = ev.Count
+			}
+		}
+		return out
+	}
+	mustExec(t, pool, `INSERT INTO pgcast.object_records (object_class_id) SELECT $1 FROM generate_series(1, 3)`, class["a"])
+	evs := c.waitFor(t, 10*time.Second, "a's count", func(evs []*stream.Event) bool { return len(counts(evs)) == 1 })
+	if got := counts(evs)[class["a"]]; got != 3 {
+		t.Fatalf("a: count %d, want 3", got)
+	}
+	before := len(evs)
+	// One statement over three classes: its count events come last, side by
+	// side; a is known to the reader by now, b and c are not.
+	mustExec(t, pool, `INSERT INTO pgcast.object_records (object_class_id)
+SELECT $1::bigint FROM generate_series(1, 2) UNION ALL SELECT $2 FROM generate_series(1, 4) UNION ALL SELECT $3`, class["a"], class["b"], class["c"])
+	evs = c.waitFor(t, 10*time.Second, "three counts", func(evs []*stream.Event) bool { return len(evs) > before && len(counts(evs[before:])) == 3 })
+	got := counts(evs[before:])
+	if want := map[int64]int64{class["a"]: 5, class["b"]: 4, class["c"]: 1}; !maps.Equal(got, want) {
+		t.Fatalf("counts %v, want %v", got, want)
 	}
 }

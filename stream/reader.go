@@ -16,6 +16,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgconn/ctxwatch"
+	"github.com/jackc/pgx/v5/pgtype"
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/pgcast/pgcast/triggers"
@@ -39,12 +40,20 @@ type ReaderConfig struct {
 	// PollOnly disables the doorbell: writers never NOTIFY and the reader
 	// reads every PollInterval. Default false.
 	PollOnly bool
-	// DrainInterval is the pause between reads while the log is busy: after
-	// a read that found events the reader reads again after this pause
-	// instead of announcing that it waits, so that while changes keep coming
-	// writers find no waiting reader and never ring (a NOTIFY serialises
-	// commits cluster-wide). Only an empty read sends the reader back to the
-	// doorbell. It bounds the latency added under load. Default 1 ms;
+	// DoorbellMaxRate is the commit rate, in transactions per second that
+	// the reader sees in the log, above which the reader stops waiting for
+	// the doorbell and reads every DrainInterval instead, so that writers
+	// find no waiting reader and stop ringing: a NOTIFY takes a cluster-wide
+	// lock held through the commit flush, and at high rates commits queue on
+	// it. Below two thirds of it the reader waits for the doorbell again,
+	// and every commit wakes it: the latency of a NOTIFY and one read. The
+	// default, 1500, keeps a read per commit to at most about 1.5 times the
+	// reads of draining every millisecond. Negative: never wait for the
+	// doorbell while the log is busy.
+	DoorbellMaxRate int
+	// DrainInterval is the pause between reads while the log is busy (see
+	// DoorbellMaxRate): it bounds the latency added under load. An empty
+	// read always sends the reader back to the doorbell. Default 1 ms;
 	// negative: read again at once.
 	DrainInterval time.Duration
 	// PingInterval bounds how long an idle connection goes unchecked. Default
@@ -69,6 +78,9 @@ type ReaderConfig struct {
 func (c ReaderConfig) withDefaults() ReaderConfig {
 	if c.DrainInterval == 0 {
 		c.DrainInterval = time.Millisecond
+	}
+	if c.DoorbellMaxRate == 0 {
+		c.DoorbellMaxRate = 1500
 	}
 	if c.PollInterval == 0 {
 		c.PollInterval = time.Second
@@ -130,6 +142,19 @@ type Reader struct {
 	serverStart  time.Time
 	maxPos       int64
 	afterRestart int64
+	// held says the connection holds the last read's cursor (closed by the
+	// next read's batch).
+	held bool
+	// busy: the commit rate is above DoorbellMaxRate (see observe), over
+	// windows starting at windowStart; txs collects the transactions of a
+	// read.
+	busy        bool
+	windowStart time.Time
+	windowTxs   int
+	txs         []uint64
+	// recent maps the classes whose counts changed lately to when.
+	recent    map[int64]time.Time
+	recentBuf []int64
 
 	position  atomic.Int64 // last delivered position
 	connected atomic.Bool
@@ -153,7 +178,7 @@ func NewReader(cfg ReaderConfig) (*Reader, error) {
 	if err := cfg.validate(); err != nil {
 		return nil, err
 	}
-	r := &Reader{cfg: cfg, metrics: newReaderMetrics()}
+	r := &Reader{cfg: cfg, metrics: newReaderMetrics(), recent: map[int64]time.Time{}, busy: cfg.DoorbellMaxRate < 0}
 	if cfg.Registerer != nil {
 		if err := r.metrics.register(cfg.Registerer); err != nil {
 			return nil, fmt.Errorf("stream: register reader metrics: %w", err)
@@ -278,7 +303,7 @@ func (r *Reader) session(ctx context.Context, first chan<- error) error {
 		_ = conn.Close(closeCtx)
 	}()
 	r.connected.Store(true)
-	r.waiting = false
+	r.waiting, r.held = false, false
 	var started time.Time
 	if err := r.queryRow(ctx, conn, `SELECT pg_postmaster_start_time()`).Scan(&started); err != nil {
 		return fmt.Errorf("read server start time: %w", err)
@@ -329,7 +354,7 @@ func (r *Reader) session(ctx context.Context, first chan<- error) error {
 		if err != nil {
 			return err
 		}
-		if n > 0 {
+		if n > 0 && (r.busy || r.cfg.PollOnly) {
 			if r.cfg.DrainInterval > 0 && !r.cfg.PollOnly {
 				if err := sleepCtx(ctx, r.cfg.DrainInterval); err != nil {
 					return err
@@ -391,6 +416,17 @@ func (r *Reader) connect(ctx context.Context) (*pgx.Conn, error) {
 	// plans, because the generic plan cannot know that xid >= $1 is small.
 	cc.RuntimeParams["cursor_tuple_fraction"] = "1"
 	cc.RuntimeParams["plan_cache_mode"] = "force_custom_plan"
+	// And plan it the same way before the log has statistics (a fresh or
+	// fast-growing log, before autovacuum's ANALYZE): without them every
+	// range looks like a third of the table, and the planner reads it all
+	// by a sequential scan, or in parallel, paying a worker launch (~5 ms)
+	// on every read. With sequential scans priced out, the only way left is
+	// the bitmap of the index ranges, which costs what the delta holds.
+	cc.RuntimeParams["enable_seqscan"] = "off"
+	cc.RuntimeParams["max_parallel_workers_per_gather"] = "0"
+	// Those estimates can also cross jit_above_cost, and compiling the
+	// delta costs 10 to 200 ms, each read, for what runs in microseconds.
+	cc.RuntimeParams["jit"] = "off"
 	if cc.ConnectTimeout == 0 {
 		cc.ConnectTimeout = r.cfg.QueryTimeout
 	}
@@ -467,51 +503,89 @@ func (r *Reader) queryRow(ctx context.Context, q interface {
 	return timedRow{row: q.QueryRow(qctx, sql, args...), cancel: cancel}
 }
 
-const deltaQuery = `DECLARE pgcast_delta NO SCROLL CURSOR FOR
-SELECT id, xid::text, created_at, kind, environment_id, object_class_id, object_record_id, task_id, data::text
-FROM pgcast.events
+// deltaQuery orders by id + 0 so that no index can provide the order: the
+// planner then never walks the whole primary key to avoid a sort of what it
+// wrongly thinks is much of the log; it takes the delta from the indexes and
+// sorts what it found.
+//
+// The cursor is WITH HOLD so that the read's one batch can end its
+// transaction too: a first page shorter than PageSize is the whole delta
+// and the read costs one round trip; otherwise COMMIT keeps what remains
+// (in a tuplestore that spills to disk) for the following FETCHes, still as
+// of the read's snapshot.
+//
+// The last column is a count event's class count in the read's snapshot,
+// for classes not among $4, whose counts the batch reads up front (the
+// classes that changed lately): one query for the usual few classes rather
+// than a sum per count event.
+const deltaQuery = `DECLARE pgcast_delta NO SCROLL CURSOR WITH HOLD FOR
+SELECT id, xid::text, created_at, kind, environment_id, object_class_id, object_record_id, task_id, data::text,
+  CASE WHEN kind = 'records_count_changed' AND object_class_id <> ALL ($4::bigint[])
+    THEN (SELECT coalesce(sum(c.n), 0)::bigint FROM pgcast.object_class_counts c WHERE c.object_class_id = e.object_class_id) END
+FROM pgcast.events e
 WHERE xid >= $1::text::xid8 OR xid = ANY ($2::text[]::xid8[]) OR id > $3
-ORDER BY id`
+ORDER BY id + 0`
+
+const countsQuery = `SELECT object_class_id, sum(n)::bigint FROM pgcast.object_class_counts WHERE object_class_id = ANY ($1) GROUP BY 1`
 
 // readDelta reads and hands over every entry committed since the previous
 // read, and returns how many.
 //
-// Round trips: one pipelined batch begins the repeatable-read transaction,
-// takes its snapshot, opens the cursor and fetches the first page; a page
-// shorter than PageSize ends the cursor; one more batch ends the
-// transaction (clearing the waiting flag on the way when needed). A read
-// that finds a few entries thus costs two round trips, three with counts.
+// Round trips: one pipelined batch closes the previous read's cursor,
+// begins the repeatable-read transaction, takes its snapshot, reads the
+// counts of recently changed classes, opens the cursor, fetches the first
+// page, commits and, when the reader stops waiting for the doorbell, clears
+// its flag. A first page shorter than PageSize ends the read: one round
+// trip. Otherwise each further page is one more.
 func (r *Reader) readDelta(ctx context.Context, conn *pgx.Conn) (int, error) {
-	open := false
-	defer func() {
-		if open {
-			rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), r.cfg.QueryTimeout)
-			defer cancel()
-			_, _ = conn.Exec(rctx, `ROLLBACK`)
-		}
-	}()
 	fetch := `FETCH ` + strconv.Itoa(r.cfg.PageSize) + ` FROM pgcast_delta`
+	clear := r.waiting && r.busy
+	recent := r.recentClasses()
+	counts := make(map[int64]int64, len(recent))
 	var text string
 	page, raw, err := func() ([]pageEntry, int, error) {
 		qctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), r.cfg.QueryTimeout)
 		defer cancel()
 		b := &pgx.Batch{}
 		b.Queue(`BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY`)
+		if r.held {
+			b.Queue(`CLOSE pgcast_delta`)
+		}
 		b.Queue(`SELECT pg_current_snapshot()::text`)
+		if len(recent) > 0 {
+			b.Queue(countsQuery, recent)
+		}
 		above := int64(math.MaxInt64) // nothing: the snapshot alone decides
 		if r.afterRestart > 0 {
 			above = r.afterRestart
 		}
-		b.Queue(deltaQuery, strconv.FormatUint(r.prev.xmax, 10), r.prev.xipText(), above)
+		b.Queue(deltaQuery, strconv.FormatUint(r.prev.xmax, 10), r.prev.xipText(), above, recent)
 		b.Queue(fetch)
+		b.Queue(`COMMIT`)
+		if clear {
+			// In its own transaction: the read-only one cannot write.
+			b.Queue(`UPDATE pgcast.listeners SET waiting = false, updated_at = now() WHERE pid = pg_backend_pid()`)
+		}
 		br := conn.SendBatch(qctx, b)
 		defer br.Close()
-		open = true
 		if _, err := br.Exec(); err != nil {
 			return nil, 0, fmt.Errorf("begin read: %w", err)
 		}
+		if r.held {
+			if _, err := br.Exec(); err != nil {
+				return nil, 0, fmt.Errorf("close the previous cursor: %w", err)
+			}
+			r.held = false
+		}
 		if err := br.QueryRow().Scan(&text); err != nil {
 			return nil, 0, fmt.Errorf("take snapshot: %w", err)
+		}
+		if len(recent) > 0 {
+			rows, _ := br.Query()
+			var id, n int64
+			if _, err := pgx.ForEachRow(rows, []any{&id, &n}, func() error { counts[id] = n; return nil }); err != nil {
+				return nil, 0, fmt.Errorf("read counts: %w", err)
+			}
 		}
 		if _, err := br.Exec(); err != nil {
 			return nil, 0, fmt.Errorf("open delta: %w", err)
@@ -520,7 +594,21 @@ func (r *Reader) readDelta(ctx context.Context, conn *pgx.Conn) (int, error) {
 		if err != nil {
 			return nil, 0, fmt.Errorf("fetch: %w", err)
 		}
-		return r.scanPage(rows)
+		page, raw, err := r.scanPage(rows)
+		if err != nil {
+			return nil, 0, err
+		}
+		if _, err := br.Exec(); err != nil {
+			return nil, 0, fmt.Errorf("end read: %w", err)
+		}
+		r.held = true
+		if clear {
+			if _, err := br.Exec(); err != nil {
+				return nil, 0, fmt.Errorf("clear waiting: %w", err)
+			}
+			r.waiting = false
+		}
+		return page, raw, br.Close()
 	}()
 	if err != nil {
 		return 0, err
@@ -529,15 +617,12 @@ func (r *Reader) readDelta(ctx context.Context, conn *pgx.Conn) (int, error) {
 	if err != nil {
 		return 0, err
 	}
-	counts := map[int64]int64{}
 	total := 0
 	var lastID int64
+	r.txs = r.txs[:0]
 	for {
 		if len(page) > 0 {
-			if err := r.fillCounts(ctx, conn, page, counts); err != nil {
-				r.interrupted(snap, lastID)
-				return 0, err
-			}
+			r.fillCounts(page, counts)
 			lastID = page[len(page)-1].Position
 			events := r.skipDelivered(page)
 			if len(events) > 0 {
@@ -549,6 +634,11 @@ func (r *Reader) readDelta(ctx context.Context, conn *pgx.Conn) (int, error) {
 				}
 				r.metrics.events.Add(float64(len(events)))
 				r.metrics.lag.Set(time.Since(events[len(events)-1].Time).Seconds())
+			}
+			for _, p := range page {
+				if !slices.Contains(r.txs, p.xid) && len(r.txs) < 4096 {
+					r.txs = append(r.txs, p.xid)
+				}
 			}
 		}
 		if raw < r.cfg.PageSize {
@@ -563,36 +653,70 @@ func (r *Reader) readDelta(ctx context.Context, conn *pgx.Conn) (int, error) {
 			return 0, err
 		}
 	}
-	clear := total > 0 && r.waiting
-	err = func() error {
-		qctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), r.cfg.QueryTimeout)
-		defer cancel()
-		b := &pgx.Batch{}
-		if clear {
-			// In its own transaction: the read-only one cannot write.
-			b.Queue(`COMMIT`)
-			b.Queue(`UPDATE pgcast.listeners SET waiting = false, updated_at = now() WHERE pid = pg_backend_pid()`)
-		} else {
-			b.Queue(`COMMIT`)
-		}
-		return conn.SendBatch(qctx, b).Close()
-	}()
-	open = false
-	if err != nil {
-		r.interrupted(snap, lastID)
-		return 0, fmt.Errorf("end read: %w", err)
-	}
-	if clear {
-		r.waiting = false
-	}
 	r.prev, r.partials, r.afterRestart = &snap, nil, 0
-	r.lastRead.Store(time.Now().UnixNano())
+	now := time.Now()
+	r.lastRead.Store(now.UnixNano())
+	r.observe(now, len(r.txs))
 	if total == 0 {
 		r.metrics.lag.Set(0)
 	}
 	r.metrics.position.Set(float64(r.position.Load()))
 	return total, nil
 }
+
+// observe updates the commit-rate estimate with a read that found entries
+// of txs transactions, and with it whether the reader is busy: above
+// DoorbellMaxRate it stops waiting for the doorbell (writers stop ringing)
+// and reads every DrainInterval; below two thirds of it, it waits again.
+func (r *Reader) observe(now time.Time, txs int) {
+	if r.windowStart.IsZero() {
+		r.windowStart = now
+	}
+	r.windowTxs += txs
+	elapsed := now.Sub(r.windowStart)
+	if elapsed < rateWindow {
+		return
+	}
+	rate := float64(r.windowTxs) / elapsed.Seconds()
+	r.windowStart, r.windowTxs = now, 0
+	switch {
+	case r.cfg.DoorbellMaxRate < 0:
+		r.busy = true
+	case rate > float64(r.cfg.DoorbellMaxRate):
+		r.busy = true
+	case rate < float64(r.cfg.DoorbellMaxRate)*2/3:
+		r.busy = false
+	}
+}
+
+// rateWindow is how long the reader counts transactions for one estimate of
+// the commit rate.
+const rateWindow = 100 * time.Millisecond
+
+// recentClasses are the classes whose counts changed in the last few
+// seconds (at most maxRecentClasses), whose counts the next read fetches
+// with one query; the classes in the log it forgets.
+func (r *Reader) recentClasses() []int64 {
+	now := time.Now()
+	out := r.recentBuf[:0]
+	if out == nil {
+		out = []int64{} // an empty array: nil would be NULL, and x <> ALL (NULL) is NULL
+	}
+	for id, seen := range r.recent {
+		if now.Sub(seen) > recentClassTTL {
+			delete(r.recent, id)
+			continue
+		}
+		out = append(out, id)
+	}
+	r.recentBuf = out
+	return out
+}
+
+const (
+	recentClassTTL   = 5 * time.Second
+	maxRecentClasses = 256
+)
 
 // interrupted remembers a read that handed over entries up to lastID before
 // failing, so the retry does not hand them over again.
@@ -623,7 +747,8 @@ func (r *Reader) skipDelivered(page []pageEntry) []*Event {
 
 type pageEntry struct {
 	*Event
-	xid uint64
+	xid   uint64
+	count pgtype.Int8 // a count event's class count, when the query computed it
 }
 
 func (r *Reader) fetchPage(ctx context.Context, conn *pgx.Conn, fetch string) ([]pageEntry, int, error) {
@@ -644,9 +769,10 @@ func (r *Reader) scanPage(rows pgx.Rows) ([]pageEntry, int, error) {
 	raw := 0
 	var en entry
 	var xid string
+	var count pgtype.Int8
 	for rows.Next() {
 		raw++
-		if err := rows.Scan(&en.id, &xid, &en.createdAt, &en.kind, &en.environment, &en.classID, &en.recordID, &en.taskID, &en.data); err != nil {
+		if err := rows.Scan(&en.id, &xid, &en.createdAt, &en.kind, &en.environment, &en.classID, &en.recordID, &en.taskID, &en.data, &count); err != nil {
 			return nil, 0, fmt.Errorf("scan entry: %w", err)
 		}
 		x, err := strconv.ParseUint(xid, 10, 64)
@@ -661,7 +787,7 @@ func (r *Reader) scanPage(rows pgx.Rows) ([]pageEntry, int, error) {
 			r.cfg.Logger.Error("skipping undecodable log entry", "position", en.id, "err", err)
 			continue
 		}
-		page = append(page, pageEntry{Event: ev, xid: x})
+		page = append(page, pageEntry{Event: ev, xid: x, count: count})
 	}
 	if err := rows.Err(); err != nil {
 		return nil, 0, fmt.Errorf("fetch: %w", err)
@@ -670,36 +796,23 @@ func (r *Reader) scanPage(rows pgx.Rows) ([]pageEntry, int, error) {
 }
 
 // fillCounts sets Count on count events to the class's count in the read's
-// snapshot.
-func (r *Reader) fillCounts(ctx context.Context, tx *pgx.Conn, page []pageEntry, counts map[int64]int64) error {
-	var missing []int64
+// snapshot: computed by the delta query itself, or read up front for recent
+// classes (a recent class without shards counts zero).
+func (r *Reader) fillCounts(page []pageEntry, counts map[int64]int64) {
+	now := time.Now()
 	for _, p := range page {
-		if p.Kind == KindRecordsCountChanged {
-			if _, ok := counts[p.ClassID]; !ok {
-				counts[p.ClassID] = 0
-				missing = append(missing, p.ClassID)
-			}
+		if p.Kind != KindRecordsCountChanged {
+			continue
 		}
-	}
-	if len(missing) > 0 {
-		qctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), r.cfg.QueryTimeout)
-		defer cancel()
-		rows, err := tx.Query(qctx, `SELECT object_class_id, sum(n)::bigint FROM pgcast.object_class_counts WHERE object_class_id = ANY ($1) GROUP BY 1`, missing)
-		if err != nil {
-			return fmt.Errorf("read counts: %w", err)
-		}
-		var id, n int64
-		_, err = pgx.ForEachRow(rows, []any{&id, &n}, func() error { counts[id] = n; return nil })
-		if err != nil {
-			return fmt.Errorf("read counts: %w", err)
-		}
-	}
-	for _, p := range page {
-		if p.Kind == KindRecordsCountChanged {
+		if p.count.Valid {
+			p.Count = p.count.Int64
+		} else {
 			p.Count = counts[p.ClassID]
 		}
+		if _, ok := r.recent[p.ClassID]; ok || len(r.recent) < maxRecentClasses {
+			r.recent[p.ClassID] = now
+		}
 	}
-	return nil
 }
 
 type readerMetrics struct {

@@ -35,6 +35,7 @@ func (a *app) benchCaptureCmd() *cobra.Command {
 		quick                      bool
 		duration, latency, sustain time.Duration
 		rate                       int
+		scenarios                  []string
 	)
 	cmd := &cobra.Command{
 		Use:   "capture",
@@ -58,8 +59,8 @@ Without --database-url (or DATABASE_URL) a throwaway local cluster is started
 with durable commits (fsync and synchronous_commit on) and stopped at the end.
 With one, the user needs CREATEDB; run it against a server that is otherwise
 idle, or the numbers measure the other load. The full run takes about seven
-minutes; --quick takes about one.`,
-		Example: "  pgcast bench capture\n  pgcast bench capture --quick --json\n  pgcast bench capture --database-url postgres://postgres@db/postgres --duration 20s",
+minutes; --quick takes about one; --scenarios runs only some.`,
+		Example: "  pgcast bench capture\n  pgcast bench capture --quick --json\n  pgcast bench capture --scenarios latency --latency-duration 60s\n  pgcast bench capture --database-url postgres://postgres@db/postgres --duration 20s",
 		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			fs := cmd.Flags()
@@ -87,6 +88,7 @@ minutes; --quick takes about one.`,
 				LatencyDuration:   latency,
 				SustainedDuration: sustain,
 				Rate:              rate,
+				Scenarios:         scenarios,
 				Logger:            a.logger,
 			}
 			return a.benchCapture(cmd.Context(), cfg, asJSON, commandLine(cmd))
@@ -99,6 +101,7 @@ minutes; --quick takes about one.`,
 	f.DurationVar(&latency, "latency-duration", 20*time.Second, "duration of each latency measurement (each of pgcast and the reference)")
 	f.DurationVar(&sustain, "sustained-duration", 60*time.Second, "duration of the sustained-throughput run")
 	f.IntVar(&rate, "rate", 1000, "changes per second of the latency measurement")
+	f.StringSliceVar(&scenarios, "scenarios", nil, "scenarios to run, comma-separated: "+strings.Join(bench.CaptureScenarios, ", ")+" (default all)")
 	return cmd
 }
 

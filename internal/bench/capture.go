@@ -14,6 +14,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
+	"strings"
 	"time"
 )
 
@@ -46,6 +48,9 @@ type CaptureConfig struct {
 	// SustainedWriters is how many connections insert in the sustained
 	// scenario. Default 4.
 	SustainedWriters int
+	// Scenarios selects what runs, among ScenarioWrite, ScenarioLatency
+	// and ScenarioSustained. Default: all three.
+	Scenarios []string
 	// Logger receives progress. Default: discard.
 	Logger *slog.Logger
 
@@ -79,6 +84,9 @@ func (c CaptureConfig) withDefaults() CaptureConfig {
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
 	}
+	if len(c.Scenarios) == 0 {
+		c.Scenarios = CaptureScenarios
+	}
 	if c.updateRows == 0 {
 		c.updateRows = 10000
 	}
@@ -96,6 +104,11 @@ func (c CaptureConfig) validate() error {
 	case c.LatencyWriters < 0 || c.SustainedWriters < 0:
 		return errors.New("bench: writer counts must be positive")
 	}
+	for _, sc := range c.Scenarios {
+		if !slices.Contains(CaptureScenarios, sc) {
+			return fmt.Errorf("bench: unknown capture scenario %q (want one of %s)", sc, strings.Join(CaptureScenarios, ", "))
+		}
+	}
 	for _, w := range c.Writers {
 		if w < 1 || w > 500 {
 			return fmt.Errorf("bench: writers must be between 1 and 500, got %d", w)
@@ -112,6 +125,16 @@ const (
 	TargetSustainedPerS    = 20000
 )
 
+// Scenarios of RunCapture.
+const (
+	ScenarioWrite     = "write"
+	ScenarioLatency   = "latency"
+	ScenarioSustained = "sustained"
+)
+
+// CaptureScenarios are all of RunCapture's scenarios, in the order they run.
+var CaptureScenarios = []string{ScenarioWrite, ScenarioLatency, ScenarioSustained}
+
 // Write-overhead variants.
 const (
 	VariantDoorbell = "doorbell"          // reader running; writers ring only while it waits
@@ -123,14 +146,14 @@ const (
 type CaptureReport struct {
 	// Command is the command line that produced the report, when the
 	// caller sets it.
-	Command       string          `json:"command,omitempty"`
-	Started       time.Time       `json:"started"`
-	TookS         float64         `json:"took_s"`
-	Machine       Machine         `json:"machine"`
-	Config        ReportConfig    `json:"config"`
-	WriteOverhead []WriteResult   `json:"write_overhead"`
-	Latency       LatencyResult   `json:"latency"`
-	Sustained     SustainedResult `json:"sustained"`
+	Command       string           `json:"command,omitempty"`
+	Started       time.Time        `json:"started"`
+	TookS         float64          `json:"took_s"`
+	Machine       Machine          `json:"machine"`
+	Config        ReportConfig     `json:"config"`
+	WriteOverhead []WriteResult    `json:"write_overhead,omitempty"`
+	Latency       *LatencyResult   `json:"latency,omitempty"`
+	Sustained     *SustainedResult `json:"sustained,omitempty"`
 }
 
 // ReportConfig is the effective configuration.
@@ -242,21 +265,31 @@ func RunCapture(ctx context.Context, cfg CaptureConfig) (*CaptureReport, error) 
 		return nil, err
 	}
 	log := cfg.Logger
-	for _, v := range []string{VariantDoorbell, VariantPollOnly, VariantRingAll} {
-		log.Info("write overhead", "variant", v, "writers", fmt.Sprint(cfg.Writers), "cell", cfg.Duration.String())
-		res, err := runWriteOverhead(ctx, cfg, srv, v)
-		if err != nil {
-			return nil, fmt.Errorf("write overhead (%s): %w", v, err)
+	if slices.Contains(cfg.Scenarios, ScenarioWrite) {
+		for _, v := range []string{VariantDoorbell, VariantPollOnly, VariantRingAll} {
+			log.Info("write overhead", "variant", v, "writers", fmt.Sprint(cfg.Writers), "cell", cfg.Duration.String())
+			res, err := runWriteOverhead(ctx, cfg, srv, v)
+			if err != nil {
+				return nil, fmt.Errorf("write overhead (%s): %w", v, err)
+			}
+			rep.WriteOverhead = append(rep.WriteOverhead, res...)
 		}
-		rep.WriteOverhead = append(rep.WriteOverhead, res...)
 	}
-	log.Info("latency", "rate", cfg.Rate, "duration", cfg.LatencyDuration.String())
-	if rep.Latency, err = runLatency(ctx, cfg, srv); err != nil {
-		return nil, fmt.Errorf("latency: %w", err)
+	if slices.Contains(cfg.Scenarios, ScenarioLatency) {
+		log.Info("latency", "rate", cfg.Rate, "duration", cfg.LatencyDuration.String())
+		res, err := runLatency(ctx, cfg, srv)
+		if err != nil {
+			return nil, fmt.Errorf("latency: %w", err)
+		}
+		rep.Latency = &res
 	}
-	log.Info("sustained", "writers", cfg.SustainedWriters, "duration", cfg.SustainedDuration.String())
-	if rep.Sustained, err = runSustained(ctx, cfg, srv); err != nil {
-		return nil, fmt.Errorf("sustained: %w", err)
+	if slices.Contains(cfg.Scenarios, ScenarioSustained) {
+		log.Info("sustained", "writers", cfg.SustainedWriters, "duration", cfg.SustainedDuration.String())
+		res, err := runSustained(ctx, cfg, srv)
+		if err != nil {
+			return nil, fmt.Errorf("sustained: %w", err)
+		}
+		rep.Sustained = &res
 	}
 	rep.Machine.LoadAvgEnd = loadAvg()
 	rep.TookS = time.Since(t0).Round(time.Millisecond).Seconds()

@@ -53,6 +53,9 @@ func TestRunCapture(t *testing.T) {
 		}
 	}
 
+	if rep.Latency == nil || rep.Sustained == nil {
+		t.Fatalf("every scenario runs by default: latency %v, sustained %v", rep.Latency, rep.Sustained)
+	}
 	l := rep.Latency
 	for name, st := range map[string]LatencyStats{"pgcast": l.Pgcast, "reference": l.Reference} {
 		if st.Samples <= 0 || st.RatePerS <= 0 || st.P50Ms <= 0 || st.P99Ms <= 0 || st.MaxMs <= 0 {
@@ -159,4 +162,28 @@ type tWriter struct{ t *testing.T }
 func (w tWriter) Write(p []byte) (int, error) {
 	w.t.Log(strings.TrimSpace(string(p)))
 	return len(p), nil
+}
+
+// TestRunCaptureScenarios runs one selected scenario and rejects unknown ones.
+func TestRunCaptureScenarios(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if _, err := RunCapture(ctx, CaptureConfig{URL: pgtest.AdminURL(), Scenarios: []string{"latency", "nope"}}); err == nil || !strings.Contains(err.Error(), `"nope"`) {
+		t.Fatalf("unknown scenario: err %v", err)
+	}
+	rep, err := RunCapture(ctx, CaptureConfig{URL: pgtest.AdminURL(), Scenarios: []string{ScenarioLatency},
+		LatencyDuration: 200 * time.Millisecond, Rate: 200, LatencyWriters: 2, Logger: testLogger(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rep.WriteOverhead) != 0 || rep.Sustained != nil || rep.Latency == nil || rep.Latency.Pgcast.Samples == 0 {
+		t.Fatalf("only latency must run: %+v", rep)
+	}
+	var table bytes.Buffer
+	if err := rep.WriteTable(&table); err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(table.String(), "Write overhead") || strings.Contains(table.String(), "Sustained") || !strings.Contains(table.String(), "Latency") {
+		t.Fatalf("table shows scenarios that did not run:\n%s", table.String())
+	}
 }

@@ -113,50 +113,54 @@ func (r *CaptureReport) WriteTable(w io.Writer) error {
 	p := func(format string, args ...any) { fmt.Fprintf(bw, format, args...) }
 	writeHeader(bw, "capture", r.Started, r.TookS, r.Command, r.Machine)
 
-	p("\nWrite overhead: single-row autocommit transactions, rows/s with pgcast's capture ÷ the same statements\n")
-	p("on an identical table without triggers; each %s, alternated capture, plain, plain, capture\n", secs(r.Config.DurationS))
-	tw := tabwriter.NewWriter(bw, 0, 4, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "variant\tstatement\twriters\tcapture rows/s\tplain rows/s\tratio\ttarget\t\treader reads/tx\t")
-	for _, c := range r.WriteOverhead {
-		target, verdict := "-", "(comparison)"
-		if c.Pass != nil {
-			target = fmt.Sprintf("≥ %.2f", c.Target)
-			verdict = passFail(*c.Pass)
+	if len(r.WriteOverhead) > 0 {
+		p("\nWrite overhead: single-row autocommit transactions, rows/s with pgcast's capture ÷ the same statements\n")
+		p("on an identical table without triggers; each %s, alternated capture, plain, plain, capture\n", secs(r.Config.DurationS))
+		tw := tabwriter.NewWriter(bw, 0, 4, 2, ' ', tabwriter.AlignRight)
+		fmt.Fprintln(tw, "variant\tstatement\twriters\tcapture rows/s\tplain rows/s\tratio\ttarget\t\treader reads/tx\t")
+		for _, c := range r.WriteOverhead {
+			target, verdict := "-", "(comparison)"
+			if c.Pass != nil {
+				target = fmt.Sprintf("≥ %.2f", c.Target)
+				verdict = passFail(*c.Pass)
+			}
+			perTx := 0.0
+			if c.CaptureTx > 0 {
+				perTx = float64(c.ReaderReads) / float64(c.CaptureTx)
+			}
+			fmt.Fprintf(tw, "%s\t%s\t%d\t%.0f\t%.0f\t%.3f\t%s\t%s\t%.3f\t\n", c.Variant, c.Op, c.Writers, c.CaptureRowsPerS, c.PlainRowsPerS, c.Ratio, target, verdict, perTx)
 		}
-		perTx := 0.0
-		if c.CaptureTx > 0 {
-			perTx = float64(c.ReaderReads) / float64(c.CaptureTx)
+		_ = tw.Flush()
+		p("doorbell: reader running, writers ring only while it waits; poll_only: reader polls, writers never ring;\n")
+		p("ring_every_commit: a listener row that always waits, so every capturing commit NOTIFYs.\n")
+		p("reader reads/tx: the reader's non-empty reads per capture transaction (≈ 1: woken for nearly every commit).\n")
+
+	}
+	if l := r.Latency; l != nil {
+		p("\nLatency: just before COMMIT → event decoded by the reader, %d changes/s over %d connections, each %s;\n", l.Rate, l.Writers, secs(r.Config.LatencyDurationS))
+		p("reference: a bare pgx connection LISTENing, the writers doing SELECT pg_notify() committed the same way\n")
+		tw := tabwriter.NewWriter(bw, 0, 4, 2, ' ', tabwriter.AlignRight)
+		fmt.Fprintln(tw, "receiver\tsamples\trate/s\tp50 ms\tp99 ms\tmax ms\tmissing\t")
+		for _, s := range []struct {
+			name string
+			st   LatencyStats
+		}{{"pgcast reader", l.Pgcast}, {"bare NOTIFY", l.Reference}} {
+			fmt.Fprintf(tw, "%s\t%d\t%.0f\t%.2f\t%.2f\t%.2f\t%d\t\n", s.name, s.st.Samples, s.st.RatePerS, s.st.P50Ms, s.st.P99Ms, s.st.MaxMs, s.st.Missing)
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%d\t%.0f\t%.0f\t%.3f\t%s\t%s\t%.3f\t\n", c.Variant, c.Op, c.Writers, c.CaptureRowsPerS, c.PlainRowsPerS, c.Ratio, target, verdict, perTx)
-	}
-	_ = tw.Flush()
-	p("doorbell: reader running, writers ring only while it waits; poll_only: reader polls, writers never ring;\n")
-	p("ring_every_commit: a listener row that always waits, so every capturing commit NOTIFYs.\n")
-	p("reader reads/tx: the reader's non-empty reads per capture transaction (≈ 1: woken for nearly every commit).\n")
+		_ = tw.Flush()
+		p("target: pgcast p99 ≤ reference p99 + %.0f ms = %.2f ms: %s\n", TargetLatencySlackMs, l.TargetP99Ms, passFail(l.Pass))
 
-	l := r.Latency
-	p("\nLatency: just before COMMIT → event decoded by the reader, %d changes/s over %d connections, each %s;\n", l.Rate, l.Writers, secs(r.Config.LatencyDurationS))
-	p("reference: a bare pgx connection LISTENing, the writers doing SELECT pg_notify() committed the same way\n")
-	tw = tabwriter.NewWriter(bw, 0, 4, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "receiver\tsamples\trate/s\tp50 ms\tp99 ms\tmax ms\tmissing\t")
-	for _, s := range []struct {
-		name string
-		st   LatencyStats
-	}{{"pgcast reader", l.Pgcast}, {"bare NOTIFY", l.Reference}} {
-		fmt.Fprintf(tw, "%s\t%d\t%.0f\t%.2f\t%.2f\t%.2f\t%d\t\n", s.name, s.st.Samples, s.st.RatePerS, s.st.P50Ms, s.st.P99Ms, s.st.MaxMs, s.st.Missing)
 	}
-	_ = tw.Flush()
-	p("target: pgcast p99 ≤ reference p99 + %.0f ms = %.2f ms: %s\n", TargetLatencySlackMs, l.TargetP99Ms, passFail(l.Pass))
-
-	s := r.Sustained
-	p("\nSustained: %d writers inserting transactions of %d rows as fast as they can for %s\n", s.Writers, s.RowsPerTx, secs(s.DurationS))
-	tw = tabwriter.NewWriter(bw, 0, 4, 2, ' ', 0)
-	fmt.Fprintf(tw, "rows inserted\t%d (%.0f/s)\n", s.RowsInserted, s.InsertedPerS)
-	fmt.Fprintf(tw, "record_created decoded/s\t%.0f mean while writing, %.0f slowest second (target ≥ %.0f: %s)\n", s.DecodedPerS, s.MinDecodedPerS, s.Target, passFail(s.Pass))
-	fmt.Fprintf(tw, "all entries decoded\t%d (counts included)\n", s.AllEventsDecoded)
-	fmt.Fprintf(tw, "drain after writers stop\t%.3f s\n", s.DrainS)
-	fmt.Fprintf(tw, "lost / duplicated / unexpected\t%d / %d / %d\n", s.Lost, s.Duplicates, s.Unexpected)
-	_ = tw.Flush()
+	if s := r.Sustained; s != nil {
+		p("\nSustained: %d writers inserting transactions of %d rows as fast as they can for %s\n", s.Writers, s.RowsPerTx, secs(s.DurationS))
+		tw := tabwriter.NewWriter(bw, 0, 4, 2, ' ', 0)
+		fmt.Fprintf(tw, "rows inserted\t%d (%.0f/s)\n", s.RowsInserted, s.InsertedPerS)
+		fmt.Fprintf(tw, "record_created decoded/s\t%.0f mean while writing, %.0f slowest second (target ≥ %.0f: %s)\n", s.DecodedPerS, s.MinDecodedPerS, s.Target, passFail(s.Pass))
+		fmt.Fprintf(tw, "all entries decoded\t%d (counts included)\n", s.AllEventsDecoded)
+		fmt.Fprintf(tw, "drain after writers stop\t%.3f s\n", s.DrainS)
+		fmt.Fprintf(tw, "lost / duplicated / unexpected\t%d / %d / %d\n", s.Lost, s.Duplicates, s.Unexpected)
+		_ = tw.Flush()
+	}
 	return bw.err
 }
 
