@@ -26,6 +26,7 @@ type serveOptions struct {
 	migrate           bool
 	pollInterval      time.Duration
 	pollOnly          bool
+	doorbellMaxRate   int
 	retention         time.Duration
 	auth              authOptions
 	messageLimit      int
@@ -49,6 +50,7 @@ func (o *serveOptions) addFlags(fs *pflag.FlagSet) {
 	fs.BoolVar(&o.migrate, "migrate", false, "apply pending migrations before serving")
 	fs.DurationVar(&o.pollInterval, "poll-interval", time.Second, "how often the reader reads the event log without a doorbell (a lost NOTIFY costs at most this much latency)")
 	fs.BoolVar(&o.pollOnly, "poll-only", false, "never use LISTEN/NOTIFY: writers never ring, the reader polls every --poll-interval")
+	fs.IntVar(&o.doorbellMaxRate, "doorbell-max-rate", 1500, "commits/s above which the reader stops waiting for the doorbell and reads every millisecond instead, so writers stop ringing (a NOTIFY serialises commits); below two thirds of it every commit wakes the reader; negative: never wait while the log is busy")
 	fs.DurationVar(&o.retention, "retention", 24*time.Hour, "how long event-log entries are kept (pruned by one node at a time)")
 	o.auth.addFlags(fs)
 	fs.IntVar(&o.messageLimit, "message-limit", 1000, "Catalyst endpoints: most items per frame; a full frame is sent at once")
@@ -125,12 +127,13 @@ func (a *app) serve(ctx context.Context, url string, o *serveOptions) error {
 		return err
 	}
 	reader, err := stream.NewReader(stream.ReaderConfig{
-		URL:          o.listenDatabaseURL,
-		Handler:      hub.Publish,
-		PollInterval: o.pollInterval,
-		PollOnly:     o.pollOnly,
-		Logger:       a.logger.With("component", "reader"),
-		Registerer:   reg,
+		URL:             o.listenDatabaseURL,
+		Handler:         hub.Publish,
+		PollInterval:    o.pollInterval,
+		PollOnly:        o.pollOnly,
+		DoorbellMaxRate: o.doorbellMaxRate,
+		Logger:          a.logger.With("component", "reader"),
+		Registerer:      reg,
 	})
 	if err != nil {
 		return err
