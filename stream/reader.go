@@ -146,12 +146,10 @@ type Reader struct {
 	// next read's batch).
 	held bool
 	// busy: the commit rate is above DoorbellMaxRate (see observe), over
-	// windows starting at windowStart; txs collects the transactions of a
-	// read.
+	// windows starting at windowStart.
 	busy        bool
 	windowStart time.Time
 	windowTxs   int
-	txs         []uint64
 	// recent maps the classes whose counts changed lately to when.
 	recent    map[int64]time.Time
 	recentBuf []int64
@@ -619,7 +617,10 @@ func (r *Reader) readDelta(ctx context.Context, conn *pgx.Conn) (int, error) {
 	}
 	total := 0
 	var lastID int64
-	r.txs = r.txs[:0]
+	// Transactions found, counted as changes of xid from one entry to the
+	// next: interleaved transactions count more than once, which only
+	// errs towards draining when commits overlap.
+	txs, lastXid := 0, uint64(0)
 	for {
 		if len(page) > 0 {
 			r.fillCounts(page, counts)
@@ -636,8 +637,8 @@ func (r *Reader) readDelta(ctx context.Context, conn *pgx.Conn) (int, error) {
 				r.metrics.lag.Set(time.Since(events[len(events)-1].Time).Seconds())
 			}
 			for _, p := range page {
-				if !slices.Contains(r.txs, p.xid) && len(r.txs) < 4096 {
-					r.txs = append(r.txs, p.xid)
+				if p.xid != lastXid {
+					txs, lastXid = txs+1, p.xid
 				}
 			}
 		}
@@ -656,7 +657,7 @@ func (r *Reader) readDelta(ctx context.Context, conn *pgx.Conn) (int, error) {
 	r.prev, r.partials, r.afterRestart = &snap, nil, 0
 	now := time.Now()
 	r.lastRead.Store(now.UnixNano())
-	r.observe(now, len(r.txs))
+	r.observe(now, txs)
 	if total == 0 {
 		r.metrics.lag.Set(0)
 	}
