@@ -21,6 +21,19 @@
 // read in position order therefore keeps every record's events in commit
 // order.
 //
+// # Waking
+//
+// Writers ring a doorbell (a NOTIFY without data) only while the reader's row
+// in pgcast.listeners says it waits. While commits are rare (below
+// ReaderConfig.DoorbellMaxRate) the reader waits after every read, so each
+// commit wakes it and costs one read of one round trip. When they are
+// frequent it stops waiting and reads every DrainInterval: a NOTIFY holds a
+// cluster-wide lock through the commit flush, and writers ringing on every
+// commit would queue on it. Writers that looked at the flag just before the
+// reader set it are caught by the read that follows setting it, and by short
+// re-reads until the transactions running then have ended; a lost doorbell
+// costs at most PollInterval.
+//
 // Counts: a count entry carries its statement's delta. The count delivered
 // is the class's count (the sum of its shards) in the reader's snapshot: the
 // exact count after every change read so far. Counts are state, not history.
