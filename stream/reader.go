@@ -142,9 +142,6 @@ type Reader struct {
 	serverStart  time.Time
 	maxPos       int64
 	afterRestart int64
-	// held says the connection holds the last read's cursor (closed by the
-	// next read's batch).
-	held bool
 	// busy: the commit rate is above DoorbellMaxRate (see observe), over
 	// windows starting at windowStart.
 	busy        bool
@@ -301,7 +298,7 @@ func (r *Reader) session(ctx context.Context, first chan<- error) error {
 		_ = conn.Close(closeCtx)
 	}()
 	r.connected.Store(true)
-	r.waiting, r.held = false, false
+	r.waiting = false
 	var started time.Time
 	if err := r.queryRow(ctx, conn, `SELECT pg_postmaster_start_time()`).Scan(&started); err != nil {
 		return fmt.Errorf("read server start time: %w", err)
@@ -410,10 +407,9 @@ func (r *Reader) connect(ctx context.Context) (*pgx.Conn, error) {
 	// Plan the delta for its real size: with the default cursor_tuple_fraction
 	// (0.1) the planner prefers to walk the whole primary key in id order,
 	// filtering on xid, over picking the few new entries from the xid index
-	// and sorting them, so every read would scan the entire log. Custom
-	// plans, because the generic plan cannot know that xid >= $1 is small.
+	// and sorting them, so every read would scan the entire log. (For the
+	// cursor over the rest of a large delta; the first page has a LIMIT.)
 	cc.RuntimeParams["cursor_tuple_fraction"] = "1"
-	cc.RuntimeParams["plan_cache_mode"] = "force_custom_plan"
 	// And plan it the same way before the log has statistics (a fresh or
 	// fast-growing log, before autovacuum's ANALYZE): without them every
 	// range looks like a third of the table, and the planner reads it all
@@ -425,6 +421,10 @@ func (r *Reader) connect(ctx context.Context) (*pgx.Conn, error) {
 	// Those estimates can also cross jit_above_cost, and compiling the
 	// delta costs 10 to 200 ms, each read, for what runs in microseconds.
 	cc.RuntimeParams["jit"] = "off"
+	// With the choices above the delta's plan is the same for any
+	// parameters, so plan its first page once per connection, not per read
+	// (planning cost as much as running it).
+	cc.RuntimeParams["plan_cache_mode"] = "force_generic_plan"
 	if cc.ConnectTimeout == 0 {
 		cc.ConnectTimeout = r.cfg.QueryTimeout
 	}
@@ -501,64 +501,70 @@ func (r *Reader) queryRow(ctx context.Context, q interface {
 	return timedRow{row: q.QueryRow(qctx, sql, args...), cancel: cancel}
 }
 
-// deltaQuery orders by id + 0 so that no index can provide the order: the
-// planner then never walks the whole primary key to avoid a sort of what it
-// wrongly thinks is much of the log; it takes the delta from the indexes and
-// sorts what it found.
-//
-// The cursor is WITH HOLD so that the read's one batch can end its
-// transaction too: a first page shorter than PageSize is the whole delta
-// and the read costs one round trip; otherwise COMMIT keeps what remains
-// (in a tuplestore that spills to disk) for the following FETCHes, still as
-// of the read's snapshot.
+// The delta: the entries of transactions that committed since the previous
+// read's snapshot ($1 xmax, $2 xip) or, after a restart, above position $3.
+// It orders by id + 0 so that no index can provide the order: the planner
+// then never walks the whole primary key to avoid a sort of what it wrongly
+// thinks is much of the log; it takes the delta from the indexes and sorts
+// what it found. Its plan is the same whatever the parameters, so the first
+// page runs on the connection's cached generic plan: no planning per read.
 //
 // The last column is a count event's class count in the read's snapshot,
 // for classes not among $4, whose counts the batch reads up front (the
 // classes that changed lately): one query for the usual few classes rather
 // than a sum per count event.
-const deltaQuery = `DECLARE pgcast_delta NO SCROLL CURSOR WITH HOLD FOR
-SELECT id, xid::text, created_at, kind, environment_id, object_class_id, object_record_id, task_id, data::text,
+const (
+	deltaColumns = `SELECT id, xid::text, created_at, kind, environment_id, object_class_id, object_record_id, task_id, data::text,
   CASE WHEN kind = 'records_count_changed' AND object_class_id <> ALL ($4::bigint[])
     THEN (SELECT coalesce(sum(c.n), 0)::bigint FROM pgcast.object_class_counts c WHERE c.object_class_id = e.object_class_id) END
 FROM pgcast.events e
-WHERE xid >= $1::text::xid8 OR xid = ANY ($2::text[]::xid8[]) OR id > $3
+WHERE (xid >= $1::text::xid8 OR xid = ANY ($2::text[]::xid8[]) OR id > $3)`
+	deltaFirstPage = deltaColumns + `
+ORDER BY id + 0
+LIMIT $5`
+	// deltaRest is the rest of a delta whose first page was full, read after
+	// the first page's transaction ended: the entries above position $5 of
+	// transactions visible in the read's snapshot $6. Those committed before
+	// it was taken, so they are visible to any later snapshot too, and a plain
+	// cursor in a new transaction sees exactly the rest of the read. (The
+	// visibility test is a function, not xid < xmax, which the planner would
+	// take for an index range over the whole log.)
+	deltaRest = `DECLARE pgcast_delta NO SCROLL CURSOR FOR ` + deltaColumns + `
+  AND id > $5 AND pg_visible_in_snapshot(xid, $6::text::pg_snapshot)
 ORDER BY id + 0`
+)
 
 const countsQuery = `SELECT object_class_id, sum(n)::bigint FROM pgcast.object_class_counts WHERE object_class_id = ANY ($1) GROUP BY 1`
 
 // readDelta reads and hands over every entry committed since the previous
 // read, and returns how many.
 //
-// Round trips: one pipelined batch closes the previous read's cursor,
-// begins the repeatable-read transaction, takes its snapshot, reads the
-// counts of recently changed classes, opens the cursor, fetches the first
-// page, commits and, when the reader stops waiting for the doorbell, clears
-// its flag. A first page shorter than PageSize ends the read: one round
-// trip. Otherwise each further page is one more.
+// Round trips: one pipelined batch begins the repeatable-read transaction,
+// takes its snapshot, reads the counts of recently changed classes, reads
+// the first page, commits and, when the reader stops waiting for the
+// doorbell, clears its flag. A first page shorter than PageSize is the whole
+// delta: one round trip. Otherwise a cursor over the rest (deltaRest) is
+// opened with its first page in one more, and each further page costs one.
 func (r *Reader) readDelta(ctx context.Context, conn *pgx.Conn) (int, error) {
-	fetch := `FETCH ` + strconv.Itoa(r.cfg.PageSize) + ` FROM pgcast_delta`
 	clear := r.waiting && r.busy
 	recent := r.recentClasses()
 	counts := make(map[int64]int64, len(recent))
+	above := int64(math.MaxInt64) // nothing: the snapshot alone decides
+	if r.afterRestart > 0 {
+		above = r.afterRestart
+	}
+	xmax, xip := strconv.FormatUint(r.prev.xmax, 10), r.prev.xipText()
 	var text string
 	page, raw, err := func() ([]pageEntry, int, error) {
 		qctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), r.cfg.QueryTimeout)
 		defer cancel()
 		b := &pgx.Batch{}
 		b.Queue(`BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY`)
-		if r.held {
-			b.Queue(`CLOSE pgcast_delta`)
-		}
 		b.Queue(`SELECT pg_current_snapshot()::text`)
 		if len(recent) > 0 {
 			b.Queue(countsQuery, recent)
 		}
-		above := int64(math.MaxInt64) // nothing: the snapshot alone decides
-		if r.afterRestart > 0 {
-			above = r.afterRestart
-		}
-		b.Queue(deltaQuery, strconv.FormatUint(r.prev.xmax, 10), r.prev.xipText(), above, recent)
-		b.Queue(fetch)
+		b.Queue(deltaFirstPage, xmax, xip, above, recent, r.cfg.PageSize)
 		b.Queue(`COMMIT`)
 		if clear {
 			// In its own transaction: the read-only one cannot write.
@@ -568,12 +574,6 @@ func (r *Reader) readDelta(ctx context.Context, conn *pgx.Conn) (int, error) {
 		defer br.Close()
 		if _, err := br.Exec(); err != nil {
 			return nil, 0, fmt.Errorf("begin read: %w", err)
-		}
-		if r.held {
-			if _, err := br.Exec(); err != nil {
-				return nil, 0, fmt.Errorf("close the previous cursor: %w", err)
-			}
-			r.held = false
 		}
 		if err := br.QueryRow().Scan(&text); err != nil {
 			return nil, 0, fmt.Errorf("take snapshot: %w", err)
@@ -585,12 +585,9 @@ func (r *Reader) readDelta(ctx context.Context, conn *pgx.Conn) (int, error) {
 				return nil, 0, fmt.Errorf("read counts: %w", err)
 			}
 		}
-		if _, err := br.Exec(); err != nil {
-			return nil, 0, fmt.Errorf("open delta: %w", err)
-		}
 		rows, err := br.Query()
 		if err != nil {
-			return nil, 0, fmt.Errorf("fetch: %w", err)
+			return nil, 0, fmt.Errorf("read delta: %w", err)
 		}
 		page, raw, err := r.scanPage(rows)
 		if err != nil {
@@ -599,7 +596,6 @@ func (r *Reader) readDelta(ctx context.Context, conn *pgx.Conn) (int, error) {
 		if _, err := br.Exec(); err != nil {
 			return nil, 0, fmt.Errorf("end read: %w", err)
 		}
-		r.held = true
 		if clear {
 			if _, err := br.Exec(); err != nil {
 				return nil, 0, fmt.Errorf("clear waiting: %w", err)
@@ -621,6 +617,14 @@ func (r *Reader) readDelta(ctx context.Context, conn *pgx.Conn) (int, error) {
 	// next: interleaved transactions count more than once, which only
 	// errs towards draining when commits overlap.
 	txs, lastXid := 0, uint64(0)
+	rest := false // the cursor over the rest is open
+	defer func() {
+		if rest {
+			rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), r.cfg.QueryTimeout)
+			defer cancel()
+			_, _ = conn.Exec(rctx, `ROLLBACK`)
+		}
+	}()
 	for {
 		if len(page) > 0 {
 			r.fillCounts(page, counts)
@@ -643,15 +647,28 @@ func (r *Reader) readDelta(ctx context.Context, conn *pgx.Conn) (int, error) {
 			}
 		}
 		if raw < r.cfg.PageSize {
-			break // a short page is the cursor's last
+			break // a short page is the delta's last
 		}
 		if err := ctx.Err(); err != nil {
 			r.interrupted(snap, lastID)
 			return 0, err
 		}
-		if page, raw, err = r.fetchPage(ctx, conn, fetch); err != nil {
+		if !rest {
+			rest = true
+			page, raw, err = r.openRest(ctx, conn, xmax, xip, above, recent, lastID, text)
+		} else {
+			page, raw, err = r.fetchPage(ctx, conn)
+		}
+		if err != nil {
 			r.interrupted(snap, lastID)
 			return 0, err
+		}
+	}
+	if rest {
+		rest = false
+		if err := r.exec(ctx, conn, `COMMIT`); err != nil {
+			r.interrupted(snap, lastID)
+			return 0, fmt.Errorf("end read: %w", err)
 		}
 	}
 	r.prev, r.partials, r.afterRestart = &snap, nil, 0
@@ -664,6 +681,36 @@ func (r *Reader) readDelta(ctx context.Context, conn *pgx.Conn) (int, error) {
 	r.metrics.position.Set(float64(r.position.Load()))
 	return total, nil
 }
+
+// openRest opens the cursor over the rest of a delta whose first page was
+// full, and fetches its first page.
+func (r *Reader) openRest(ctx context.Context, conn *pgx.Conn, xmax string, xip []string, above int64, recent []int64, lastID int64, snap string) ([]pageEntry, int, error) {
+	qctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), r.cfg.QueryTimeout)
+	defer cancel()
+	b := &pgx.Batch{}
+	b.Queue(`BEGIN READ ONLY`)
+	b.Queue(deltaRest, xmax, xip, above, recent, lastID, snap)
+	b.Queue(fetchQuery(r.cfg.PageSize))
+	br := conn.SendBatch(qctx, b)
+	defer br.Close()
+	if _, err := br.Exec(); err != nil {
+		return nil, 0, fmt.Errorf("begin read: %w", err)
+	}
+	if _, err := br.Exec(); err != nil {
+		return nil, 0, fmt.Errorf("open delta: %w", err)
+	}
+	rows, err := br.Query()
+	if err != nil {
+		return nil, 0, fmt.Errorf("fetch: %w", err)
+	}
+	page, raw, err := r.scanPage(rows)
+	if err != nil {
+		return nil, 0, err
+	}
+	return page, raw, br.Close()
+}
+
+func fetchQuery(pageSize int) string { return `FETCH ` + strconv.Itoa(pageSize) + ` FROM pgcast_delta` }
 
 // observe updates the commit-rate estimate with a read that found entries
 // of txs transactions, and with it whether the reader is busy: above
@@ -752,10 +799,10 @@ type pageEntry struct {
 	count pgtype.Int8 // a count event's class count, when the query computed it
 }
 
-func (r *Reader) fetchPage(ctx context.Context, conn *pgx.Conn, fetch string) ([]pageEntry, int, error) {
+func (r *Reader) fetchPage(ctx context.Context, conn *pgx.Conn) ([]pageEntry, int, error) {
 	qctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), r.cfg.QueryTimeout)
 	defer cancel()
-	rows, err := conn.Query(qctx, fetch)
+	rows, err := conn.Query(qctx, fetchQuery(r.cfg.PageSize))
 	if err != nil {
 		return nil, 0, fmt.Errorf("fetch: %w", err)
 	}
