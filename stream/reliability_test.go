@@ -398,3 +398,70 @@ func durableCluster(t *testing.T) (*pgcluster.Cluster, string, *pgxpool.Pool) {
 	t.Cleanup(pool.Close)
 	return cluster, url, pool
 }
+
+// A read whose delta spans many pages loses its connection after handing
+// over the first pages: the read is retried from the same previous snapshot
+// and the entries already handed over are not handed over again.
+func TestReaderInterruptedMidDelta(t *testing.T) {
+	t.Parallel()
+	pool, url := pgtest.NewPool(t)
+	ctx := context.Background()
+	const n, pageSize = 2500, 500
+	var (
+		mu     sync.Mutex
+		seqs   []int64
+		pages  int
+		killed bool
+	)
+	done := make(chan struct{})
+	handler := func(evs []*stream.Event) {
+		mu.Lock()
+		defer mu.Unlock()
+		for _, ev := range evs {
+			seqs = append(seqs, seqOf(t, ev))
+		}
+		pages++
+		if pages == 2 && !killed {
+			// On the reader's goroutine, between two pages of the cursor
+			// over the rest of the delta: its next fetch fails.
+			killed = true
+			var ok bool
+			if err := pool.QueryRow(ctx, `SELECT pg_terminate_backend(pid, 10000) FROM pg_stat_activity
+WHERE application_name = 'pgcast-reader' AND datname = current_database()`).Scan(&ok); err != nil || !ok {
+				t.Errorf("kill the reader's backend: %v %v", ok, err)
+			}
+		}
+		if len(seqs) >= n {
+			select {
+			case <-done:
+			default:
+				close(done)
+			}
+		}
+	}
+	startReader(t, stream.ReaderConfig{URL: url, Handler: handler, PageSize: pageSize, PollInterval: 50 * time.Millisecond,
+		ReconnectMin: 5 * time.Millisecond, ReconnectMax: 50 * time.Millisecond})
+	mustExec(t, pool, `INSERT INTO pgcast.events (kind, environment_id, data)
+SELECT 'published', 1, jsonb_build_object('type', 'job.completed', 'source', 'jobs', 'payload', jsonb_build_object('seq', g))
+FROM generate_series(1, $1) g`, n)
+	select {
+	case <-done:
+	case <-time.After(30 * time.Second):
+		mu.Lock()
+		defer mu.Unlock()
+		t.Fatalf("%d of %d delivered", len(seqs), n)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if !killed {
+		t.Fatal("the read was never interrupted")
+	}
+	for i, s := range seqs {
+		if s != int64(i+1) {
+			t.Fatalf("delivery %d is seq %d: want every entry once, in order", i, s)
+		}
+	}
+	if len(seqs) != n {
+		t.Fatalf("%d delivered, want %d", len(seqs), n)
+	}
+}
