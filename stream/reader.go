@@ -147,9 +147,10 @@ type Reader struct {
 	busy        bool
 	windowStart time.Time
 	windowTxs   int
-	// recent maps the classes whose counts changed lately to when.
-	recent    map[int64]time.Time
-	recentBuf []int64
+	// recent are the classes of the count events of the last read that had
+	// any, whose counts the next read fetches up front; next collects them
+	// during a read (at most maxRecentClasses).
+	recent, next []int64
 
 	position  atomic.Int64 // last delivered position
 	connected atomic.Bool
@@ -173,7 +174,7 @@ func NewReader(cfg ReaderConfig) (*Reader, error) {
 	if err := cfg.validate(); err != nil {
 		return nil, err
 	}
-	r := &Reader{cfg: cfg, metrics: newReaderMetrics(), recent: map[int64]time.Time{}, busy: cfg.DoorbellMaxRate < 0}
+	r := &Reader{cfg: cfg, metrics: newReaderMetrics(), busy: cfg.DoorbellMaxRate < 0}
 	if cfg.Registerer != nil {
 		if err := r.metrics.register(cfg.Registerer); err != nil {
 			return nil, fmt.Errorf("stream: register reader metrics: %w", err)
@@ -510,9 +511,11 @@ func (r *Reader) queryRow(ctx context.Context, q interface {
 // page runs on the connection's cached generic plan: no planning per read.
 //
 // The last column is a count event's class count in the read's snapshot,
-// for classes not among $4, whose counts the batch reads up front (the
-// classes that changed lately): one query for the usual few classes rather
-// than a sum per count event.
+// for classes not among $4, whose counts the batch reads up front: the
+// classes of the count events of the last read that had any, likely those
+// of this one while writes keep coming (one query for the usual few classes
+// rather than a sum per count event), and never more than the last writes
+// touched.
 const (
 	deltaColumns = `SELECT id, xid::text, created_at, kind, environment_id, object_class_id, object_record_id, task_id, data::text,
   CASE WHEN kind = 'records_count_changed' AND object_class_id <> ALL ($4::bigint[])
@@ -540,14 +543,18 @@ const countsQuery = `SELECT object_class_id, sum(n)::bigint FROM pgcast.object_c
 // read, and returns how many.
 //
 // Round trips: one pipelined batch begins the repeatable-read transaction,
-// takes its snapshot, reads the counts of recently changed classes, reads
+// takes its snapshot, reads the counts of the classes of the previous read, reads
 // the first page, commits and, when the reader stops waiting for the
 // doorbell, clears its flag. A first page shorter than PageSize is the whole
 // delta: one round trip. Otherwise a cursor over the rest (deltaRest) is
 // opened with its first page in one more, and each further page costs one.
 func (r *Reader) readDelta(ctx context.Context, conn *pgx.Conn) (int, error) {
 	clear := r.waiting && r.busy
-	recent := r.recentClasses()
+	recent := r.recent
+	if recent == nil {
+		recent = []int64{} // an empty array: nil would be NULL, and x <> ALL (NULL) is NULL
+	}
+	r.next = r.next[:0]
 	counts := make(map[int64]int64, len(recent))
 	above := int64(math.MaxInt64) // nothing: the snapshot alone decides
 	if r.afterRestart > 0 {
@@ -672,6 +679,9 @@ func (r *Reader) readDelta(ctx context.Context, conn *pgx.Conn) (int, error) {
 		}
 	}
 	r.prev, r.partials, r.afterRestart = &snap, nil, 0
+	if len(r.next) > 0 { // an idle poll keeps the classes of the last writes
+		r.recent, r.next = r.next, r.recent[:0]
+	}
 	now := time.Now()
 	r.lastRead.Store(now.UnixNano())
 	r.observe(now, txs)
@@ -741,30 +751,8 @@ func (r *Reader) observe(now time.Time, txs int) {
 // the commit rate.
 const rateWindow = 100 * time.Millisecond
 
-// recentClasses are the classes whose counts changed in the last few
-// seconds (at most maxRecentClasses), whose counts the next read fetches
-// with one query; the classes in the log it forgets.
-func (r *Reader) recentClasses() []int64 {
-	now := time.Now()
-	out := r.recentBuf[:0]
-	if out == nil {
-		out = []int64{} // an empty array: nil would be NULL, and x <> ALL (NULL) is NULL
-	}
-	for id, seen := range r.recent {
-		if now.Sub(seen) > recentClassTTL {
-			delete(r.recent, id)
-			continue
-		}
-		out = append(out, id)
-	}
-	r.recentBuf = out
-	return out
-}
-
-const (
-	recentClassTTL   = 5 * time.Second
-	maxRecentClasses = 256
-)
+// maxRecentClasses bounds the classes whose counts a read fetches up front.
+const maxRecentClasses = 64
 
 // interrupted remembers a read that handed over entries up to lastID before
 // failing, so the retry does not hand them over again.
@@ -844,10 +832,9 @@ func (r *Reader) scanPage(rows pgx.Rows) ([]pageEntry, int, error) {
 }
 
 // fillCounts sets Count on count events to the class's count in the read's
-// snapshot: computed by the delta query itself, or read up front for recent
-// classes (a recent class without shards counts zero).
+// snapshot: computed by the delta query itself, or read up front for the
+// classes of the previous read (one without shards counts zero).
 func (r *Reader) fillCounts(page []pageEntry, counts map[int64]int64) {
-	now := time.Now()
 	for _, p := range page {
 		if p.Kind != KindRecordsCountChanged {
 			continue
@@ -857,8 +844,8 @@ func (r *Reader) fillCounts(page []pageEntry, counts map[int64]int64) {
 		} else {
 			p.Count = counts[p.ClassID]
 		}
-		if _, ok := r.recent[p.ClassID]; ok || len(r.recent) < maxRecentClasses {
-			r.recent[p.ClassID] = now
+		if len(r.next) < maxRecentClasses && !slices.Contains(r.next, p.ClassID) {
+			r.next = append(r.next, p.ClassID)
 		}
 	}
 }
