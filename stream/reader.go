@@ -409,7 +409,7 @@ func (r *Reader) connect(ctx context.Context) (*pgx.Conn, error) {
 	// (0.1) the planner prefers to walk the whole primary key in id order,
 	// filtering on xid, over picking the few new entries from the xid index
 	// and sorting them, so every read would scan the entire log. (For the
-	// cursor over the rest of a large delta; the first page has a LIMIT.)
+	// cursor of a large delta; the first page has a LIMIT.)
 	cc.RuntimeParams["cursor_tuple_fraction"] = "1"
 	// And plan it the same way before the log has statistics (a fresh or
 	// fast-growing log, before autovacuum's ANALYZE): without them every
@@ -525,15 +525,8 @@ WHERE (xid >= $1::text::xid8 OR xid = ANY ($2::text[]::xid8[]) OR id > $3)`
 	deltaFirstPage = deltaColumns + `
 ORDER BY id + 0
 LIMIT $5`
-	// deltaRest is the rest of a delta whose first page was full, read after
-	// the first page's transaction ended: the entries above position $5 of
-	// transactions visible in the read's snapshot $6. Those committed before
-	// it was taken, so they are visible to any later snapshot too, and a plain
-	// cursor in a new transaction sees exactly the rest of the read. (The
-	// visibility test is a function, not xid < xmax, which the planner would
-	// take for an index range over the whole log.)
-	deltaRest = `DECLARE pgcast_delta NO SCROLL CURSOR FOR ` + deltaColumns + `
-  AND id > $5 AND pg_visible_in_snapshot(xid, $6::text::pg_snapshot)
+	// deltaCursor reads a delta larger than a page (see readLarge).
+	deltaCursor = `DECLARE pgcast_delta NO SCROLL CURSOR FOR ` + deltaColumns + `
 ORDER BY id + 0`
 )
 
@@ -543,11 +536,11 @@ const countsQuery = `SELECT object_class_id, sum(n)::bigint FROM pgcast.object_c
 // read, and returns how many.
 //
 // Round trips: one pipelined batch begins the repeatable-read transaction,
-// takes its snapshot, reads the counts of the classes of the previous read, reads
-// the first page, commits and, when the reader stops waiting for the
+// takes its snapshot, reads the counts of the classes of the previous read,
+// reads the first page, commits and, when the reader stops waiting for the
 // doorbell, clears its flag. A first page shorter than PageSize is the whole
-// delta: one round trip. Otherwise a cursor over the rest (deltaRest) is
-// opened with its first page in one more, and each further page costs one.
+// delta: one round trip. A full one is handed over and the delta is read
+// again through a cursor (readLarge), skipping what the page handed over.
 func (r *Reader) readDelta(ctx context.Context, conn *pgx.Conn) (int, error) {
 	clear := r.waiting && r.busy
 	recent := r.recent
@@ -556,11 +549,6 @@ func (r *Reader) readDelta(ctx context.Context, conn *pgx.Conn) (int, error) {
 	}
 	r.next = r.next[:0]
 	counts := make(map[int64]int64, len(recent))
-	above := int64(math.MaxInt64) // nothing: the snapshot alone decides
-	if r.afterRestart > 0 {
-		above = r.afterRestart
-	}
-	xmax, xip := strconv.FormatUint(r.prev.xmax, 10), r.prev.xipText()
 	var text string
 	page, raw, err := func() ([]pageEntry, int, error) {
 		qctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), r.cfg.QueryTimeout)
@@ -571,7 +559,7 @@ func (r *Reader) readDelta(ctx context.Context, conn *pgx.Conn) (int, error) {
 		if len(recent) > 0 {
 			b.Queue(countsQuery, recent)
 		}
-		b.Queue(deltaFirstPage, xmax, xip, above, recent, r.cfg.PageSize)
+		b.Queue(deltaFirstPage, r.deltaArgs(recent, r.cfg.PageSize)...)
 		b.Queue(`COMMIT`)
 		if clear {
 			// In its own transaction: the read-only one cannot write.
@@ -585,12 +573,8 @@ func (r *Reader) readDelta(ctx context.Context, conn *pgx.Conn) (int, error) {
 		if err := br.QueryRow().Scan(&text); err != nil {
 			return nil, 0, fmt.Errorf("take snapshot: %w", err)
 		}
-		if len(recent) > 0 {
-			rows, _ := br.Query()
-			var id, n int64
-			if _, err := pgx.ForEachRow(rows, []any{&id, &n}, func() error { counts[id] = n; return nil }); err != nil {
-				return nil, 0, fmt.Errorf("read counts: %w", err)
-			}
+		if err := readCounts(br, len(recent) > 0, counts); err != nil {
+			return nil, 0, err
 		}
 		rows, err := br.Query()
 		if err != nil {
@@ -618,65 +602,15 @@ func (r *Reader) readDelta(ctx context.Context, conn *pgx.Conn) (int, error) {
 	if err != nil {
 		return 0, err
 	}
-	total := 0
-	var lastID int64
-	// Transactions found, counted as changes of xid from one entry to the
-	// next: interleaved transactions count more than once, which only
-	// errs towards draining when commits overlap.
-	txs, lastXid := 0, uint64(0)
-	rest := false // the cursor over the rest is open
-	defer func() {
-		if rest {
-			rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), r.cfg.QueryTimeout)
-			defer cancel()
-			_, _ = conn.Exec(rctx, `ROLLBACK`)
-		}
-	}()
-	for {
-		if len(page) > 0 {
-			r.fillCounts(page, counts)
-			lastID = page[len(page)-1].Position
-			events := r.skipDelivered(page)
-			if len(events) > 0 {
-				r.cfg.Handler(events)
-				total += len(events)
-				r.position.Store(events[len(events)-1].Position)
-				for _, ev := range events {
-					r.maxPos = max(r.maxPos, ev.Position)
-				}
-				r.metrics.events.Add(float64(len(events)))
-				r.metrics.lag.Set(time.Since(events[len(events)-1].Time).Seconds())
-			}
-			for _, p := range page {
-				if p.xid != lastXid {
-					txs, lastXid = txs+1, p.xid
-				}
-			}
-		}
-		if raw < r.cfg.PageSize {
-			break // a short page is the delta's last
-		}
-		if err := ctx.Err(); err != nil {
-			r.interrupted(snap, lastID)
-			return 0, err
-		}
-		if !rest {
-			rest = true
-			page, raw, err = r.openRest(ctx, conn, xmax, xip, above, recent, lastID, text)
-		} else {
-			page, raw, err = r.fetchPage(ctx, conn)
-		}
+	var txs int
+	total, lastID := r.handOver(page, counts, &txs)
+	if raw >= r.cfg.PageSize {
+		r.interrupted(snap, lastID)
+		n, large, err := r.readLarge(ctx, conn, recent, &txs)
 		if err != nil {
-			r.interrupted(snap, lastID)
 			return 0, err
 		}
-	}
-	if rest {
-		rest = false
-		if err := r.exec(ctx, conn, `COMMIT`); err != nil {
-			r.interrupted(snap, lastID)
-			return 0, fmt.Errorf("end read: %w", err)
-		}
+		total, snap = total+n, large
 	}
 	r.prev, r.partials, r.afterRestart = &snap, nil, 0
 	if len(r.next) > 0 { // an idle poll keeps the classes of the last writes
@@ -692,35 +626,145 @@ func (r *Reader) readDelta(ctx context.Context, conn *pgx.Conn) (int, error) {
 	return total, nil
 }
 
-// openRest opens the cursor over the rest of a delta whose first page was
-// full, and fetches its first page.
-func (r *Reader) openRest(ctx context.Context, conn *pgx.Conn, xmax string, xip []string, above int64, recent []int64, lastID int64, snap string) ([]pageEntry, int, error) {
-	qctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), r.cfg.QueryTimeout)
-	defer cancel()
-	b := &pgx.Batch{}
-	b.Queue(`BEGIN READ ONLY`)
-	b.Queue(deltaRest, xmax, xip, above, recent, lastID, snap)
-	b.Queue(fetchQuery(r.cfg.PageSize))
-	br := conn.SendBatch(qctx, b)
-	defer br.Close()
-	if _, err := br.Exec(); err != nil {
-		return nil, 0, fmt.Errorf("begin read: %w", err)
+// deltaArgs are the delta queries' parameters $1 to $4 (and $5 when given).
+func (r *Reader) deltaArgs(recent []int64, limit ...int) []any {
+	above := int64(math.MaxInt64) // nothing: the snapshot alone decides
+	if r.afterRestart > 0 {
+		above = r.afterRestart
 	}
-	if _, err := br.Exec(); err != nil {
-		return nil, 0, fmt.Errorf("open delta: %w", err)
+	args := []any{strconv.FormatUint(r.prev.xmax, 10), r.prev.xipText(), above, recent}
+	for _, l := range limit {
+		args = append(args, l)
 	}
-	rows, err := br.Query()
-	if err != nil {
-		return nil, 0, fmt.Errorf("fetch: %w", err)
-	}
-	page, raw, err := r.scanPage(rows)
-	if err != nil {
-		return nil, 0, err
-	}
-	return page, raw, br.Close()
+	return args
 }
 
-func fetchQuery(pageSize int) string { return `FETCH ` + strconv.Itoa(pageSize) + ` FROM pgcast_delta` }
+// readCounts reads the counts query's result from a batch, when queued.
+func readCounts(br pgx.BatchResults, queued bool, counts map[int64]int64) error {
+	if !queued {
+		return nil
+	}
+	rows, _ := br.Query()
+	var id, n int64
+	if _, err := pgx.ForEachRow(rows, []any{&id, &n}, func() error { counts[id] = n; return nil }); err != nil {
+		return fmt.Errorf("read counts: %w", err)
+	}
+	return nil
+}
+
+// handOver hands a page over (without what interrupted reads already handed
+// over), counts its transactions into txs (as changes of xid from one entry
+// to the next: interleaved transactions count more than once, which only errs
+// towards draining when commits overlap), and returns how many entries it
+// handed over and the page's last position.
+func (r *Reader) handOver(page []pageEntry, counts map[int64]int64, txs *int) (int, int64) {
+	if len(page) == 0 {
+		return 0, 0
+	}
+	r.fillCounts(page, counts)
+	events := r.skipDelivered(page)
+	if len(events) > 0 {
+		r.cfg.Handler(events)
+		r.position.Store(events[len(events)-1].Position)
+		for _, ev := range events {
+			r.maxPos = max(r.maxPos, ev.Position)
+		}
+		r.metrics.events.Add(float64(len(events)))
+		r.metrics.lag.Set(time.Since(events[len(events)-1].Time).Seconds())
+	}
+	var lastXid uint64
+	for _, p := range page {
+		if p.xid != lastXid {
+			*txs, lastXid = *txs+1, p.xid
+		}
+	}
+	return len(events), page[len(page)-1].Position
+}
+
+// readLarge reads a delta larger than a page, the way one batch cannot: in
+// a repeatable-read transaction of its own, through a cursor, a page at a
+// time (bounded memory however large the delta). Its snapshot, which it
+// returns, is newer than the first page's, so it also takes what committed
+// in between; what the first page handed over is skipped, as after an
+// interrupted read. Counts are those of its snapshot.
+func (r *Reader) readLarge(ctx context.Context, conn *pgx.Conn, recent []int64, txs *int) (int, snapshot, error) {
+	open := false
+	defer func() {
+		if open {
+			rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), r.cfg.QueryTimeout)
+			defer cancel()
+			_, _ = conn.Exec(rctx, `ROLLBACK`)
+		}
+	}()
+	fetch := `FETCH ` + strconv.Itoa(r.cfg.PageSize) + ` FROM pgcast_delta`
+	counts := make(map[int64]int64, len(recent))
+	var text string
+	page, raw, err := func() ([]pageEntry, int, error) {
+		qctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), r.cfg.QueryTimeout)
+		defer cancel()
+		b := &pgx.Batch{}
+		b.Queue(`BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY`)
+		b.Queue(`SELECT pg_current_snapshot()::text`)
+		if len(recent) > 0 {
+			b.Queue(countsQuery, recent)
+		}
+		b.Queue(deltaCursor, r.deltaArgs(recent)...)
+		b.Queue(fetch)
+		br := conn.SendBatch(qctx, b)
+		defer br.Close()
+		open = true
+		if _, err := br.Exec(); err != nil {
+			return nil, 0, fmt.Errorf("begin read: %w", err)
+		}
+		if err := br.QueryRow().Scan(&text); err != nil {
+			return nil, 0, fmt.Errorf("take snapshot: %w", err)
+		}
+		if err := readCounts(br, len(recent) > 0, counts); err != nil {
+			return nil, 0, err
+		}
+		if _, err := br.Exec(); err != nil {
+			return nil, 0, fmt.Errorf("open delta: %w", err)
+		}
+		rows, err := br.Query()
+		if err != nil {
+			return nil, 0, fmt.Errorf("fetch: %w", err)
+		}
+		return r.scanPage(rows)
+	}()
+	if err != nil {
+		return 0, snapshot{}, err
+	}
+	snap, err := parseSnapshot(text)
+	if err != nil {
+		return 0, snapshot{}, err
+	}
+	total := 0
+	var lastID int64
+	for {
+		n, last := r.handOver(page, counts, txs)
+		total += n
+		if len(page) > 0 {
+			lastID = last
+		}
+		if raw < r.cfg.PageSize {
+			break // a short page is the cursor's last
+		}
+		if err := ctx.Err(); err != nil {
+			r.interrupted(snap, lastID)
+			return 0, snapshot{}, err
+		}
+		if page, raw, err = r.fetchPage(ctx, conn, fetch); err != nil {
+			r.interrupted(snap, lastID)
+			return 0, snapshot{}, err
+		}
+	}
+	if err := r.exec(ctx, conn, `COMMIT`); err != nil {
+		r.interrupted(snap, lastID)
+		return 0, snapshot{}, fmt.Errorf("end read: %w", err)
+	}
+	open = false
+	return total, snap, nil
+}
 
 // observe updates the commit-rate estimate with a read that found entries
 // of txs transactions, and with it whether the reader is busy: above
@@ -787,10 +831,10 @@ type pageEntry struct {
 	count pgtype.Int8 // a count event's class count, when the query computed it
 }
 
-func (r *Reader) fetchPage(ctx context.Context, conn *pgx.Conn) ([]pageEntry, int, error) {
+func (r *Reader) fetchPage(ctx context.Context, conn *pgx.Conn, fetch string) ([]pageEntry, int, error) {
 	qctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), r.cfg.QueryTimeout)
 	defer cancel()
-	rows, err := conn.Query(qctx, fetchQuery(r.cfg.PageSize))
+	rows, err := conn.Query(qctx, fetch)
 	if err != nil {
 		return nil, 0, fmt.Errorf("fetch: %w", err)
 	}
