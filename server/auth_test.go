@@ -853,3 +853,23 @@ func TestServerPrunesExpiredTickets(t *testing.T) {
 		time.Sleep(20 * time.Millisecond) // polling the table: there is no signal to await
 	}
 }
+
+// The ticket endpoint is exactly /api/users/ws-auth/, also without the
+// slash; nothing below it issues tickets.
+func TestWSAuthPath(t *testing.T) {
+	t.Parallel()
+	st := newStack(t, nil)
+	tok, err := st.auth.Mint("u1", RoleAuthenticated, 1, time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for path, want := range map[string]int{"/api/users/ws-auth/": 200, "/api/users/ws-auth": 200, "/api/users/ws-auth/x": 404, "/api/users/ws-auth/x/": 404} {
+		res := st.do("GET", path, tok, nil)
+		if res.status != want {
+			t.Errorf("GET %s: %s, want %d", path, res, want)
+		}
+		if want == 200 && !strings.Contains(string(res.body), `"uuid"`) {
+			t.Errorf("GET %s: %s, want a ticket", path, res)
+		}
+	}
+}

@@ -177,7 +177,12 @@ func (s *Server) routeStreams() error {
 	if s.tickets, err = NewTicketStore(cfg.Pool, cfg.TicketTTL, WithTicketMetrics(tm)); err != nil {
 		return err
 	}
-	s.mux.Handle("/api/users/ws-auth/", WSAuthHandler(cfg.Auth, s.tickets, cfg.Logger))
+	// Exactly this path, with or without its trailing slash (a subtree
+	// pattern would also serve /api/users/ws-auth/anything, and without the
+	// slash the request would fall to the collections REST API).
+	wsAuth := WSAuthHandler(cfg.Auth, s.tickets, cfg.Logger)
+	s.mux.Handle("/api/users/ws-auth/{$}", wsAuth)
+	s.mux.Handle("/api/users/ws-auth", wsAuth)
 	upgrader := newUpgrader(cfg.WS.AllowedOrigins)
 	for path, proto := range map[string]stream.Protocol{
 		"/ws/events/object-records/": stream.ProtocolRecords,
