@@ -83,6 +83,11 @@ minutes; --quick takes about one; --scenarios runs only some.`,
 			if rate < 1 || rate > 100000 {
 				return fmt.Errorf("--rate must be between 1 and 100000, got %d", rate)
 			}
+			for _, sc := range scenarios {
+				if !slices.Contains(bench.CaptureScenarios, sc) {
+					return fmt.Errorf("--scenarios: unknown scenario %q (want %s)", sc, strings.Join(bench.CaptureScenarios, ", "))
+				}
+			}
 			cfg := bench.CaptureConfig{
 				Duration:          duration,
 				LatencyDuration:   latency,

@@ -178,6 +178,7 @@ func TestBadInputIsOneClearLine(t *testing.T) {
 		{"bad log format", nil, []string{"version", "--log-format", "xml"}, "invalid --log-format"},
 		{"no secret", map[string]string{"DATABASE_URL": url}, []string{"serve"}, "no JWT secret: set PGCAST_JWT_SECRET"},
 		{"short secret", map[string]string{"DATABASE_URL": url, "PGCAST_JWT_SECRET": "short"}, []string{"serve"}, "at least 32"},
+		{"unknown bench scenario", nil, []string{"bench", "capture", "--scenarios", "latency,nope"}, `unknown scenario "nope"`},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
