@@ -106,8 +106,11 @@ func TestRunCatalyst(t *testing.T) {
 	if m.Clients != 50 || m.BaseRSSMB <= 0 || m.IdleRSSMB <= 0 || m.ConnectS <= 0 {
 		t.Errorf("idle %+v: a figure is not positive", m)
 	}
-	// Each connection holds at least its read loop and its writer.
-	if m.GoroutinesPerConn < 1 {
+	// Each connection holds its read loop (its writer runs only while there
+	// is something to send). The figure is a difference of two samples of
+	// the server's goroutines, either of which may hold a transient one
+	// (an HTTP keep-alive, a timer): ±1 over 50 connections.
+	if m.GoroutinesPerConn < 0.95 {
 		t.Errorf("idle: %.2f goroutines per connection", m.GoroutinesPerConn)
 	}
 
