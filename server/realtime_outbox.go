@@ -2,6 +2,7 @@ package server
 
 import (
 	"context"
+	"runtime"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -212,16 +213,45 @@ func (g *fanoutGate) check() {
 	g.held, g.spare = g.spare[:0], nil
 	g.armed = false
 	g.mu.Unlock()
-	for i, c := range batch {
-		c.notify()
-		batch[i] = nil
-	}
+	wakeAll(batch)
+	clear(batch)
 	g.mu.Lock()
 	if g.spare == nil {
 		g.spare = batch[:0]
 	}
 	g.mu.Unlock()
 }
+
+// wakeAll wakes the held writers, each with one write on this goroutine
+// that never waits (wakeNow), spread over the available CPUs: a fan-out's
+// worth of writes, usually one frame each, costs no goroutine per
+// connection.
+func wakeAll(conns []*wsConn) {
+	workers := min(runtime.GOMAXPROCS(0), (len(conns)+wakeChunk-1)/wakeChunk)
+	if workers <= 1 {
+		for _, c := range conns {
+			c.wakeNow()
+		}
+		return
+	}
+	per := (len(conns) + workers - 1) / workers
+	var wg sync.WaitGroup
+	for w := 1; w < workers; w++ {
+		part := conns[min(w*per, len(conns)):min((w+1)*per, len(conns))]
+		wg.Go(func() {
+			for _, c := range part {
+				c.wakeNow()
+			}
+		})
+	}
+	for _, c := range conns[:per] {
+		c.wakeNow()
+	}
+	wg.Wait()
+}
+
+// wakeChunk is the fewest wakes worth another goroutine.
+const wakeChunk = 128
 
 // reply queues a reply and reports whether the writer should be woken.
 func (o *rtOutbox) reply(b []byte) bool {

@@ -10,6 +10,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/gorilla/websocket"
@@ -205,7 +206,8 @@ const (
 // before it exits; it drains everything queued and exits when there is
 // nothing left. It runs on a new goroutine, or on the timer's own when a
 // ping or a Catalyst tick woke it; realtime wakes from the hub may be held
-// briefly (see fanoutGate). So an idle connection has no writer goroutine and holds no
+// briefly (see fanoutGate), whose release makes each connection's first
+// write itself, never waiting for the socket (wakeNow). So an idle connection has no writer goroutine and holds no
 // write buffer (the writer's frameBuf comes from a pool); its one goroutine
 // is the read loop, whose gorilla reader (which unmasks client frames and
 // enforces the read limit) never writes: see gorillaConn.
@@ -219,6 +221,7 @@ const (
 type wsConn struct {
 	ws     *websocket.Conn // reading only
 	nc     net.Conn        // the socket, written only by the writer
+	raw    syscall.RawConn // nc's, for writes that never wait; nil if it has none
 	cfg    WSConfig
 	out    outbox
 	logger *slog.Logger
@@ -248,6 +251,11 @@ func newWSConn(ws *websocket.Conn, nc net.Conn, cfg WSConfig, logger *slog.Logge
 	c := &wsConn{
 		ws: ws, nc: nc, cfg: cfg.withDefaults(), logger: logger, bufs: bufs,
 		written: make(chan struct{}), done: make(chan struct{}),
+	}
+	if sc, ok := nc.(syscall.Conn); ok {
+		if rc, err := sc.SyscallConn(); err == nil {
+			c.raw = rc
+		}
 	}
 	if ws != nil {
 		// Every write goes through the writer: a client's ping is answered
@@ -345,11 +353,84 @@ func (c *wsConn) closeCode() (int, bool) {
 	return c.code, c.closeReq
 }
 
+// wakeNow is wake for a caller that has other connections to wake and must
+// never block on one: unless a writer runs, it becomes the writer for one
+// write that does not wait for the socket (no goroutine is started when
+// that is all there was); what remains (the socket was full, more came
+// meanwhile, a close to send) goes to a writer goroutine.
+func (c *wsConn) wakeNow() {
+	if c.raw == nil {
+		c.notify()
+		return
+	}
+	for {
+		s := c.state.Load()
+		if s&wsStarted == 0 || s&wsWriting != 0 {
+			if s&wsAgain != 0 || c.state.CompareAndSwap(s, s|wsAgain) {
+				return
+			}
+			continue
+		}
+		if c.state.CompareAndSwap(s, s|wsWriting) {
+			c.writeNow()
+			return
+		}
+	}
+}
+
+// writeNow is the writer's first round without blocking (see wakeNow).
+func (c *wsConn) writeNow() {
+	fb := c.getBuf()
+	c.state.And(^wsAgain)
+	c.mu.Lock()
+	blocking := c.closeReq || c.pongDue || c.pingDue
+	c.mu.Unlock()
+	if blocking { // rare: let the goroutine do it all
+		go c.writeWith(fb)
+		return
+	}
+	c.out.take(fb)
+	if fb.empty() {
+		if c.state.CompareAndSwap(wsStarted|wsWriting, wsStarted) {
+			c.putBuf(fb)
+			return
+		}
+		go c.writeWith(fb)
+		return
+	}
+	err := c.extendWrite()
+	done := false
+	if err == nil {
+		done, err = fb.tryWrite(c.raw)
+	}
+	if err != nil {
+		fb.reset()
+		c.putBuf(fb)
+		c.finishWriter(err)
+		return
+	}
+	if done && c.state.CompareAndSwap(wsStarted|wsWriting, wsStarted) {
+		c.putBuf(fb)
+		return
+	}
+	go c.writeWith(fb) // the rest of fb first, then whatever else is due
+}
+
 // write is the writer: it writes until nothing is left, then exits; or
 // until it has written the close frame or failed, and then it is finished
 // for good (wsWriting stays set: no writer starts again).
-func (c *wsConn) write() {
-	fb := c.getBuf()
+func (c *wsConn) write() { c.writeWith(c.getBuf()) }
+
+// writeWith is write with fb, which may hold the rest of a tryWrite: that
+// goes out first.
+func (c *wsConn) writeWith(fb *frameBuf) {
+	if fb.nb != nil {
+		if err := c.writeFrames(fb); err != nil {
+			c.putBuf(fb)
+			c.finishWriter(err)
+			return
+		}
+	}
 	for {
 		c.state.And(^wsAgain)
 		wrote, final, err := c.flush(fb)
@@ -395,14 +476,21 @@ func (c *wsConn) flush(fb *frameBuf) (wrote, final bool, err error) {
 }
 
 func (c *wsConn) writeFrames(fb *frameBuf) error {
-	if now := time.Now(); c.wdeadline.Sub(now) < writeTimeout/2 {
-		c.wdeadline = now.Add(writeTimeout)
-		if err := c.nc.SetWriteDeadline(c.wdeadline); err != nil {
-			fb.reset()
-			return err
-		}
+	if err := c.extendWrite(); err != nil {
+		fb.reset()
+		return err
 	}
 	return fb.writeTo(c.nc)
+}
+
+// extendWrite keeps the write deadline at least writeTimeout/2 ahead. A
+// deadline that has passed also fails writes that would not wait (tryWrite).
+func (c *wsConn) extendWrite() error {
+	if now := time.Now(); c.wdeadline.Sub(now) < writeTimeout/2 {
+		c.wdeadline = now.Add(writeTimeout)
+		return c.nc.SetWriteDeadline(c.wdeadline)
+	}
+	return nil
 }
 
 // finishWriter ends the writing side: after the close frame the peer has

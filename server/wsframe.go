@@ -1,6 +1,10 @@
 package server
 
 import (
+	"syscall"
+
+	"golang.org/x/sys/unix"
+
 	"net"
 	"unicode/utf8"
 
@@ -164,13 +168,53 @@ func (fb *frameBuf) trim() {
 	}
 }
 
-// writeTo writes fb's frames with one writev (net.Buffers on a TCP socket)
-// and resets fb.
+// writeTo writes fb's frames (or what a tryWrite left of them) with one
+// writev (net.Buffers on a TCP socket) and resets fb.
 func (fb *frameBuf) writeTo(c net.Conn) error {
-	fb.nb = fb.iov[:fb.niov]
+	if fb.nb == nil {
+		fb.nb = fb.iov[:fb.niov]
+	}
 	_, err := fb.nb.WriteTo(c)
 	fb.reset()
 	return err
+}
+
+// tryWrite writes fb's frames with one writev that never waits for the
+// socket. It reports whether everything went out (fb is then reset); if not,
+// fb keeps the rest for writeTo, and nothing may be added to fb before.
+// EAGAIN is no error: the socket is full.
+func (fb *frameBuf) tryWrite(rc syscall.RawConn) (bool, error) {
+	if fb.nb == nil {
+		fb.nb = fb.iov[:fb.niov]
+	}
+	var n int
+	var werr error
+	if err := rc.Write(func(fd uintptr) bool {
+		n, werr = unix.Writev(int(fd), fb.nb)
+		return true // one attempt: never wait for the poller
+	}); err != nil {
+		return false, err
+	}
+	if werr == unix.EINTR {
+		werr = unix.EAGAIN
+	}
+	if werr != nil && werr != unix.EAGAIN {
+		return false, werr
+	}
+	for n > 0 && len(fb.nb) > 0 { // drop what was written
+		if n < len(fb.nb[0]) {
+			fb.nb[0] = fb.nb[0][n:]
+			n = 0
+			break
+		}
+		n -= len(fb.nb[0])
+		fb.nb = fb.nb[1:]
+	}
+	if len(fb.nb) == 0 {
+		fb.reset()
+		return true, nil
+	}
+	return false, nil
 }
 
 // appendCatalystFrame appends one Catalyst frame, header included: a JSON
