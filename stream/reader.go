@@ -553,12 +553,7 @@ func (r *Reader) readDelta(ctx context.Context, conn *pgx.Conn) (int, error) {
 	page, raw, err := func() ([]pageEntry, int, error) {
 		qctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), r.cfg.QueryTimeout)
 		defer cancel()
-		b := &pgx.Batch{}
-		b.Queue(`BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY`)
-		b.Queue(`SELECT pg_current_snapshot()::text`)
-		if len(recent) > 0 {
-			b.Queue(countsQuery, recent)
-		}
+		b := beginRead(recent)
 		b.Queue(deltaFirstPage, r.deltaArgs(recent, r.cfg.PageSize)...)
 		b.Queue(`COMMIT`)
 		if clear {
@@ -567,13 +562,7 @@ func (r *Reader) readDelta(ctx context.Context, conn *pgx.Conn) (int, error) {
 		}
 		br := conn.SendBatch(qctx, b)
 		defer br.Close()
-		if _, err := br.Exec(); err != nil {
-			return nil, 0, fmt.Errorf("begin read: %w", err)
-		}
-		if err := br.QueryRow().Scan(&text); err != nil {
-			return nil, 0, fmt.Errorf("take snapshot: %w", err)
-		}
-		if err := readCounts(br, len(recent) > 0, counts); err != nil {
+		if err := readBegun(br, &text, len(recent) > 0, counts); err != nil {
 			return nil, 0, err
 		}
 		rows, err := br.Query()
@@ -639,9 +628,28 @@ func (r *Reader) deltaArgs(recent []int64, limit ...int) []any {
 	return args
 }
 
-// readCounts reads the counts query's result from a batch, when queued.
-func readCounts(br pgx.BatchResults, queued bool, counts map[int64]int64) error {
-	if !queued {
+// beginRead starts a read's batch: a repeatable-read transaction, its
+// snapshot and, for the classes recent, their counts.
+func beginRead(recent []int64) *pgx.Batch {
+	b := &pgx.Batch{}
+	b.Queue(`BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY`)
+	b.Queue(`SELECT pg_current_snapshot()::text`)
+	if len(recent) > 0 {
+		b.Queue(countsQuery, recent)
+	}
+	return b
+}
+
+// readBegun reads the results of what beginRead queued: the snapshot into
+// snap, the counts (when queued) into counts.
+func readBegun(br pgx.BatchResults, snap *string, countsQueued bool, counts map[int64]int64) error {
+	if _, err := br.Exec(); err != nil {
+		return fmt.Errorf("begin read: %w", err)
+	}
+	if err := br.QueryRow().Scan(snap); err != nil {
+		return fmt.Errorf("take snapshot: %w", err)
+	}
+	if !countsQueued {
 		return nil
 	}
 	rows, _ := br.Query()
@@ -702,24 +710,13 @@ func (r *Reader) readLarge(ctx context.Context, conn *pgx.Conn, recent []int64, 
 	page, raw, err := func() ([]pageEntry, int, error) {
 		qctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), r.cfg.QueryTimeout)
 		defer cancel()
-		b := &pgx.Batch{}
-		b.Queue(`BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY`)
-		b.Queue(`SELECT pg_current_snapshot()::text`)
-		if len(recent) > 0 {
-			b.Queue(countsQuery, recent)
-		}
+		b := beginRead(recent)
 		b.Queue(deltaCursor, r.deltaArgs(recent)...)
 		b.Queue(fetch)
 		br := conn.SendBatch(qctx, b)
 		defer br.Close()
 		open = true
-		if _, err := br.Exec(); err != nil {
-			return nil, 0, fmt.Errorf("begin read: %w", err)
-		}
-		if err := br.QueryRow().Scan(&text); err != nil {
-			return nil, 0, fmt.Errorf("take snapshot: %w", err)
-		}
-		if err := readCounts(br, len(recent) > 0, counts); err != nil {
+		if err := readBegun(br, &text, len(recent) > 0, counts); err != nil {
 			return nil, 0, err
 		}
 		if _, err := br.Exec(); err != nil {
