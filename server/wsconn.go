@@ -314,21 +314,29 @@ func (c *wsConn) notify() { c.wake(false) }
 // inline on the caller's (a timer's goroutine, which has nothing else to
 // do).
 func (c *wsConn) wake(inline bool) {
+	if !c.claimWriter() {
+		return
+	}
+	if inline {
+		c.write()
+	} else {
+		go c.write()
+	}
+}
+
+// claimWriter makes the caller the writer unless one runs (which is then
+// told to look again before it exits) or writers may not start yet.
+func (c *wsConn) claimWriter() bool {
 	for {
 		s := c.state.Load()
 		if s&wsStarted == 0 || s&wsWriting != 0 {
 			if s&wsAgain != 0 || c.state.CompareAndSwap(s, s|wsAgain) {
-				return
+				return false
 			}
 			continue
 		}
 		if c.state.CompareAndSwap(s, s|wsWriting) {
-			if inline {
-				c.write()
-			} else {
-				go c.write()
-			}
-			return
+			return true
 		}
 	}
 }
@@ -363,18 +371,8 @@ func (c *wsConn) wakeNow() {
 		c.notify()
 		return
 	}
-	for {
-		s := c.state.Load()
-		if s&wsStarted == 0 || s&wsWriting != 0 {
-			if s&wsAgain != 0 || c.state.CompareAndSwap(s, s|wsAgain) {
-				return
-			}
-			continue
-		}
-		if c.state.CompareAndSwap(s, s|wsWriting) {
-			c.writeNow()
-			return
-		}
+	if c.claimWriter() {
+		c.writeNow()
 	}
 }
 
