@@ -396,6 +396,7 @@ func (c *wsConn) writeNow() {
 		go c.writeWith(fb)
 		return
 	}
+	more := fb.room() == 0 // the queue may hold more than one write takes
 	err := c.extendWrite()
 	done := false
 	if err == nil {
@@ -407,7 +408,7 @@ func (c *wsConn) writeNow() {
 		c.finishWriter(err)
 		return
 	}
-	if done && c.state.CompareAndSwap(wsStarted|wsWriting, wsStarted) {
+	if done && !more && c.state.CompareAndSwap(wsStarted|wsWriting, wsStarted) {
 		c.putBuf(fb)
 		return
 	}

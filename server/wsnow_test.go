@@ -162,3 +162,25 @@ func TestWakeNowNeverWaitsForAFullSocket(t *testing.T) {
 		}
 	}
 }
+
+// A queue longer than one write takes (maxFramesPerWrite frames) is written
+// out whole from one wake, though nothing wakes the writer again.
+func TestWakeNowWritesAQueueLongerThanOneWrite(t *testing.T) {
+	t.Parallel()
+	nc, peer := tcpPair(t)
+	r := bufio.NewReader(peer)
+	c, o := newStartedRTConn(t, nc, r)
+	n := 3*maxFramesPerWrite + 5
+	for i := 1; i <= n; i++ {
+		if !o.Enqueue(testItem(int64(i), "posts")) {
+			t.Fatal("queue full")
+		}
+	}
+	c.wakeNow()
+	_ = peer.SetReadDeadline(time.Now().Add(10 * time.Second))
+	for i, p := range readTextFrames(t, r, n) {
+		if want := fmt.Sprintf("live %d", i+1); p != want {
+			t.Fatalf("frame %d: %q, want %q", i+1, p, want)
+		}
+	}
+}
