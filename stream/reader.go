@@ -554,7 +554,7 @@ func (r *Reader) readDelta(ctx context.Context, conn *pgx.Conn) (int, error) {
 		qctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), r.cfg.QueryTimeout)
 		defer cancel()
 		b := beginRead(recent)
-		b.Queue(deltaFirstPage, r.deltaArgs(recent, r.cfg.PageSize)...)
+		b.Queue(deltaFirstPage, append(r.deltaArgs(recent), r.cfg.PageSize)...)
 		b.Queue(`COMMIT`)
 		if clear {
 			// In its own transaction: the read-only one cannot write.
@@ -615,17 +615,13 @@ func (r *Reader) readDelta(ctx context.Context, conn *pgx.Conn) (int, error) {
 	return total, nil
 }
 
-// deltaArgs are the delta queries' parameters $1 to $4 (and $5 when given).
-func (r *Reader) deltaArgs(recent []int64, limit ...int) []any {
+// deltaArgs are the delta queries' parameters $1 to $4.
+func (r *Reader) deltaArgs(recent []int64) []any {
 	above := int64(math.MaxInt64) // nothing: the snapshot alone decides
 	if r.afterRestart > 0 {
 		above = r.afterRestart
 	}
-	args := []any{strconv.FormatUint(r.prev.xmax, 10), r.prev.xipText(), above, recent}
-	for _, l := range limit {
-		args = append(args, l)
-	}
-	return args
+	return []any{strconv.FormatUint(r.prev.xmax, 10), r.prev.xipText(), above, recent}
 }
 
 // beginRead starts a read's batch: a repeatable-read transaction, its
