@@ -282,13 +282,13 @@ minutes; --quick (100 clients × 200/s for 5 s, 1,000 idle) about twenty seconds
 
 func (a *app) benchRealtimeCmd() *cobra.Command {
 	var (
-		asJSON, quick         bool
-		runs                  []string
-		clients, rate         int
-		duration              time.Duration
-		read                  string
-		reference, drainLimit time.Duration
-		serverBinary          string
+		asJSON, quick          bool
+		runs                   []string
+		clients, rate, writers int
+		duration               time.Duration
+		read                   string
+		reference, drainLimit  time.Duration
+		serverBinary           string
 	)
 	presets := bench.RealtimePresets()
 	names := make([]string, len(presets))
@@ -359,6 +359,8 @@ minutes; --quick (a tenth of the clients, a few seconds per run) well under one.
 				return fmt.Errorf("--reference-duration must be positive, got %s", reference)
 			case drainLimit <= 0:
 				return fmt.Errorf("--drain-timeout must be positive, got %s", drainLimit)
+			case writers < 1 || writers > 100:
+				return fmt.Errorf("--writers must be between 1 and 100, got %d", writers)
 			}
 			for i := range selected {
 				r := &selected[i]
@@ -386,6 +388,7 @@ minutes; --quick (a tenth of the clients, a few seconds per run) well under one.
 				Runs:              selected,
 				ReferenceDuration: reference,
 				DrainTimeout:      drainLimit,
+				Writers:           writers,
 				Logger:            a.logger,
 			}
 			command := commandLine(cmd)
@@ -410,6 +413,7 @@ minutes; --quick (a tenth of the clients, a few seconds per run) well under one.
 	f.StringVar(&read, "read", "", `override every selected run's read rule: "public" or "owner"`)
 	f.DurationVar(&reference, "reference-duration", 10*time.Second, "how long each run's bare NOTIFY reference lasts (at most the run's duration)")
 	f.DurationVar(&drainLimit, "drain-timeout", 2*time.Minute, "after the writers stop, how long clients may take to receive everything before the rest counts as lost")
+	f.IntVar(&writers, "writers", 8, "database connections sharing the paced changes (and the reference's NOTIFYs)")
 	f.StringVar(&serverBinary, "server-binary", "", "pgcast binary to run as the server (default: this one)")
 	return cmd
 }

@@ -179,6 +179,7 @@ func TestBadInputIsOneClearLine(t *testing.T) {
 		{"no secret", map[string]string{"DATABASE_URL": url}, []string{"serve"}, "no JWT secret: set PGCAST_JWT_SECRET"},
 		{"short secret", map[string]string{"DATABASE_URL": url, "PGCAST_JWT_SECRET": "short"}, []string{"serve"}, "at least 32"},
 		{"unknown bench scenario", nil, []string{"bench", "capture", "--scenarios", "latency,nope"}, `unknown scenario "nope"`},
+		{"no realtime writers", nil, []string{"bench", "realtime", "--writers", "0"}, "--writers must be between 1 and 100, got 0"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
