@@ -198,6 +198,21 @@ type LatencyStats struct {
 	P99Ms    float64 `json:"p99_ms"`
 	MaxMs    float64 `json:"max_ms"`
 	Missing  int     `json:"missing"` // committed but never received
+	// Split, where measured, divides the latency at the COMMIT's reply.
+	Split *LatencySplit `json:"split,omitempty"`
+}
+
+// LatencySplit divides commit → received at the moment the writer has the
+// COMMIT's reply: the COMMIT itself (Postgres writing and flushing the
+// transaction's WAL; for a transaction that NOTIFYs, under the cluster-wide
+// lock a NOTIFY takes) and what follows (negative where the receiver had the
+// change first). Percentiles of each part, taken separately: they do not add
+// up to those of the whole.
+type LatencySplit struct {
+	CommitP50Ms float64 `json:"commit_p50_ms"`
+	CommitP99Ms float64 `json:"commit_p99_ms"`
+	AfterP50Ms  float64 `json:"after_commit_p50_ms"`
+	AfterP99Ms  float64 `json:"after_commit_p99_ms"`
 }
 
 // LatencyResult compares pgcast's reader with a bare LISTEN connection.

@@ -27,16 +27,16 @@ const (
 )
 
 // latencyRun records, per sequence number, when its transaction was about to
-// commit and when the receiver had it, in nanoseconds since base plus one (0
-// means not yet).
+// commit, when the COMMIT returned (where the writer records it) and when the
+// receiver had it, in nanoseconds since base plus one (0 means not yet).
 type latencyRun struct {
-	base       time.Time
-	sent, recv []atomic.Int64
-	got, bad   atomic.Int64
+	base             time.Time
+	sent, done, recv []atomic.Int64
+	got, bad         atomic.Int64
 }
 
 func newLatencyRun(capacity int) *latencyRun {
-	return &latencyRun{base: time.Now(), sent: make([]atomic.Int64, capacity), recv: make([]atomic.Int64, capacity)}
+	return &latencyRun{base: time.Now(), sent: make([]atomic.Int64, capacity), done: make([]atomic.Int64, capacity), recv: make([]atomic.Int64, capacity)}
 }
 
 func (r *latencyRun) now() int64 { return int64(time.Since(r.base)) + 1 }
@@ -67,6 +67,21 @@ func (r *latencyRun) collect(n int64, into *[]time.Duration) (missing int) {
 	return missing
 }
 
+// split appends, for the first n sequence numbers received whose COMMIT's
+// return was recorded, how long the COMMIT took and the time from its
+// return to the receiver having the change (negative when the receiver was
+// first).
+func (r *latencyRun) split(n int64, commit, after *[]time.Duration) {
+	for i := range n {
+		s, d, v := r.sent[i].Load(), r.done[i].Load(), r.recv[i].Load()
+		if s == 0 || d == 0 || v == 0 {
+			continue
+		}
+		*commit = append(*commit, time.Duration(d-s))
+		*after = append(*after, time.Duration(v-d))
+	}
+}
+
 // runLatency measures commit → decoded-by-the-reader against commit →
 // notification-received-by-a-bare-connection, at the same rate, in halves
 // run pgcast, reference, reference, pgcast.
@@ -91,10 +106,11 @@ func runLatency(ctx context.Context, cfg CaptureConfig, srv *server) (LatencyRes
 		}
 	}
 	type acc struct {
-		samples []time.Duration
-		sent    int64
-		took    time.Duration
-		missing int
+		samples       []time.Duration
+		commit, after []time.Duration
+		sent          int64
+		took          time.Duration
+		missing       int
 	}
 	var pg, ref acc
 	half := cfg.LatencyDuration / 2
@@ -125,7 +141,11 @@ func runLatency(ctx context.Context, cfg CaptureConfig, srv *server) (LatencyRes
 				return err
 			}
 			run.sent[seq].Store(run.now())
-			return tx.Commit(ctx)
+			if err := tx.Commit(ctx); err != nil {
+				return err
+			}
+			run.done[seq].Store(run.now())
+			return nil
 		})
 		if err == nil {
 			// Let the last ones arrive.
@@ -145,12 +165,14 @@ func runLatency(ctx context.Context, cfg CaptureConfig, srv *server) (LatencyRes
 			a = &ref
 		}
 		a.missing += run.collect(sent, &a.samples)
+		run.split(sent, &a.commit, &a.after)
 		a.sent += sent
 		a.took += took
 		cfg.Logger.Debug("latency half", "kind", kind, "sent", sent, "received", run.got.Load(), "foreign_or_duplicate", run.bad.Load())
 	}
 	res.Pgcast = latencyStats(pg.samples, pg.sent, pg.took, pg.missing)
 	res.Reference = latencyStats(ref.samples, ref.sent, ref.took, ref.missing)
+	res.Pgcast.Split, res.Reference.Split = latencySplit(pg.commit, pg.after), latencySplit(ref.commit, ref.after)
 	res.TargetP99Ms = res.Reference.P99Ms + TargetLatencySlackMs
 	res.Pass = res.Pgcast.Samples > 0 && res.Pgcast.Missing == 0 && res.Pgcast.P99Ms <= res.TargetP99Ms
 	cfg.Logger.Info("latency done", "pgcast_p99_ms", res.Pgcast.P99Ms, "reference_p99_ms", res.Reference.P99Ms)
@@ -323,6 +345,21 @@ func latencyStats(samples []time.Duration, sent int64, took time.Duration, missi
 	st.P99Ms = ms(percentile(samples, 0.99))
 	st.MaxMs = ms(samples[len(samples)-1])
 	return st
+}
+
+// latencySplit summarises the two parts of the latencies split by
+// latencyRun.split.
+func latencySplit(commit, after []time.Duration) *LatencySplit {
+	if len(commit) == 0 {
+		return nil
+	}
+	slices.Sort(commit)
+	slices.Sort(after)
+	ms := func(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
+	return &LatencySplit{
+		CommitP50Ms: ms(percentile(commit, 0.50)), CommitP99Ms: ms(percentile(commit, 0.99)),
+		AfterP50Ms: ms(percentile(after, 0.50)), AfterP99Ms: ms(percentile(after, 0.99)),
+	}
 }
 
 func percentile(sorted []time.Duration, p float64) time.Duration {

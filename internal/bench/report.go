@@ -140,15 +140,22 @@ func (r *CaptureReport) WriteTable(w io.Writer) error {
 		p("\nLatency: just before COMMIT → event decoded by the reader, %d changes/s over %d connections, each %s;\n", l.Rate, l.Writers, secs(r.Config.LatencyDurationS))
 		p("reference: a bare pgx connection LISTENing, the writers doing SELECT pg_notify() committed the same way\n")
 		tw := tabwriter.NewWriter(bw, 0, 4, 2, ' ', tabwriter.AlignRight)
-		fmt.Fprintln(tw, "receiver\tsamples\trate/s\tp50 ms\tp99 ms\tmax ms\tmissing\t")
+		fmt.Fprintln(tw, "receiver\tsamples\trate/s\tp50 ms\tp99 ms\tmax ms\tmissing\tCOMMIT p50 / p99 ms\tafter COMMIT p50 / p99 ms\t")
 		for _, s := range []struct {
 			name string
 			st   LatencyStats
 		}{{"pgcast reader", l.Pgcast}, {"bare NOTIFY", l.Reference}} {
-			fmt.Fprintf(tw, "%s\t%d\t%.0f\t%.2f\t%.2f\t%.2f\t%d\t\n", s.name, s.st.Samples, s.st.RatePerS, s.st.P50Ms, s.st.P99Ms, s.st.MaxMs, s.st.Missing)
+			split := "-\t-"
+			if x := s.st.Split; x != nil {
+				split = fmt.Sprintf("%.2f / %.2f\t%.2f / %.2f", x.CommitP50Ms, x.CommitP99Ms, x.AfterP50Ms, x.AfterP99Ms)
+			}
+			fmt.Fprintf(tw, "%s\t%d\t%.0f\t%.2f\t%.2f\t%.2f\t%d\t%s\t\n", s.name, s.st.Samples, s.st.RatePerS, s.st.P50Ms, s.st.P99Ms, s.st.MaxMs, s.st.Missing, split)
 		}
 		_ = tw.Flush()
 		p("target: pgcast p99 ≤ reference p99 + %.0f ms = %.2f ms: %s\n", TargetLatencySlackMs, l.TargetP99Ms, passFail(l.Pass))
+		p("COMMIT: how long the writer's COMMIT took (flushing the transaction; a capturing one writes the change and\n")
+		p("its log entry, and NOTIFYs under a cluster-wide lock while the reader waits); after COMMIT: from its reply to\n")
+		p("the change received. Percentiles of each part separately.\n")
 
 	}
 	if s := r.Sustained; s != nil {
