@@ -548,23 +548,26 @@ func (r *Reader) readDelta(ctx context.Context, conn *pgx.Conn) (int, error) {
 		recent = []int64{} // an empty array: nil would be NULL, and x <> ALL (NULL) is NULL
 	}
 	r.next = r.next[:0]
-	counts := make(map[int64]int64, len(recent))
-	var text string
+	var (
+		text   string
+		counts map[int64]int64
+	)
 	page, raw, err := func() ([]pageEntry, int, error) {
 		qctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), r.cfg.QueryTimeout)
 		defer cancel()
-		b := beginRead(recent)
-		b.Queue(deltaFirstPage, append(r.deltaArgs(recent), r.cfg.PageSize)...)
-		b.Queue(`COMMIT`)
-		if clear {
-			// In its own transaction: the read-only one cannot write.
-			b.Queue(`UPDATE pgcast.listeners SET waiting = false, updated_at = now() WHERE pid = pg_backend_pid()`)
-		}
-		br := conn.SendBatch(qctx, b)
-		defer br.Close()
-		if err := readBegun(br, &text, len(recent) > 0, counts); err != nil {
+		br, snap, cs, err := sendRead(qctx, conn, recent, func(b *pgx.Batch) {
+			b.Queue(deltaFirstPage, append(r.deltaArgs(recent), r.cfg.PageSize)...)
+			b.Queue(`COMMIT`)
+			if clear {
+				// In its own transaction: the read-only one cannot write.
+				b.Queue(`UPDATE pgcast.listeners SET waiting = false, updated_at = now() WHERE pid = pg_backend_pid()`)
+			}
+		})
+		if err != nil {
 			return nil, 0, err
 		}
+		defer br.Close()
+		text, counts = snap, cs
 		rows, err := br.Query()
 		if err != nil {
 			return nil, 0, fmt.Errorf("read delta: %w", err)
@@ -624,36 +627,40 @@ func (r *Reader) deltaArgs(recent []int64) []any {
 	return []any{strconv.FormatUint(r.prev.xmax, 10), r.prev.xipText(), above, recent}
 }
 
-// beginRead starts a read's batch: a repeatable-read transaction, its
-// snapshot and, for the classes recent, their counts.
-func beginRead(recent []int64) *pgx.Batch {
+// sendRead sends a read's batch: a repeatable-read transaction, its snapshot,
+// for the classes recent their counts, then what queue adds. It reads the
+// snapshot and the counts; the caller reads the rest of br and closes it.
+func sendRead(ctx context.Context, conn *pgx.Conn, recent []int64, queue func(*pgx.Batch)) (br pgx.BatchResults, snap string, counts map[int64]int64, err error) {
 	b := &pgx.Batch{}
 	b.Queue(`BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY`)
 	b.Queue(`SELECT pg_current_snapshot()::text`)
 	if len(recent) > 0 {
 		b.Queue(countsQuery, recent)
 	}
-	return b
-}
-
-// readBegun reads the results of what beginRead queued: the snapshot into
-// snap, the counts (when queued) into counts.
-func readBegun(br pgx.BatchResults, snap *string, countsQueued bool, counts map[int64]int64) error {
-	if _, err := br.Exec(); err != nil {
-		return fmt.Errorf("begin read: %w", err)
-	}
-	if err := br.QueryRow().Scan(snap); err != nil {
-		return fmt.Errorf("take snapshot: %w", err)
-	}
-	if !countsQueued {
+	queue(b)
+	br = conn.SendBatch(ctx, b)
+	counts = make(map[int64]int64, len(recent))
+	if err := func() error {
+		if _, err := br.Exec(); err != nil {
+			return fmt.Errorf("begin read: %w", err)
+		}
+		if err := br.QueryRow().Scan(&snap); err != nil {
+			return fmt.Errorf("take snapshot: %w", err)
+		}
+		if len(recent) == 0 {
+			return nil
+		}
+		rows, _ := br.Query()
+		var id, n int64
+		if _, err := pgx.ForEachRow(rows, []any{&id, &n}, func() error { counts[id] = n; return nil }); err != nil {
+			return fmt.Errorf("read counts: %w", err)
+		}
 		return nil
+	}(); err != nil {
+		_ = br.Close()
+		return nil, "", nil, err
 	}
-	rows, _ := br.Query()
-	var id, n int64
-	if _, err := pgx.ForEachRow(rows, []any{&id, &n}, func() error { counts[id] = n; return nil }); err != nil {
-		return fmt.Errorf("read counts: %w", err)
-	}
-	return nil
+	return br, snap, counts, nil
 }
 
 // handOver hands a page over (without what interrupted reads already handed
@@ -701,20 +708,23 @@ func (r *Reader) readLarge(ctx context.Context, conn *pgx.Conn, recent []int64, 
 		}
 	}()
 	fetch := `FETCH ` + strconv.Itoa(r.cfg.PageSize) + ` FROM pgcast_delta`
-	counts := make(map[int64]int64, len(recent))
-	var text string
+	var (
+		text   string
+		counts map[int64]int64
+	)
 	page, raw, err := func() ([]pageEntry, int, error) {
 		qctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), r.cfg.QueryTimeout)
 		defer cancel()
-		b := beginRead(recent)
-		b.Queue(deltaCursor, r.deltaArgs(recent)...)
-		b.Queue(fetch)
-		br := conn.SendBatch(qctx, b)
-		defer br.Close()
-		open = true
-		if err := readBegun(br, &text, len(recent) > 0, counts); err != nil {
+		open = true // from here on a failure may leave the transaction open
+		br, snap, cs, err := sendRead(qctx, conn, recent, func(b *pgx.Batch) {
+			b.Queue(deltaCursor, r.deltaArgs(recent)...)
+			b.Queue(fetch)
+		})
+		if err != nil {
 			return nil, 0, err
 		}
+		defer br.Close()
+		text, counts = snap, cs
 		if _, err := br.Exec(); err != nil {
 			return nil, 0, fmt.Errorf("open delta: %w", err)
 		}
