@@ -302,8 +302,8 @@ func (a *app) benchRealtimeCmd() *cobra.Command {
 ` + "`pgcast serve`" + ` process (this binary, or --server-binary), whose CPU time is read
 from /proc; the clients run in this process, each with its own user and token,
 subscribed to posts.* on a posts collection. Changes are UPDATEs of posts
-records committed at a fixed rate, each one posts.updated event for every
-client. Reported per run: lost events once the clients have drained (up to
+records committed at a fixed rate over --writers connections, each one
+posts.updated event for every client. Reported per run: lost events once the clients have drained (up to
 --drain-timeout), events delivered/s, latency from just before COMMIT to the
 event parsed by a client (p50/p99/max over every delivery), the same for a bare
 pgx connection receiving a NOTIFY committed the same way (the reference, run
@@ -327,7 +327,8 @@ minutes; --quick (a tenth of the clients, a few seconds per run) well under one.
 		Example: `  pgcast bench realtime
   pgcast bench realtime --quick --json
   pgcast bench realtime --runs steady,steady_owner
-  pgcast bench realtime --runs burst --rate 2000 --duration 20s`,
+  pgcast bench realtime --runs burst --rate 2000 --duration 20s
+  pgcast bench realtime --runs burst --writers 32`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			fs := cmd.Flags()
