@@ -67,6 +67,7 @@ type catalystHandler struct {
 	tickets  *TicketStore
 	upgrader *websocket.Upgrader
 	conns    *connRegistry
+	caps     *connCaps
 	metrics  *wsMetrics
 	logger   *slog.Logger
 	bufs     sync.Pool // the writers' *frameBuf
@@ -116,10 +117,16 @@ func (h *catalystHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusServiceUnavailable, "unavailable", "could not check the ticket")
 		return
 	}
+	release, ok := h.caps.admit(w, r, id.Environment, id.UserID, h.metrics, h.endpoint())
+	if !ok {
+		return
+	}
 	conn, err := upgrade(h.upgrader, w, r, h.ws, h.logger, &h.bufs)
 	if err != nil {
+		release()
 		return // the upgrader has answered
 	}
+	conn.onRefused = h.metrics.refusedMsgs.WithLabelValues(h.endpoint()).Inc
 	b := newBatcher(h.cfg.MessageLimit, h.ws.MaxBuffer, h.cfg.MessageTime, conn,
 		h.metrics.frames.WithLabelValues(h.endpoint()), h.metrics.items.WithLabelValues(h.endpoint()))
 	conn.out = b
@@ -132,6 +139,7 @@ func (h *catalystHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	})
 	if err != nil {
 		conn.abort()
+		release()
 		return
 	}
 	h.metrics.connections.WithLabelValues(h.endpoint()).Inc()
@@ -139,14 +147,15 @@ func (h *catalystHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	conn.start()
 	// The read loop gets a goroutine of its own and this one returns: the
 	// HTTP server's buffers for the request (8 KiB) are then let go.
-	go h.serve(conn, sub)
+	go h.serve(conn, sub, release)
 }
 
 // serve runs the connection's read loop, then ends the connection.
-func (h *catalystHandler) serve(conn *wsConn, sub *stream.Subscription) {
+func (h *catalystHandler) serve(conn *wsConn, sub *stream.Subscription, release func()) {
 	conn.readLoop(nil)
 	h.hub.Unsubscribe(sub)
 	conn.finish()
+	release()
 	h.conns.remove(conn)
 	h.metrics.connections.WithLabelValues(h.endpoint()).Dec()
 	if code, _ := conn.closeCode(); code == CloseSlowConsumer {
@@ -346,6 +355,8 @@ type wsMetrics struct {
 	connections   *prometheus.GaugeVec
 	frames, items *prometheus.CounterVec
 	slowCloses    *prometheus.CounterVec
+	refusedConns  *prometheus.CounterVec // by endpoint and cap ("user", "ip")
+	refusedMsgs   *prometheus.CounterVec
 }
 
 func newWSMetrics(reg prometheus.Registerer) (*wsMetrics, error) {
@@ -354,8 +365,12 @@ func newWSMetrics(reg prometheus.Registerer) (*wsMetrics, error) {
 		frames:      prometheus.NewCounterVec(prometheus.CounterOpts{Name: "pgcast_ws_frames_total", Help: "Data frames sent."}, []string{"endpoint"}),
 		items:       prometheus.NewCounterVec(prometheus.CounterOpts{Name: "pgcast_ws_events_delivered_total", Help: "Events delivered to clients."}, []string{"endpoint"}),
 		slowCloses:  prometheus.NewCounterVec(prometheus.CounterOpts{Name: "pgcast_ws_slow_consumer_closes_total", Help: "Connections closed with 4008 because their buffer overflowed."}, []string{"endpoint"}),
+		refusedConns: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "pgcast_ws_connections_refused_total",
+			Help: "Handshakes refused with 429 because the user or the client address held the most connections allowed."}, []string{"endpoint", "cap"}),
+		refusedMsgs: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "pgcast_ws_messages_refused_total",
+			Help: "Client messages refused because the client sent faster than the message rate."}, []string{"endpoint"}),
 	}
-	for _, c := range []prometheus.Collector{m.connections, m.frames, m.items, m.slowCloses} {
+	for _, c := range []prometheus.Collector{m.connections, m.frames, m.items, m.slowCloses, m.refusedConns, m.refusedMsgs} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}

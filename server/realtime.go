@@ -76,6 +76,7 @@ type realtimeHandler struct {
 	pool     *pgxpool.Pool
 	upgrader *websocket.Upgrader
 	conns    *connRegistry
+	caps     *connCaps
 	metrics  *wsMetrics
 	logger   *slog.Logger
 	// replaySlots is a semaphore of maxConcurrentReplays page queries.
@@ -93,10 +94,10 @@ const realtimeEndpoint = "realtime" // metrics label
 // explicitly (rather than a method-less pattern) so that the path never
 // conflicts with method patterns such as "POST /api/{collection}", and
 // other methods still get a JSON 405.
-func (s *Server) routeRealtime(upgrader *websocket.Upgrader, metrics *wsMetrics) error {
+func (s *Server) routeRealtime(upgrader *websocket.Upgrader, caps *connCaps, metrics *wsMetrics) error {
 	h := &realtimeHandler{
 		ws: s.cfg.WS, hub: s.cfg.Hub, auth: s.cfg.Auth, pool: s.cfg.Pool, upgrader: upgrader,
-		conns: s.conns, metrics: metrics, logger: s.cfg.Logger,
+		conns: s.conns, caps: caps, metrics: metrics, logger: s.cfg.Logger,
 		replaySlots: make(chan struct{}, maxConcurrentReplays),
 		dedupWindow: defaultDedupWindow,
 	}
@@ -130,11 +131,16 @@ func (h *realtimeHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusServiceUnavailable, "unavailable", "server shutting down")
 		return
 	}
+	release, ok := h.caps.admit(w, r, viewer.Environment, viewer.UserID, h.metrics, realtimeEndpoint)
+	if !ok {
+		return
+	}
 	conn, err := upgrade(h.upgrader, w, r, h.ws, h.logger, &h.bufs)
 	if err != nil {
+		release()
 		return // the upgrader has answered
 	}
-	h.open(context.WithoutCancel(r.Context()), conn, viewer, expires)
+	h.open(context.WithoutCancel(r.Context()), conn, viewer, expires, release)
 }
 
 // authenticate returns the viewer: anonymous (environment 1) without a
@@ -178,6 +184,8 @@ type rtConn struct {
 	ctx    context.Context // ends with the connection
 	cancel context.CancelFunc
 	expiry *time.Timer // closes with 4001; nil without a token
+	// release uncounts the connection from the per-user and per-IP caps.
+	release func()
 
 	known      map[string]struct{} // namespaces found in the database
 	workerDone chan struct{}       // non-nil once the replay worker runs
@@ -186,13 +194,18 @@ type rtConn struct {
 // open sets the connection up and starts it; its read loop runs on a
 // goroutine of its own (the HTTP handler returns, letting the server's
 // request buffers go).
-func (h *realtimeHandler) open(parent context.Context, conn *wsConn, viewer stream.Viewer, expires time.Time) {
+func (h *realtimeHandler) open(parent context.Context, conn *wsConn, viewer stream.Viewer, expires time.Time, release func()) {
 	ctx, cancel := context.WithCancel(parent)
 	out := newRTOutbox(h.ws.MaxBuffer, h.dedupWindow, conn,
 		h.metrics.frames.WithLabelValues(realtimeEndpoint), h.metrics.items.WithLabelValues(realtimeEndpoint))
 	out.gate = &h.gate
 	conn.out = out
-	c := &rtConn{h: h, conn: conn, out: out, viewer: viewer, ctx: ctx, cancel: cancel, known: map[string]struct{}{}}
+	c := &rtConn{h: h, conn: conn, out: out, viewer: viewer, ctx: ctx, cancel: cancel, release: release, known: map[string]struct{}{}}
+	refused := h.metrics.refusedMsgs.WithLabelValues(realtimeEndpoint)
+	conn.onRefused = func() {
+		refused.Inc()
+		c.reply(errRateLimited.frame())
+	}
 	// Queued before the subscription exists, so it is the first frame.
 	c.reply(mustJSON(struct {
 		Type     string `json:"type"`
@@ -203,6 +216,7 @@ func (h *realtimeHandler) open(parent context.Context, conn *wsConn, viewer stre
 		h.logger.Error("realtime subscribe", "err", err)
 		cancel()
 		conn.abort()
+		release()
 		return
 	}
 	c.sub = sub
@@ -231,6 +245,7 @@ func (c *rtConn) run() {
 		<-c.workerDone
 	}
 	c.conn.finish()
+	c.release()
 	h.conns.remove(c.conn)
 	h.metrics.connections.WithLabelValues(realtimeEndpoint).Dec()
 	if code, _ := c.conn.closeCode(); code == CloseSlowConsumer {
@@ -436,7 +451,12 @@ type clientError struct {
 	code, message string
 }
 
-var errSubscriptionLimit = &clientError{code: "subscription_limit", message: fmt.Sprintf("Maximum %d subscriptions per connection", maxRealtimeChannels)}
+var (
+	errSubscriptionLimit = &clientError{code: "subscription_limit", message: fmt.Sprintf("Maximum %d subscriptions per connection", maxRealtimeChannels)}
+	// errRateLimited answers a message over the connection's message rate;
+	// the message is not handled.
+	errRateLimited = &clientError{code: "rate_limited", message: "Too many messages: this one was not handled; slow down or the connection is closed"}
+)
 
 func (e *clientError) frame() []byte {
 	return mustJSON(struct {

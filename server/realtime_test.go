@@ -262,7 +262,9 @@ func TestRealtimeConnectedAndReplies(t *testing.T) {
 // each; the 51st is refused until one is unsubscribed.
 func TestRealtimeSubscriptionLimit(t *testing.T) {
 	t.Parallel()
-	s := newStack(t, nil)
+	// No message rate: the burst of 10,000 below is about the subscription
+	// limit (TestRealtimeMessageFlood covers the rate).
+	s := newStack(t, func(c *Config) { c.WS.MessageRate = -1 })
 	ws := s.rtConnect("")
 	for i := range 50 {
 		rtSubscribe(t, ws, fmt.Sprintf("job.c%d", i))

@@ -114,6 +114,9 @@ func (c Config) validate() error {
 	if c.Catalyst.MessageLimit < 1 || c.Catalyst.MessageTime < 0 || c.WS.MaxBuffer < c.Catalyst.MessageLimit {
 		return fmt.Errorf("server: message limit %d must be ≥ 1 and ≤ the connection buffer %d", c.Catalyst.MessageLimit, c.WS.MaxBuffer)
 	}
+	if c.WS.MessageRate > 0 && c.WS.MessageBurst < 1 {
+		return fmt.Errorf("server: client message burst must be ≥ 1, got %d", c.WS.MessageBurst)
+	}
 	return nil
 }
 
@@ -184,16 +187,17 @@ func (s *Server) routeStreams() error {
 	s.mux.Handle("/api/users/ws-auth/{$}", wsAuth)
 	s.mux.Handle("/api/users/ws-auth", wsAuth)
 	upgrader := newUpgrader(cfg.WS.AllowedOrigins)
+	caps := newConnCaps(cfg.WS.MaxConnsPerUser, cfg.WS.MaxConnsPerIP)
 	for path, proto := range map[string]stream.Protocol{
 		"/ws/events/object-records/": stream.ProtocolRecords,
 		"/ws/events/tasks/":          stream.ProtocolTasks,
 	} {
 		s.mux.Handle(path, &catalystHandler{
 			protocol: proto, cfg: cfg.Catalyst, ws: cfg.WS, hub: cfg.Hub, tickets: s.tickets,
-			upgrader: upgrader, conns: s.conns, metrics: metrics, logger: cfg.Logger,
+			upgrader: upgrader, conns: s.conns, caps: caps, metrics: metrics, logger: cfg.Logger,
 		})
 	}
-	if err := s.routeRealtime(upgrader, metrics); err != nil {
+	if err := s.routeRealtime(upgrader, caps, metrics); err != nil {
 		return err
 	}
 	return s.routeREST()

@@ -53,6 +53,21 @@ type WSConfig struct {
 	PongWait time.Duration
 	// MaxBuffer bounds a connection's queue, in items. Default 100,000.
 	MaxBuffer int
+	// MessageRate is how many messages (data frames and pings) a client may
+	// send per second, sustained, and MessageBurst how many in a burst. A
+	// message beyond them is refused: /api/realtime answers it with a
+	// rate_limited error, the Catalyst endpoints drop it. A client that
+	// keeps sending through MessageBurst refusals is closed with 1008.
+	// Defaults 20 and 100; a negative MessageRate means no limit.
+	MessageRate  float64
+	MessageBurst int
+	// MaxConnsPerUser caps the WebSocket connections one user (of one
+	// environment) holds on this node, both protocols together;
+	// MaxConnsPerIP those from one client IP address (the peer address:
+	// behind a proxy, the proxy's). A handshake over a cap is refused with
+	// 429 too_many_connections. Defaults 100 and no cap; negative: no cap.
+	MaxConnsPerUser int
+	MaxConnsPerIP   int
 }
 
 func (c WSConfig) withDefaults() WSConfig {
@@ -64,6 +79,15 @@ func (c WSConfig) withDefaults() WSConfig {
 	}
 	if c.MaxBuffer == 0 {
 		c.MaxBuffer = 100_000
+	}
+	if c.MessageRate == 0 {
+		c.MessageRate = 20
+	}
+	if c.MessageBurst == 0 {
+		c.MessageBurst = 100
+	}
+	if c.MaxConnsPerUser == 0 {
+		c.MaxConnsPerUser = 100
 	}
 	return c
 }
@@ -245,12 +269,18 @@ type wsConn struct {
 
 	written chan struct{} // closed when the writer has finished for good
 	done    chan struct{} // closed when the connection is over (socket closed)
+
+	// The read loop's own.
+	bucket    msgBucket
+	onRefused func() // called for each refused message; nil: nothing
 }
 
 func newWSConn(ws *websocket.Conn, nc net.Conn, cfg WSConfig, logger *slog.Logger, bufs *sync.Pool) *wsConn {
+	cfg = cfg.withDefaults()
 	c := &wsConn{
-		ws: ws, nc: nc, cfg: cfg.withDefaults(), logger: logger, bufs: bufs,
+		ws: ws, nc: nc, cfg: cfg, logger: logger, bufs: bufs,
 		written: make(chan struct{}), done: make(chan struct{}),
+		bucket: newMsgBucket(cfg.MessageRate, cfg.MessageBurst),
 	}
 	if sc, ok := nc.(syscall.Conn); ok {
 		if rc, err := sc.SyscallConn(); err == nil {
@@ -261,6 +291,9 @@ func newWSConn(ws *websocket.Conn, nc net.Conn, cfg WSConfig, logger *slog.Logge
 		// Every write goes through the writer: a client's ping is answered
 		// and its close echoed by the writer, not by gorilla.
 		ws.SetPingHandler(func(data string) error {
+			if !c.admit() {
+				return nil // not answered
+			}
 			c.mu.Lock()
 			c.pong, c.pongDue = data, true
 			c.mu.Unlock()
@@ -565,10 +598,28 @@ func (c *wsConn) readLoop(onMessage func([]byte)) {
 			return
 		}
 		c.extendRead()
-		if onMessage != nil {
+		if c.admit() && onMessage != nil {
 			onMessage(data)
 		}
 	}
+}
+
+// admit accounts one client message (on the read loop) and says whether to
+// handle it; a refused one is reported to onRefused, and a client that
+// keeps flooding is closed with 1008.
+func (c *wsConn) admit() bool {
+	ok, closeIt := c.bucket.take(time.Now())
+	if ok {
+		return true
+	}
+	if closeIt {
+		c.close(ClosePolicy, "message rate exceeded")
+		return false
+	}
+	if c.onRefused != nil {
+		c.onRefused()
+	}
+	return false
 }
 
 // finish ends the connection after its read loop has returned (which has

@@ -35,6 +35,10 @@ type serveOptions struct {
 	allowedOrigins    []string
 	pingInterval      time.Duration
 	pongWait          time.Duration
+	messageRate       float64
+	messageBurst      int
+	maxConnsPerUser   int
+	maxConnsPerIP     int
 	ticketTTL         time.Duration
 	// seed, when set, runs after the schema check and before serving
 	// (`pgcast dev` seeds a demo collection).
@@ -59,6 +63,10 @@ func (o *serveOptions) addFlags(fs *pflag.FlagSet) {
 	fs.StringSliceVar(&o.allowedOrigins, "allowed-origins", nil, `Origins (scheme://host[:port]) allowed to open WebSockets, comma-separated; default same-origin only; requests without Origin are always allowed`)
 	fs.DurationVar(&o.pingInterval, "ping-interval", 30*time.Second, "WebSocket keep-alive ping period")
 	fs.DurationVar(&o.pongWait, "pong-wait", 60*time.Second, "close a WebSocket that has not answered for this long")
+	fs.Float64Var(&o.messageRate, "client-message-rate", 20, "messages (frames and pings) a WebSocket client may send per second, sustained; over it messages are refused, and a client that keeps on is closed with 1008; negative: no limit")
+	fs.IntVar(&o.messageBurst, "client-message-burst", 100, "messages a WebSocket client may send at once before --client-message-rate applies")
+	fs.IntVar(&o.maxConnsPerUser, "max-conns-per-user", 100, "WebSocket connections one user may hold on this node (both protocols); more are refused with 429; negative: no cap")
+	fs.IntVar(&o.maxConnsPerIP, "max-conns-per-ip", 0, "WebSocket connections one client IP address may hold on this node; more are refused with 429; 0: no cap (behind a proxy every client has the proxy's address)")
 	fs.DurationVar(&o.ticketTTL, "ticket-ttl", 60*time.Second, "lifetime of a /api/users/ws-auth/ ticket")
 }
 
@@ -164,10 +172,14 @@ func (a *app) serve(ctx context.Context, url string, o *serveOptions) error {
 		Auth:         auth,
 		TicketTTL:    o.ticketTTL,
 		WS: server.WSConfig{
-			AllowedOrigins: o.allowedOrigins,
-			PingInterval:   o.pingInterval,
-			PongWait:       o.pongWait,
-			MaxBuffer:      o.maxBuffer,
+			AllowedOrigins:  o.allowedOrigins,
+			PingInterval:    o.pingInterval,
+			PongWait:        o.pongWait,
+			MaxBuffer:       o.maxBuffer,
+			MessageRate:     o.messageRate,
+			MessageBurst:    o.messageBurst,
+			MaxConnsPerUser: o.maxConnsPerUser,
+			MaxConnsPerIP:   o.maxConnsPerIP,
 		},
 		Catalyst: server.CatalystConfig{MessageLimit: o.messageLimit, MessageTime: o.messageTime},
 	})
