@@ -1,6 +1,8 @@
 package server
 
 import (
+	"io"
+	"net"
 	"net/http"
 	"strings"
 	"testing"
@@ -124,4 +126,32 @@ func TestConnectionCaps(t *testing.T) {
 		time.Sleep(10 * time.Millisecond)
 	}
 	s.rtConnect(s.token("alice", RoleAuthenticated, 1))
+}
+
+// TestSlowHeadersAreCut is S13: a client that trickles its request headers
+// (slowloris) is disconnected at the header timeout, and meanwhile others
+// are served.
+func TestSlowHeadersAreCut(t *testing.T) {
+	t.Parallel()
+	const timeout = 300 * time.Millisecond
+	s := newStack(t, func(c *Config) { c.ReadHeaderTimeout = timeout })
+	nc, err := net.Dial("tcp", s.srv.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	start := time.Now()
+	if _, err := io.WriteString(nc, "GET /api/realtime HTTP/1.1\r\nHost: pgcast\r\nUpgrade: websocket\r\n"); err != nil {
+		t.Fatal(err)
+	}
+	s.rtConnect("") // another client meanwhile
+	_ = nc.SetReadDeadline(time.Now().Add(10 * time.Second))
+	_, err = io.ReadAll(nc) // until the server closes (it may first answer 400)
+	took := time.Since(start)
+	if err != nil {
+		t.Fatalf("the server never closed the connection: %v after %v", err, took)
+	}
+	if took < timeout || took > timeout+3*time.Second {
+		t.Fatalf("closed after %v, want about the %v header timeout", took, timeout)
+	}
 }
