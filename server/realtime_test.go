@@ -1179,3 +1179,47 @@ func TestRealtimeShutdown(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestRealtimeReadRuleChangeTakesEffect is S11 for a live subscription: a
+// collection's read rule changed in the database applies to the next
+// change, on connections already subscribed (the rule travels with each
+// event), and the record as the rule saw it decides.
+func TestRealtimeReadRuleChangeTakesEffect(t *testing.T) {
+	t.Parallel()
+	s := newStack(t, nil)
+	cls, f := s.class(1, "posts", "public", "title")
+	anon := s.rtConnect("")
+	alice := s.rtConnect(s.token("alice", RoleAuthenticated, 1))
+	for _, ws := range []*websocket.Conn{anon, alice} {
+		rtSubscribe(t, ws, "posts.*", "system.done")
+	}
+	insert := func(title string) {
+		s.exec(`INSERT INTO pgcast.object_records (object_class_id, cells, owners) VALUES ($1, jsonb_build_object($2::text, $3::text), '{alice}')`, cls, fmt.Sprint(f["title"]), title)
+	}
+	rule := func(r string) { s.exec(`UPDATE pgcast.object_classes SET read_rule = $1 WHERE id = $2`, r, cls) }
+	insert("public")
+	rule("admin")
+	insert("admin only")
+	rule("owner")
+	insert("owners")
+	rule("public")
+	insert("public again")
+	s.publishDone(1, "end")
+	titles := func(ws *websocket.Conn) []string {
+		var out []string
+		for _, e := range rtEventsUntilDone(t, ws, "end") {
+			var rec struct{ Title string }
+			if err := json.Unmarshal(e.Payload, &rec); err != nil {
+				t.Fatal(err)
+			}
+			out = append(out, rec.Title)
+		}
+		return out
+	}
+	if got, want := titles(anon), []string{"public", "public again"}; !slices.Equal(got, want) {
+		t.Errorf("anonymous: %v, want %v", got, want)
+	}
+	if got, want := titles(alice), []string{"public", "owners", "public again"}; !slices.Equal(got, want) {
+		t.Errorf("alice (owner): %v, want %v", got, want)
+	}
+}
