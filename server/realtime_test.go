@@ -21,6 +21,7 @@ import (
 
 	"github.com/google/uuid"
 	"github.com/gorilla/websocket"
+	"github.com/jackc/pgx/v5"
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/pgcast/pgcast/stream"
@@ -1221,5 +1222,78 @@ func TestRealtimeReadRuleChangeTakesEffect(t *testing.T) {
 	}
 	if got, want := titles(alice), []string{"public", "owners", "public again"}; !slices.Equal(got, want) {
 		t.Errorf("alice (owner): %v, want %v", got, want)
+	}
+}
+
+// TestRealtimeReconnectStormIsBounded is R10: when many clients resume at
+// once, this node runs at most maxConcurrentReplays replay statements at a
+// time, not one per client. The log is locked so that every replay statement
+// started waits in Postgres, where it can be counted; then every client gets
+// all it missed.
+func TestRealtimeReconnectStormIsBounded(t *testing.T) {
+	t.Parallel()
+	s := newStack(t, nil)
+	cls, _ := s.class(1, "posts", "public")
+	start := s.queryInt(`SELECT coalesce(max(id), 0) FROM pgcast.events`)
+	s.exec(`INSERT INTO pgcast.object_records (object_class_id) SELECT $1 FROM generate_series(1, 20)`, cls)
+
+	ctx := context.Background()
+	observer, err := pgx.Connect(ctx, s.url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer observer.Close(ctx)
+	waiting := func() int64 {
+		var n int64
+		if err := observer.QueryRow(ctx, `SELECT count(*) FROM pg_stat_activity
+WHERE datname = current_database() AND wait_event_type = 'Lock'
+  AND (query LIKE '%FROM pgcast.event_log l%' OR query LIKE 'SELECT coalesce(max(id), 0) FROM pgcast.events%')`).Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	locker, err := pgx.Connect(ctx, s.url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer locker.Close(ctx)
+	if _, err := locker.Exec(ctx, `BEGIN; LOCK TABLE pgcast.events IN ACCESS EXCLUSIVE MODE`); err != nil {
+		t.Fatal(err)
+	}
+	const clients = 3 * maxConcurrentReplays
+	conns := make([]*websocket.Conn, clients)
+	for i := range conns {
+		conns[i] = s.rtConnect("")
+		if m := rtAsk(t, conns[i], fmt.Sprintf(`{"action":"subscribe","channel":"posts.*","since":"evt_%d"}`, start)); m.Type != "subscribed" {
+			t.Fatalf("client %d: %s", i, m)
+		}
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for waiting() < maxConcurrentReplays {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d replay statements waiting, want %d", waiting(), maxConcurrentReplays)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	// The others' workers are started too: without the bound their
+	// statements would join within moments.
+	for end := time.Now().Add(300 * time.Millisecond); time.Now().Before(end); {
+		if n := waiting(); n > maxConcurrentReplays {
+			t.Fatalf("%d replay statements at once, want at most %d", n, maxConcurrentReplays)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	if _, err := locker.Exec(ctx, `COMMIT`); err != nil {
+		t.Fatal(err)
+	}
+	for i, ws := range conns {
+		var last int64
+		for n := 0; n < 20; n++ {
+			m := rtRead(t, ws, 20*time.Second)
+			if m.Type != "event" || m.Event.Type != "posts.created" || m.Event.position(t) <= last {
+				t.Fatalf("client %d, event %d: %s", i, n, m)
+			}
+			last = m.Event.position(t)
+		}
 	}
 }
