@@ -58,6 +58,11 @@ type ReaderConfig struct {
 	DrainInterval time.Duration
 	// PingInterval bounds how long an idle connection goes unchecked. Default
 	// 5 s (the poll read doubles as the ping when PollInterval is shorter).
+	// The ping is a read, bounded by QueryTimeout: a connection gone silent
+	// (no RST, no FIN) is replaced within min(PollInterval, PingInterval) +
+	// QueryTimeout, without relying on TCP timeouts. It is also how often
+	// the reader samples the NOTIFY queue's usage (pgcast_notify_queue_usage),
+	// on a read it makes anyway.
 	PingInterval time.Duration
 	// QueryTimeout bounds every statement; a connection that stays silent
 	// this long is considered dead and replaced. Default 5 s.
@@ -151,6 +156,10 @@ type Reader struct {
 	// any, whose counts the next read fetches up front; next collects them
 	// during a read (at most maxRecentClasses).
 	recent, next []int64
+	// usageAt is when a read last sampled the NOTIFY queue's usage into
+	// usage (see readDelta).
+	usageAt time.Time
+	usage   float64
 
 	position  atomic.Int64 // last delivered position
 	connected atomic.Bool
@@ -426,6 +435,18 @@ func (r *Reader) connect(ctx context.Context) (*pgx.Conn, error) {
 	// parameters, so plan its first page once per connection, not per read
 	// (planning cost as much as running it).
 	cc.RuntimeParams["plan_cache_mode"] = "force_generic_plan"
+	// A listening backend reads the NOTIFY queue only outside a transaction:
+	// one left idle in a transaction holds the cluster's queue tail, and
+	// once the queue is full every NOTIFY (every writer's commit that rings)
+	// fails. The reader never leaves one open: a read is one pipelined
+	// batch ending in COMMIT, and a read larger than a page (readLarge)
+	// keeps its transaction only across its FETCHes and the hand-over of
+	// each page, which the Handler must not block; any failure closes the
+	// connection. As a guard against a bug or a wedged Handler, the server
+	// ends the session after idleInTransactionTimeout idle in a transaction
+	// (the reader then reconnects and resumes where it stopped, losing
+	// nothing): far above any legitimate gap, which is milliseconds.
+	cc.RuntimeParams["idle_in_transaction_session_timeout"] = strconv.FormatInt(idleInTransactionTimeout.Milliseconds(), 10)
 	if cc.ConnectTimeout == 0 {
 		cc.ConnectTimeout = r.cfg.QueryTimeout
 	}
@@ -453,6 +474,10 @@ INSERT INTO pgcast.listeners (pid) VALUES (pg_backend_pid()) ON CONFLICT (pid) D
 	}
 	return conn, nil
 }
+
+// idleInTransactionTimeout is the reader connection's
+// idle_in_transaction_session_timeout (see connect).
+const idleInTransactionTimeout = time.Minute
 
 // wait blocks until a doorbell, the idle timeout, or ctx.
 func (r *Reader) wait(ctx context.Context, conn *pgx.Conn, idle time.Duration) error {
@@ -541,8 +566,18 @@ const countsQuery = `SELECT object_class_id, sum(n)::bigint FROM pgcast.object_c
 // doorbell, clears its flag. A first page shorter than PageSize is the whole
 // delta: one round trip. A full one is handed over and the delta is read
 // again through a cursor (readLarge), skipping what the page handed over.
+//
+// At most once per PingInterval the snapshot's statement also samples the
+// NOTIFY queue's usage (the read is the ping): no statement or round trip
+// added, and none of the cluster-wide locking of
+// pg_notification_queue_usage() on every read.
 func (r *Reader) readDelta(ctx context.Context, conn *pgx.Conn) (int, error) {
 	clear := r.waiting && r.busy
+	var usage *float64
+	started := time.Now()
+	if r.usageAt.IsZero() || started.Sub(r.usageAt) >= r.cfg.PingInterval {
+		usage = &r.usage
+	}
 	recent := r.recent
 	if recent == nil {
 		recent = []int64{} // an empty array: nil would be NULL, and x <> ALL (NULL) is NULL
@@ -555,7 +590,7 @@ func (r *Reader) readDelta(ctx context.Context, conn *pgx.Conn) (int, error) {
 	page, raw, err := func() ([]pageEntry, int, error) {
 		qctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), r.cfg.QueryTimeout)
 		defer cancel()
-		br, snap, cs, err := sendRead(qctx, conn, recent, func(b *pgx.Batch) {
+		br, snap, cs, err := sendRead(qctx, conn, recent, usage, func(b *pgx.Batch) {
 			b.Queue(deltaFirstPage, append(r.deltaArgs(recent), r.cfg.PageSize)...)
 			b.Queue(`COMMIT`)
 			if clear {
@@ -589,6 +624,13 @@ func (r *Reader) readDelta(ctx context.Context, conn *pgx.Conn) (int, error) {
 	}()
 	if err != nil {
 		return 0, err
+	}
+	if usage != nil {
+		r.usageAt = started
+		r.metrics.notifyQueue.Set(*usage)
+		if *usage >= 0.5 {
+			r.cfg.Logger.Warn("the NOTIFY queue is filling up: a session listening in a long transaction holds it (see pg_stat_activity); when it is full, commits that NOTIFY fail", "usage", *usage)
+		}
 	}
 	snap, err := parseSnapshot(text)
 	if err != nil {
@@ -627,13 +669,20 @@ func (r *Reader) deltaArgs(recent []int64) []any {
 	return []any{strconv.FormatUint(r.prev.xmax, 10), r.prev.xipText(), above, recent}
 }
 
-// sendRead sends a read's batch: a repeatable-read transaction, its snapshot,
-// for the classes recent their counts, then what queue adds. It reads the
-// snapshot and the counts; the caller reads the rest of br and closes it.
-func sendRead(ctx context.Context, conn *pgx.Conn, recent []int64, queue func(*pgx.Batch)) (br pgx.BatchResults, snap string, counts map[int64]int64, err error) {
+// sendRead sends a read's batch: a repeatable-read transaction, its snapshot
+// (and, when usage is not nil, the NOTIFY queue's usage into it), for the
+// classes recent their counts, then what queue adds. It reads the snapshot
+// and the counts; the caller reads the rest of br and closes it.
+func sendRead(ctx context.Context, conn *pgx.Conn, recent []int64, usage *float64, queue func(*pgx.Batch)) (br pgx.BatchResults, snap string, counts map[int64]int64, err error) {
 	b := &pgx.Batch{}
 	b.Queue(`BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY`)
-	b.Queue(`SELECT pg_current_snapshot()::text`)
+	dest := []any{&snap}
+	if usage != nil {
+		b.Queue(`SELECT pg_current_snapshot()::text, pg_notification_queue_usage()`)
+		dest = append(dest, usage)
+	} else {
+		b.Queue(`SELECT pg_current_snapshot()::text`)
+	}
 	if len(recent) > 0 {
 		b.Queue(countsQuery, recent)
 	}
@@ -644,7 +693,7 @@ func sendRead(ctx context.Context, conn *pgx.Conn, recent []int64, queue func(*p
 		if _, err := br.Exec(); err != nil {
 			return fmt.Errorf("begin read: %w", err)
 		}
-		if err := br.QueryRow().Scan(&snap); err != nil {
+		if err := br.QueryRow().Scan(dest...); err != nil {
 			return fmt.Errorf("take snapshot: %w", err)
 		}
 		if len(recent) == 0 {
@@ -716,7 +765,7 @@ func (r *Reader) readLarge(ctx context.Context, conn *pgx.Conn, recent []int64, 
 		qctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), r.cfg.QueryTimeout)
 		defer cancel()
 		open = true // from here on a failure may leave the transaction open
-		br, snap, cs, err := sendRead(qctx, conn, recent, func(b *pgx.Batch) {
+		br, snap, cs, err := sendRead(qctx, conn, recent, nil, func(b *pgx.Batch) {
 			b.Queue(deltaCursor, r.deltaArgs(recent)...)
 			b.Queue(fetch)
 		})
@@ -899,7 +948,7 @@ func (r *Reader) fillCounts(page []pageEntry, counts map[int64]int64) {
 
 type readerMetrics struct {
 	events, reconnects, decodeErrors prometheus.Counter
-	lag, position                    prometheus.Gauge
+	lag, position, notifyQueue       prometheus.Gauge
 }
 
 func newReaderMetrics() readerMetrics {
@@ -909,11 +958,13 @@ func newReaderMetrics() readerMetrics {
 		decodeErrors: prometheus.NewCounter(prometheus.CounterOpts{Name: "pgcast_reader_decode_errors_total", Help: "Log entries skipped because they could not be decoded."}),
 		lag:          prometheus.NewGauge(prometheus.GaugeOpts{Name: "pgcast_reader_lag_seconds", Help: "Age of the last entry read when it was read (0 when caught up)."}),
 		position:     prometheus.NewGauge(prometheus.GaugeOpts{Name: "pgcast_reader_position", Help: "Log position of the last entry handed over."}),
+		notifyQueue: prometheus.NewGauge(prometheus.GaugeOpts{Name: "pgcast_notify_queue_usage",
+			Help: "Fraction of the cluster's NOTIFY queue in use, from pg_notification_queue_usage(); near 1 NOTIFY fails."}),
 	}
 }
 
 func (m readerMetrics) register(reg prometheus.Registerer) error {
-	for _, c := range []prometheus.Collector{m.events, m.reconnects, m.decodeErrors, m.lag, m.position} {
+	for _, c := range []prometheus.Collector{m.events, m.reconnects, m.decodeErrors, m.lag, m.position, m.notifyQueue} {
 		if err := reg.Register(c); err != nil {
 			return err
 		}
