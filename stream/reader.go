@@ -140,6 +140,9 @@ type Reader struct {
 	prev     *snapshot // snapshot of the last completed read
 	partials []partial // reads interrupted since, whose delivered entries must not repeat
 	waiting  bool      // our listeners row says waiting
+	// backend is the current (or last) connection's backend, retired when
+	// the next connection starts (see retire).
+	backend backend
 	// serverStart identifies the Postgres instance prev was taken on
 	// (pg_postmaster_start_time). maxPos is the highest position handed
 	// over. afterRestart, when non-zero, is maxPos at the moment a restart
@@ -309,10 +312,17 @@ func (r *Reader) session(ctx context.Context, first chan<- error) error {
 	}()
 	r.connected.Store(true)
 	r.waiting = false
-	var started time.Time
-	if err := r.queryRow(ctx, conn, `SELECT pg_postmaster_start_time()`).Scan(&started); err != nil {
+	var (
+		started time.Time
+		self    backend
+	)
+	if err := r.queryRow(ctx, conn, `SELECT pg_postmaster_start_time(), pid, backend_start FROM pg_stat_activity WHERE pid = pg_backend_pid()`).Scan(&started, &self.pid, &self.start); err != nil {
 		return fmt.Errorf("read server start time: %w", err)
 	}
+	if r.backend.pid != 0 && started.Equal(r.serverStart) {
+		r.retire(ctx, conn, r.backend)
+	}
+	r.backend = self
 	if r.prev != nil && !started.Equal(r.serverStart) {
 		// A crashed (or failed-over) server hands out again the transaction
 		// ids that never reached durable storage, so a transaction after the
@@ -390,6 +400,36 @@ func (r *Reader) session(ctx context.Context, first chan<- error) error {
 		if err := r.wait(ctx, conn, timeout); err != nil {
 			return err
 		}
+	}
+}
+
+// backend identifies a Postgres backend: its pid, and its start to tell it
+// from a later backend given the same pid.
+type backend struct {
+	pid   int32
+	start time.Time
+}
+
+// retire ends the backend of the reader's previous connection if it is
+// still there, and drops its listeners row. A connection given up because it
+// went silent (a dead network path: no RST reached either side) leaves its
+// backend alive until the server's TCP gives up, minutes or hours later:
+// meanwhile its row would say a reader waits, and every writer's commit
+// would ring a doorbell no one hears (a NOTIFY serialises commits). Failing
+// to retire it (no permission to signal it) costs only that, so it is
+// logged, not fatal.
+func (r *Reader) retire(ctx context.Context, conn *pgx.Conn, old backend) {
+	var ended bool
+	err := r.queryRow(ctx, conn, `SELECT coalesce(bool_or(pg_terminate_backend(pid)), false)
+FROM pg_stat_activity WHERE pid = $1 AND backend_start = $2`, old.pid, old.start).Scan(&ended)
+	if err == nil {
+		err = r.exec(ctx, conn, `DELETE FROM pgcast.listeners WHERE pid = $1`, old.pid)
+	}
+	switch {
+	case err != nil:
+		r.cfg.Logger.Warn("could not retire the previous reader backend", "pid", old.pid, "err", err)
+	case ended:
+		r.cfg.Logger.Info("ended the previous reader backend, still running after its connection was given up", "pid", old.pid)
 	}
 }
 

@@ -86,8 +86,24 @@ func TestReaderDetectsSilentConnection(t *testing.T) {
 		t.Fatalf("silence detected after %s, want ≤ %s (ping interval + query timeout + margin)", detected, limit)
 	}
 
-	// After: a new connection; the stream flows again.
+	// After: a new connection; the stream flows again, and the frozen
+	// backend, which Postgres still thinks alive, is ended with its
+	// listeners row (else writers would ring for it on every commit).
 	newPID := readerPID(t, pool, []int32{oldPID})
+	for end := time.Now().Add(10 * time.Second); ; {
+		var left int
+		if err := pool.QueryRow(ctx, `SELECT (SELECT count(*) FROM pg_stat_activity WHERE pid = $1)
+     + (SELECT count(*) FROM pgcast.listeners WHERE pid = $1)`, oldPID).Scan(&left); err != nil {
+			t.Fatal(err)
+		}
+		if left == 0 {
+			break
+		}
+		if time.Now().After(end) {
+			t.Fatalf("the frozen backend %d or its listeners row is still there 10 s after the reconnect", oldPID)
+		}
+		time.Sleep(10 * time.Millisecond) // pg_stat_activity has no change signal
+	}
 	waitUpdates(t, w, w.updates.Load()+50)
 	close(stop)
 	wg.Wait()
