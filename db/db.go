@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"runtime"
+	"strconv"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -29,6 +30,12 @@ type Config struct {
 	ConnectTimeout time.Duration
 	// MaxConnIdleTime closes connections idle this long. Default 5 min.
 	MaxConnIdleTime time.Duration
+	// IdleInTransactionTimeout is the connections'
+	// idle_in_transaction_session_timeout (unless the URL sets it): a guard,
+	// since pgcast's own transactions run their statements back to back. A
+	// session idle in a transaction holds back vacuum and, if it listens,
+	// the cluster's NOTIFY queue. Default 1 min; negative: none.
+	IdleInTransactionTimeout time.Duration
 }
 
 func (c Config) withDefaults() Config {
@@ -43,6 +50,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.MaxConnIdleTime == 0 {
 		c.MaxConnIdleTime = 5 * time.Minute
+	}
+	if c.IdleInTransactionTimeout == 0 {
+		c.IdleInTransactionTimeout = time.Minute
 	}
 	return c
 }
@@ -91,6 +101,9 @@ func ParsePoolConfig(cfg Config) (*pgxpool.Config, error) {
 	}
 	if _, ok := pc.ConnConfig.RuntimeParams["application_name"]; !ok {
 		pc.ConnConfig.RuntimeParams["application_name"] = cfg.ApplicationName
+	}
+	if _, ok := pc.ConnConfig.RuntimeParams["idle_in_transaction_session_timeout"]; !ok && cfg.IdleInTransactionTimeout > 0 {
+		pc.ConnConfig.RuntimeParams["idle_in_transaction_session_timeout"] = strconv.FormatInt(cfg.IdleInTransactionTimeout.Milliseconds(), 10)
 	}
 	if pc.ConnConfig.ConnectTimeout == 0 {
 		pc.ConnConfig.ConnectTimeout = cfg.ConnectTimeout

@@ -36,7 +36,7 @@ func TestStatusCheck(t *testing.T) {
 	}
 }
 
-func TestPoolSetsApplicationName(t *testing.T) {
+func TestPoolSessionSettings(t *testing.T) {
 	t.Parallel()
 	pool, _ := pgtest.NewPool(t)
 	var name string
@@ -45,6 +45,13 @@ func TestPoolSetsApplicationName(t *testing.T) {
 	}
 	if name != "pgcast" {
 		t.Fatalf("application_name = %q, want pgcast", name)
+	}
+	var idle string
+	if err := pool.QueryRow(context.Background(), `SELECT current_setting('idle_in_transaction_session_timeout')`).Scan(&idle); err != nil {
+		t.Fatal(err)
+	}
+	if idle != "1min" {
+		t.Fatalf("idle_in_transaction_session_timeout = %q, want 1min", idle)
 	}
 }
 
