@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/gorilla/websocket"
@@ -121,15 +122,10 @@ func (h *catalystHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	conn, err := upgrade(h.upgrader, w, r, h.ws, h.logger, &h.bufs)
-	if err != nil {
-		release()
-		return // the upgrader has answered
-	}
-	conn.onRefused = h.metrics.refusedMsgs.WithLabelValues(h.endpoint()).Inc
-	b := newBatcher(h.cfg.MessageLimit, h.ws.MaxBuffer, h.cfg.MessageTime, conn,
+	// Subscribed before the upgrade answers 101: the client may commit (or
+	// learn of a commit) as soon as it has the 101, and that event is its.
+	b := newBatcher(h.cfg.MessageLimit, h.ws.MaxBuffer, h.cfg.MessageTime,
 		h.metrics.frames.WithLabelValues(h.endpoint()), h.metrics.items.WithLabelValues(h.endpoint()))
-	conn.out = b
 	sub, err := h.hub.Subscribe(stream.SubscribeOptions{
 		Viewer:   stream.Viewer{UserID: id.UserID, Admin: id.IsAdmin(), Environment: id.Environment},
 		Protocol: h.protocol,
@@ -138,10 +134,20 @@ func (h *catalystHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		Queue:    b,
 	})
 	if err != nil {
-		conn.abort()
 		release()
+		h.logger.Error("catalyst subscribe", "err", err)
+		writeError(w, http.StatusServiceUnavailable, "unavailable", "could not subscribe")
 		return
 	}
+	conn, err := upgrade(h.upgrader, w, r, h.ws, h.logger, &h.bufs)
+	if err != nil {
+		h.hub.Unsubscribe(sub)
+		release()
+		return // the upgrader has answered
+	}
+	conn.onRefused = h.metrics.refusedMsgs.WithLabelValues(h.endpoint()).Inc
+	b.attach(conn)
+	conn.out = b
 	h.metrics.connections.WithLabelValues(h.endpoint()).Inc()
 	h.conns.add(conn)
 	conn.start()
@@ -185,7 +191,10 @@ type batcher struct {
 	limit, max int
 	tick       time.Duration
 	start      time.Time
-	conn       *wsConn
+	// conn is nil until attach: the batcher subscribes before the upgrade,
+	// so that no event committed after the client's 101 can be missed, and
+	// keeps what arrives until the connection exists and starts.
+	conn atomic.Pointer[wsConn]
 
 	mu      sync.Mutex
 	q       []stream.Item // the items are q[head:]
@@ -199,8 +208,27 @@ type batcher struct {
 	frames, sent prometheus.Counter
 }
 
-func newBatcher(limit, max int, tick time.Duration, conn *wsConn, frames, sent prometheus.Counter) *batcher {
-	return &batcher{limit: limit, max: max, tick: tick, start: time.Now(), conn: conn, frames: frames, sent: sent}
+func newBatcher(limit, max int, tick time.Duration, frames, sent prometheus.Counter) *batcher {
+	return &batcher{limit: limit, max: max, tick: tick, start: time.Now(), frames: frames, sent: sent}
+}
+
+// attach gives the batcher its connection (before the connection starts,
+// which writes what waits); one that overflowed meanwhile is closed.
+func (b *batcher) attach(c *wsConn) {
+	b.conn.Store(c)
+	b.mu.Lock()
+	closed := b.closed
+	b.mu.Unlock()
+	if closed {
+		c.close(CloseSlowConsumer, "slow consumer")
+	}
+}
+
+// notify wakes the connection's writer, once there is a connection.
+func (b *batcher) notify(inline bool) {
+	if c := b.conn.Load(); c != nil {
+		c.wake(inline)
+	}
 }
 
 func (b *batcher) lenLocked() int { return len(b.q) - b.head }
@@ -223,7 +251,9 @@ func (b *batcher) Enqueue(it stream.Item) bool {
 		b.closed = true
 		b.releaseLocked()
 		b.mu.Unlock()
-		b.conn.close(CloseSlowConsumer, "slow consumer")
+		if c := b.conn.Load(); c != nil {
+			c.close(CloseSlowConsumer, "slow consumer")
+		} // else attach closes it
 		return false
 	}
 	if it.Event.Kind == stream.KindRecordsCountChanged {
@@ -244,7 +274,7 @@ func (b *batcher) Enqueue(it stream.Item) bool {
 	}
 	b.mu.Unlock()
 	if full {
-		b.conn.notify()
+		b.notify(false)
 	}
 	return true
 }
@@ -271,7 +301,7 @@ func (b *batcher) ticked() {
 	}
 	b.due = true
 	b.mu.Unlock()
-	b.conn.wake(true)
+	b.notify(true)
 }
 
 // take adds to fb every full frame of exactly limit items and, after a

@@ -406,7 +406,8 @@ func TestWritePathAllocations(t *testing.T) {
 
 	nc = drainConn(t)
 	conn = newWSConn(nil, nc, WSConfig{}, slog.New(slog.DiscardHandler), nil)
-	b := newBatcher(1000, 100_000, time.Hour, conn, testCounter(), testCounter())
+	b := newBatcher(1000, 100_000, time.Hour, testCounter(), testCounter())
+	b.attach(conn)
 	conn.out = b
 	fb = new(frameBuf)
 	deliverCatalyst := func() {
