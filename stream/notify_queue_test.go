@@ -6,10 +6,8 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
-	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/pgcast/pgcast/db"
 	"github.com/pgcast/pgcast/internal/pgcluster"
 	"github.com/pgcast/pgcast/stream"
 )
@@ -28,7 +26,7 @@ import (
 func TestNotifyQueueUsageExported(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	url, pool := privateCluster(t)
+	_, url, pool := privateCluster(t, pgcluster.Config{})
 	reg := prometheus.NewRegistry()
 	startReader(t, stream.ReaderConfig{URL: url, Handler: func([]*stream.Event) {}, PollInterval: 20 * time.Millisecond,
 		PingInterval: 50 * time.Millisecond, Registerer: reg})
@@ -103,29 +101,3 @@ func metricValue(t testing.TB, reg *prometheus.Registry, name string) float64 {
 	return 0
 }
 
-// privateCluster starts a throwaway migrated cluster of the test's own,
-// stopped when the test ends, and returns its URL and a pool on it.
-func privateCluster(t *testing.T) (string, *pgxpool.Pool) {
-	t.Helper()
-	ctx := context.Background()
-	cluster, err := pgcluster.Start(ctx, pgcluster.Config{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = cluster.Stop(context.Background()) })
-	url := cluster.DSN("postgres")
-	m, err := db.NewMigrator(url, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer m.Close()
-	if err := m.Up(ctx); err != nil {
-		t.Fatal(err)
-	}
-	pool, err := db.NewPool(ctx, db.Config{URL: url})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(pool.Close)
-	return url, pool
-}

@@ -376,8 +376,16 @@ FROM pg_stat_activity WHERE application_name = 'pgcast-reader'`, burnt).Scan(&do
 // immediate restart loses commits Postgres had already made visible.
 func durableCluster(t *testing.T) (*pgcluster.Cluster, string, *pgxpool.Pool) {
 	t.Helper()
+	return privateCluster(t, pgcluster.Config{Durable: true})
+}
+
+// privateCluster starts a throwaway migrated cluster of the test's own
+// (for what is cluster-wide, such as the NOTIFY queue, or a restart),
+// stopped when the test ends, and returns it, its URL and a pool on it.
+func privateCluster(t *testing.T, cfg pgcluster.Config) (*pgcluster.Cluster, string, *pgxpool.Pool) {
+	t.Helper()
 	ctx := context.Background()
-	cluster, err := pgcluster.Start(ctx, pgcluster.Config{Durable: true})
+	cluster, err := pgcluster.Start(ctx, cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
