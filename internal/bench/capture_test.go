@@ -67,15 +67,17 @@ func TestRunCapture(t *testing.T) {
 		if st.P50Ms > st.P99Ms || st.P99Ms > st.MaxMs {
 			t.Errorf("latency %s %+v: percentiles out of order", name, st)
 		}
-		// The COMMIT's share is positive and never above the whole; what
-		// follows it is at most the whole.
+		// The COMMIT takes time; what follows its reply is the whole less
+		// that, so never above the whole (it is negative when the receiver
+		// had the change before the writer had the reply, which is also why
+		// the COMMIT's part may exceed the whole).
 		switch x := st.Split; {
 		case x == nil:
 			t.Errorf("latency %s: no split at the COMMIT's reply", name)
 		case x.CommitP50Ms <= 0 || x.CommitP50Ms > x.CommitP99Ms || x.AfterP50Ms > x.AfterP99Ms:
 			t.Errorf("latency %s split %+v: not positive or out of order", name, *x)
-		case x.CommitP99Ms > st.MaxMs || x.AfterP99Ms > st.MaxMs:
-			t.Errorf("latency %s split %+v: a part is above the whole's max %v", name, *x, st.MaxMs)
+		case x.AfterP99Ms > st.MaxMs:
+			t.Errorf("latency %s split %+v: after the COMMIT above the whole's max %v", name, *x, st.MaxMs)
 		}
 	}
 	if l.TargetP99Ms != l.Reference.P99Ms+TargetLatencySlackMs {
