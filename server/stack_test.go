@@ -51,6 +51,12 @@ func (s *syncBuffer) String() string { s.mu.Lock(); defer s.mu.Unlock(); return 
 func newStack(t *testing.T, mutate func(*Config)) *stack {
 	t.Helper()
 	pool, url := pgtest.NewPool(t)
+	return newStackOn(t, pool, url, mutate)
+}
+
+// newStackOn is newStack on a migrated database of the caller's.
+func newStackOn(t *testing.T, pool *pgxpool.Pool, url string, mutate func(*Config)) *stack {
+	t.Helper()
 	logBuf := &syncBuffer{}
 	logger := slog.New(slog.NewTextHandler(logBuf, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	reg := NewRegistry()
