@@ -89,6 +89,25 @@ func TestRealtimeMessageFlood(t *testing.T) {
 	}
 }
 
+// TestCatalystMessageFlood: a Catalyst client is not meant to send
+// anything; one that floods is closed with 1008 like a realtime one.
+func TestCatalystMessageFlood(t *testing.T) {
+	t.Parallel()
+	s := newStack(t, func(c *Config) { c.WS.MessageRate, c.WS.MessageBurst = 1, 2 })
+	ws := s.connect("/ws/events/object-records/?uuid=" + s.ticket("u1", RoleAuthenticated, 1))
+	for range 10 {
+		if err := ws.WriteMessage(websocket.TextMessage, []byte(`hello`)); err != nil {
+			break // closed already
+		}
+	}
+	if code, err := readUntilClose(ws, 10*time.Second); code != ClosePolicy {
+		t.Fatalf("closed with %d (%v), want 1008", code, err)
+	}
+	if n := s.metric("pgcast_ws_messages_refused_total"); n < 1 {
+		t.Errorf("pgcast_ws_messages_refused_total = %v", n)
+	}
+}
+
 // TestConnectionCaps is S10: one user's connections, both protocols
 // together, and one client address's are capped at the handshake with 429;
 // a closed connection frees its place.
