@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"net/netip"
+	"strings"
 	"sync"
 	"time"
 )
@@ -17,6 +19,7 @@ import (
 // together, per user and per client IP address.
 type connCaps struct {
 	perUser, perIP int // ≤ 0: no cap
+	trusted        []netip.Prefix
 
 	mu    sync.Mutex
 	users map[userKey]int
@@ -29,8 +32,8 @@ type userKey struct {
 	id  string
 }
 
-func newConnCaps(perUser, perIP int) *connCaps {
-	return &connCaps{perUser: perUser, perIP: perIP, users: map[userKey]int{}, ips: map[string]int{}}
+func newConnCaps(perUser, perIP int, trusted []netip.Prefix) *connCaps {
+	return &connCaps{perUser: perUser, perIP: perIP, trusted: trusted, users: map[userKey]int{}, ips: map[string]int{}}
 }
 
 // Reasons a connection is refused, as the label of the refusals metric.
@@ -44,7 +47,7 @@ const (
 // function that uncounts it, or, when a cap is reached, the cap's reason
 // and a message for the client.
 func (c *connCaps) acquire(r *http.Request, env int64, userID string) (release func(), reason, msg string) {
-	ip := clientIP(r)
+	ip := clientIP(r, c.trusted)
 	u := userKey{env, userID}
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -87,14 +90,65 @@ func (c *connCaps) admit(w http.ResponseWriter, r *http.Request, env int64, user
 	return release, true
 }
 
-// clientIP is the request's peer address without its port. Behind a proxy
-// it is the proxy's address: set no per-IP cap there.
-func clientIP(r *http.Request) string {
+// clientIP is the address of the request's client: the peer's, or, when
+// the peer is a trusted proxy, the rightmost address of X-Forwarded-For
+// that is not a trusted proxy (the one the first trusted proxy saw; those
+// to its left are the client's to write). Without trusted proxies it is the
+// peer's address, so behind a proxy every client has the proxy's.
+func clientIP(r *http.Request, trusted []netip.Prefix) string {
 	host, _, err := net.SplitHostPort(r.RemoteAddr)
 	if err != nil {
-		return r.RemoteAddr
+		host = r.RemoteAddr
 	}
-	return host
+	addr, err := netip.ParseAddr(host)
+	if err != nil || !isTrusted(addr, trusted) {
+		return host
+	}
+	hops := strings.Split(strings.Join(r.Header.Values("X-Forwarded-For"), ","), ",")
+	for i := len(hops) - 1; i >= 0; i-- {
+		hop, err := netip.ParseAddr(strings.TrimSpace(hops[i]))
+		if err != nil {
+			break // malformed: trust nothing further left
+		}
+		addr = hop.Unmap()
+		if !isTrusted(addr, trusted) {
+			break
+		}
+	}
+	return addr.String()
+}
+
+func isTrusted(a netip.Addr, trusted []netip.Prefix) bool {
+	a = a.Unmap()
+	for _, p := range trusted {
+		if p.Contains(a) {
+			return true
+		}
+	}
+	return false
+}
+
+// ParseTrustedProxies parses CIDRs (or single addresses) of proxies whose
+// X-Forwarded-For names the client (see WSConfig.TrustedProxies).
+func ParseTrustedProxies(list []string) ([]netip.Prefix, error) {
+	var out []netip.Prefix
+	for _, s := range list {
+		s = strings.TrimSpace(s)
+		if s == "" {
+			continue
+		}
+		if p, err := netip.ParsePrefix(s); err == nil {
+			out = append(out, p.Masked())
+			continue
+		}
+		a, err := netip.ParseAddr(s)
+		if err != nil {
+			return nil, fmt.Errorf("trusted proxy %q is neither an address nor a CIDR", s)
+		}
+		a = a.Unmap()
+		out = append(out, netip.PrefixFrom(a, a.BitLen()))
+	}
+	return out, nil
 }
 
 // msgBucket is a connection's token bucket of client messages, owned by its

@@ -4,6 +4,8 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/http/httptest"
+	"net/netip"
 	"strings"
 	"testing"
 	"time"
@@ -172,5 +174,62 @@ func TestSlowHeadersAreCut(t *testing.T) {
 	}
 	if took < timeout || took > timeout+3*time.Second {
 		t.Fatalf("closed after %v, want about the %v header timeout", took, timeout)
+	}
+}
+
+func TestClientIP(t *testing.T) {
+	t.Parallel()
+	trusted, err := ParseTrustedProxies([]string{"10.0.0.0/8", " ::1 ", "192.168.1.1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		name, peer string
+		xff        []string
+		trusted    []netip.Prefix
+		want       string
+	}{
+		{"no trusted proxies: the peer", "10.0.0.1:1234", []string{"1.2.3.4"}, nil, "10.0.0.1"},
+		{"a trusted proxy's client", "10.0.0.1:1234", []string{"1.2.3.4"}, trusted, "1.2.3.4"},
+		{"what the client wrote itself is ignored", "10.0.0.1:1234", []string{"6.6.6.6, 1.2.3.4"}, trusted, "1.2.3.4"},
+		{"a chain of trusted proxies", "10.0.0.1:1234", []string{"1.2.3.4, 10.9.9.9, 192.168.1.1"}, trusted, "1.2.3.4"},
+		{"several headers", "10.0.0.1:1234", []string{"6.6.6.6", "1.2.3.4"}, trusted, "1.2.3.4"},
+		{"an untrusted peer's header is ignored", "5.5.5.5:1234", []string{"1.2.3.4"}, trusted, "5.5.5.5"},
+		{"a trusted proxy without the header", "10.0.0.1:1234", nil, trusted, "10.0.0.1"},
+		{"a malformed hop stops the walk", "10.0.0.1:1234", []string{"1.2.3.4, garbage"}, trusted, "10.0.0.1"},
+		{"IPv6", "[::1]:80", []string{"2001:db8::1"}, trusted, "2001:db8::1"},
+		{"IPv4 in IPv6", "[::ffff:10.0.0.1]:80", []string{"::ffff:1.2.3.4"}, trusted, "1.2.3.4"},
+	} {
+		r := httptest.NewRequest(http.MethodGet, "/", nil)
+		r.RemoteAddr = c.peer
+		for _, v := range c.xff {
+			r.Header.Add("X-Forwarded-For", v)
+		}
+		if got := clientIP(r, c.trusted); got != c.want {
+			t.Errorf("%s: %q, want %q", c.name, got, c.want)
+		}
+	}
+	if _, err := ParseTrustedProxies([]string{"10.0.0.0/8", "proxy.example"}); err == nil || !strings.Contains(err.Error(), `"proxy.example"`) {
+		t.Errorf("a host name: %v", err)
+	}
+}
+
+// TestConnectionCapsBehindAProxy: with the proxy trusted, the per-address
+// cap counts the clients X-Forwarded-For names, not the proxy.
+func TestConnectionCapsBehindAProxy(t *testing.T) {
+	t.Parallel()
+	lb, err := ParseTrustedProxies([]string{"127.0.0.1", "::1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := newStack(t, func(c *Config) { c.WS.MaxConnsPerIP, c.WS.TrustedProxies = 1, lb })
+	via := func(client string) http.Header { return http.Header{"X-Forwarded-For": {client}} }
+	for _, client := range []string{"198.51.100.1", "198.51.100.2"} {
+		if ws, code, body := s.dial(realtimePath, via(client)); ws == nil {
+			t.Fatalf("first connection of %s: %d %s", client, code, body)
+		}
+	}
+	if ws, code, body := s.dial(realtimePath, via("203.0.113.9, 198.51.100.1")); ws != nil || code != http.StatusTooManyRequests {
+		t.Fatalf("second connection of 198.51.100.1 (with a forged hop): %d %s, want 429", code, body)
 	}
 }

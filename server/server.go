@@ -187,7 +187,7 @@ func (s *Server) routeStreams() error {
 	s.mux.Handle("/api/users/ws-auth/{$}", wsAuth)
 	s.mux.Handle("/api/users/ws-auth", wsAuth)
 	upgrader := newUpgrader(cfg.WS.AllowedOrigins)
-	caps := newConnCaps(cfg.WS.MaxConnsPerUser, cfg.WS.MaxConnsPerIP)
+	caps := newConnCaps(cfg.WS.MaxConnsPerUser, cfg.WS.MaxConnsPerIP, cfg.WS.TrustedProxies)
 	for path, proto := range map[string]stream.Protocol{
 		"/ws/events/object-records/": stream.ProtocolRecords,
 		"/ws/events/tasks/":          stream.ProtocolTasks,

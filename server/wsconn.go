@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/netip"
 	"net/url"
 	"strings"
 	"sync"
@@ -68,6 +69,11 @@ type WSConfig struct {
 	// 429 too_many_connections. Defaults 100 and no cap; negative: no cap.
 	MaxConnsPerUser int
 	MaxConnsPerIP   int
+	// TrustedProxies are the proxies (load balancers) in front of pgcast:
+	// for a request from one of them, the client's address for
+	// MaxConnsPerIP is taken from X-Forwarded-For (the rightmost address
+	// that is not itself a trusted proxy). Default none: the peer address.
+	TrustedProxies []netip.Prefix
 }
 
 func (c WSConfig) withDefaults() WSConfig {

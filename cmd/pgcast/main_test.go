@@ -179,6 +179,7 @@ func TestBadInputIsOneClearLine(t *testing.T) {
 		{"no secret", map[string]string{"DATABASE_URL": url}, []string{"serve"}, "no JWT secret: set PGCAST_JWT_SECRET"},
 		{"short secret", map[string]string{"DATABASE_URL": url, "PGCAST_JWT_SECRET": "short"}, []string{"serve"}, "at least 32"},
 		{"unknown bench scenario", nil, []string{"bench", "capture", "--scenarios", "latency,nope"}, `unknown scenario "nope"`},
+		{"bad trusted proxy", nil, []string{"serve", "--trusted-proxies", "10.0.0.0/8,lb.internal"}, `--trusted-proxies: trusted proxy "lb.internal" is neither an address nor a CIDR`},
 		{"no realtime writers", nil, []string{"bench", "realtime", "--writers", "0"}, "--writers must be between 1 and 100, got 0"},
 	}
 	for _, c := range cases {

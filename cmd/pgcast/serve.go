@@ -39,6 +39,7 @@ type serveOptions struct {
 	messageBurst      int
 	maxConnsPerUser   int
 	maxConnsPerIP     int
+	trustedProxies    []string
 	ticketTTL         time.Duration
 	// seed, when set, runs after the schema check and before serving
 	// (`pgcast dev` seeds a demo collection).
@@ -66,7 +67,8 @@ func (o *serveOptions) addFlags(fs *pflag.FlagSet) {
 	fs.Float64Var(&o.messageRate, "client-message-rate", 20, "messages (frames and pings) a WebSocket client may send per second, sustained; over it messages are refused, and a client that keeps on is closed with 1008; negative: no limit")
 	fs.IntVar(&o.messageBurst, "client-message-burst", 100, "messages a WebSocket client may send at once before --client-message-rate applies")
 	fs.IntVar(&o.maxConnsPerUser, "max-conns-per-user", 100, "WebSocket connections one user may hold on this node (both protocols); more are refused with 429; negative: no cap")
-	fs.IntVar(&o.maxConnsPerIP, "max-conns-per-ip", 0, "WebSocket connections one client IP address may hold on this node; more are refused with 429; 0: no cap (behind a proxy every client has the proxy's address)")
+	fs.IntVar(&o.maxConnsPerIP, "max-conns-per-ip", 0, "WebSocket connections one client IP address may hold on this node; more are refused with 429; 0: no cap (behind a proxy, set --trusted-proxies, else every client has the proxy's address)")
+	fs.StringSliceVar(&o.trustedProxies, "trusted-proxies", nil, "addresses or CIDRs of the proxies in front of pgcast, comma-separated: for their requests the client address (for --max-conns-per-ip) is taken from X-Forwarded-For")
 	fs.DurationVar(&o.ticketTTL, "ticket-ttl", 60*time.Second, "lifetime of a /api/users/ws-auth/ ticket")
 }
 
@@ -87,6 +89,9 @@ serve refuses to start on a schema that is behind or ahead of the binary;
 		Example: "  DATABASE_URL=postgres://localhost/app pgcast serve --migrate\n  pgcast serve --database-url postgres://localhost/app --addr :8080 --log-format json",
 		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			if _, err := server.ParseTrustedProxies(o.trustedProxies); err != nil {
+				return fmt.Errorf("--trusted-proxies: %w", err)
+			}
 			url, err := a.requireDatabaseURL()
 			if err != nil {
 				return err
@@ -106,6 +111,10 @@ func (a *app) serve(ctx context.Context, url string, o *serveOptions) error {
 	auth, err := o.auth.authenticator()
 	if err != nil {
 		return err
+	}
+	trusted, err := server.ParseTrustedProxies(o.trustedProxies)
+	if err != nil {
+		return fmt.Errorf("--trusted-proxies: %w", err)
 	}
 	if o.migrate {
 		if err := a.migrateUp(ctx, url); err != nil {
@@ -180,6 +189,7 @@ func (a *app) serve(ctx context.Context, url string, o *serveOptions) error {
 			MessageBurst:    o.messageBurst,
 			MaxConnsPerUser: o.maxConnsPerUser,
 			MaxConnsPerIP:   o.maxConnsPerIP,
+			TrustedProxies:  trusted,
 		},
 		Catalyst: server.CatalystConfig{MessageLimit: o.messageLimit, MessageTime: o.messageTime},
 	})
