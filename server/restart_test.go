@@ -13,8 +13,8 @@ import (
 
 	"github.com/gorilla/websocket"
 
-	"github.com/pgcast/pgcast/db"
 	"github.com/pgcast/pgcast/internal/pgcluster"
+	"github.com/pgcast/pgcast/internal/pgtest"
 )
 
 // TestClientsStayConnectedAcrossPostgresRestart is R3 seen from the
@@ -24,25 +24,7 @@ import (
 func TestClientsStayConnectedAcrossPostgresRestart(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	cluster, err := pgcluster.Start(ctx, pgcluster.Config{Durable: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = cluster.Stop(context.Background()) })
-	url := cluster.DSN("postgres")
-	m, err := db.NewMigrator(url, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := m.Up(ctx); err != nil {
-		t.Fatal(err)
-	}
-	m.Close()
-	pool, err := db.NewPool(ctx, db.Config{URL: url})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(pool.Close)
+	cluster, url, pool := pgtest.PrivateCluster(t, pgcluster.Config{Durable: true})
 	s := newStackOn(t, pool, url, func(c *Config) { c.Catalyst = CatalystConfig{MessageLimit: 1000, MessageTime: 50 * time.Millisecond} })
 	cls, f := s.class(1, "posts", "public", "title")
 	rt := s.rtConnect("")

@@ -9,6 +9,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/pgcast/pgcast/internal/pgcluster"
+	"github.com/pgcast/pgcast/internal/pgtest"
 	"github.com/pgcast/pgcast/stream"
 )
 
@@ -26,7 +27,7 @@ import (
 func TestNotifyQueueUsageExported(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	_, url, pool := privateCluster(t, pgcluster.Config{})
+	_, url, pool := pgtest.PrivateCluster(t, pgcluster.Config{})
 	reg := prometheus.NewRegistry()
 	startReader(t, stream.ReaderConfig{URL: url, Handler: func([]*stream.Event) {}, PollInterval: 20 * time.Millisecond,
 		PingInterval: 50 * time.Millisecond, Registerer: reg})

@@ -16,7 +16,6 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/pgcast/pgcast/db"
 	"github.com/pgcast/pgcast/internal/pgcluster"
 	"github.com/pgcast/pgcast/internal/pgtest"
 	"github.com/pgcast/pgcast/stream"
@@ -372,39 +371,10 @@ FROM pg_stat_activity WHERE application_name = 'pgcast-reader'`, burnt).Scan(&do
 }
 
 // durableCluster starts a private, migrated cluster that the test may
-// restart. Durable: with synchronous_commit=off (the throwaway default) an
-// immediate restart loses commits Postgres had already made visible.
+// restart (durable: see pgtest.PrivateCluster).
 func durableCluster(t *testing.T) (*pgcluster.Cluster, string, *pgxpool.Pool) {
 	t.Helper()
-	return privateCluster(t, pgcluster.Config{Durable: true})
-}
-
-// privateCluster starts a throwaway migrated cluster of the test's own
-// (for what is cluster-wide, such as the NOTIFY queue, or a restart),
-// stopped when the test ends, and returns it, its URL and a pool on it.
-func privateCluster(t *testing.T, cfg pgcluster.Config) (*pgcluster.Cluster, string, *pgxpool.Pool) {
-	t.Helper()
-	ctx := context.Background()
-	cluster, err := pgcluster.Start(ctx, cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = cluster.Stop(context.Background()) })
-	url := cluster.DSN("postgres")
-	m, err := db.NewMigrator(url, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer m.Close()
-	if err := m.Up(ctx); err != nil {
-		t.Fatal(err)
-	}
-	pool, err := db.NewPool(ctx, db.Config{URL: url})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(pool.Close)
-	return cluster, url, pool
+	return pgtest.PrivateCluster(t, pgcluster.Config{Durable: true})
 }
 
 // A read whose delta spans many pages loses its connection after handing

@@ -290,3 +290,34 @@ func redacted(url string) string {
 	}
 	return fmt.Sprintf("host=%s port=%d user=%s database=%s", cfg.Host, cfg.Port, cfg.User, cfg.Database)
 }
+
+// PrivateCluster starts a throwaway cluster of the test's own, migrated,
+// stopped when t ends, and returns it, the URL of its postgres database and
+// a pool on that: for what a shared server cannot give a test alone (a
+// restart, the cluster-wide NOTIFY queue). Set cfg.Durable for a test that
+// restarts it: with the throwaway default (synchronous_commit=off) an
+// immediate restart loses commits Postgres had already made visible.
+func PrivateCluster(t testing.TB, cfg pgcluster.Config) (*pgcluster.Cluster, string, *pgxpool.Pool) {
+	t.Helper()
+	ctx := context.Background()
+	cluster, err := pgcluster.Start(ctx, cfg)
+	if err != nil {
+		t.Fatalf("pgtest: %v", err)
+	}
+	t.Cleanup(func() { _ = cluster.Stop(context.Background()) })
+	url := cluster.DSN("postgres")
+	m, err := db.NewMigrator(url, nil)
+	if err != nil {
+		t.Fatalf("pgtest: %v", err)
+	}
+	defer m.Close()
+	if err := m.Up(ctx); err != nil {
+		t.Fatalf("pgtest: migrate: %v", err)
+	}
+	pool, err := db.NewPool(ctx, db.Config{URL: url})
+	if err != nil {
+		t.Fatalf("pgtest: %v", err)
+	}
+	t.Cleanup(pool.Close)
+	return cluster, url, pool
+}
