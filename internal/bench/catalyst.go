@@ -578,6 +578,9 @@ func (r *CatalystReport) WriteTable(w io.Writer) error {
 	}
 	fmt.Fprintf(tw, "items delivered/s\t%.0f (%d items in %d frames; the last %.3f s after the writers stopped)\n", d.DeliveredPerS, d.Received, d.Frames, d.DrainS)
 	fmt.Fprintf(tw, "server CPU\t%.3f cores average while writing, %.3f of them in the kernel (target < %.1f: %s)\n", d.CPU.Server, d.CPU.ServerSys, d.TargetServerCores, passFail(d.PassCPU))
+	if d.CPU.ServerWritesPerS > 0 {
+		fmt.Fprintf(tw, "server write system calls\t%.0f/s while writing, %.2f µs of kernel time per call\n", d.CPU.ServerWritesPerS, d.CPU.ServerSysUsPerWrite)
+	}
 	fmt.Fprintf(tw, "server CPU per item\t%.3f µs (from the first change to the last item received)\n", d.ServerCPUPerItemUs)
 	fmt.Fprintf(tw, "other CPU\t%.3f cores in the benchmark process (clients, writers); %.3f cores busy on the whole machine\n", d.CPU.Bench, d.CPU.Machine)
 	fmt.Fprintf(tw, "server RSS at the end\t%.1f MB\n", d.ServerRSSMB)

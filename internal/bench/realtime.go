@@ -736,6 +736,10 @@ func (r *RealtimeReport) WriteTable(w io.Writer) error {
 		fmt.Fprintf(tw, "  server CPU\t%.3f cores while writing, %.3f in the kernel%s; benchmark process %.3f, whole machine %.3f\n", x.CPU.Server, x.CPU.ServerSys,
 			verdict(x.PassCPU, fmt.Sprintf("< %.1f", x.TargetServerCores)), x.CPU.Bench, x.CPU.Machine)
 		fmt.Fprintf(tw, "  server CPU per event\t%.3f µs (from the first change to the last event received)\n", x.ServerCPUPerEventUs)
+		if x.CPU.ServerWritesPerS > 0 {
+			fmt.Fprintf(tw, "  server write system calls\t%.0f/s while writing, %.1f events delivered per call, %.2f µs of kernel time per call\n",
+				x.CPU.ServerWritesPerS, x.ChangesPerS*float64(x.Clients)/x.CPU.ServerWritesPerS, x.CPU.ServerSysUsPerWrite)
+		}
 		fmt.Fprintf(tw, "  server RSS at the end\t%.1f MB; clients connected and subscribed in %.1f s\n", x.ServerRSSMB, x.ConnectS)
 		if x.Compare != "" {
 			fmt.Fprintf(tw, "  vs %s\tp99 × %.2f, server CPU per event × %.2f\n", x.Compare, x.P99Ratio, x.CPURatio)

@@ -217,6 +217,14 @@ func (p *serverProc) cpuTime() (total, sys time.Duration, err error) {
 	return procCPUTimes(strconv.Itoa(p.pid))
 }
 
+// writeSyscalls is how many write-type system calls (write, writev,
+// sendmsg, …) the server has made so far (/proc/<pid>/io's syscw); ok is
+// false where that file cannot be read.
+func (p *serverProc) writeSyscalls() (n int64, ok bool) {
+	n, err := strconv.ParseInt(procField("/proc/"+strconv.Itoa(p.pid)+"/io", "syscw"), 10, 64)
+	return n, err == nil
+}
+
 // rss is the server's resident set size in bytes.
 func (p *serverProc) rss() (int64, error) {
 	v := procField("/proc/"+strconv.Itoa(p.pid)+"/status", "VmRSS")
@@ -322,10 +330,13 @@ type cpuMeter struct {
 	server                   *serverProc
 	at                       time.Time
 	srv, srvSys, self, total time.Duration
+	writes                   int64 // the server's write system calls
+	haveWrites               bool
 }
 
 func startCPUMeter(p *serverProc) (*cpuMeter, error) {
 	m := &cpuMeter{server: p, at: time.Now()}
+	m.writes, m.haveWrites = p.writeSyscalls()
 	var err error
 	if m.srv, m.srvSys, err = p.cpuTime(); err != nil {
 		return nil, err
@@ -350,6 +361,11 @@ type CPUUse struct {
 	Bench float64 `json:"bench_cores"`
 	// Machine is every process on the machine, Postgres included.
 	Machine float64 `json:"machine_cores"`
+	// ServerWritesPerS is the server's write-type system calls per second
+	// (its socket writes, mostly), and ServerSysUsPerWrite its kernel time
+	// divided by them; zero where /proc/<pid>/io cannot be read.
+	ServerWritesPerS    float64 `json:"server_write_syscalls_per_s,omitempty"`
+	ServerSysUsPerWrite float64 `json:"server_sys_us_per_write,omitempty"`
 }
 
 func (m *cpuMeter) read() (CPUUse, error) {
@@ -366,12 +382,17 @@ func (m *cpuMeter) read() (CPUUse, error) {
 	if err != nil {
 		return CPUUse{}, err
 	}
-	return CPUUse{
+	u := CPUUse{
 		Server:    round3((srv - m.srv).Seconds() / wall),
 		ServerSys: round3((srvSys - m.srvSys).Seconds() / wall),
 		Bench:     round3((self - m.self).Seconds() / wall),
 		Machine:   round3((total - m.total).Seconds() / wall),
-	}, nil
+	}
+	if writes, ok := m.server.writeSyscalls(); ok && m.haveWrites && writes > m.writes {
+		u.ServerWritesPerS = round1(float64(writes-m.writes) / wall)
+		u.ServerSysUsPerWrite = round3(float64((srvSys - m.srvSys).Microseconds()) / float64(writes-m.writes))
+	}
+	return u, nil
 }
 
 // serverCPU is the server's CPU time since the meter started.

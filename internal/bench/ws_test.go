@@ -263,6 +263,11 @@ func TestRunRealtime(t *testing.T) {
 		if x.DeliveredPerS <= 0 || x.CPU.Server <= 0 || x.ServerRSSMB <= 0 || x.ServerCPUPerEventUs <= 0 {
 			t.Errorf("%s %+v: a figure is not positive", x.Name, x)
 		}
+		// The server is this process's child: its /proc/<pid>/io is
+		// readable, and it wrote to its clients while the writers ran.
+		if x.CPU.ServerWritesPerS <= 0 || x.CPU.ServerSysUsPerWrite <= 0 {
+			t.Errorf("%s %+v: no write system calls counted", x.Name, x.CPU)
+		}
 	}
 	pub, own := rep.Runs[0], rep.Runs[1]
 	if pub.PassP99 == nil || !*pub.PassP99 || pub.PassCPU == nil || pub.PassDeliveries == nil || !*pub.PassDeliveries {
