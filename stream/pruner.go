@@ -141,6 +141,14 @@ SELECT object_class_id, 0, sum(n) FROM gone GROUP BY object_class_id
 ON CONFLICT (object_class_id, shard) DO UPDATE SET n = cc.n + EXCLUDED.n`); err != nil {
 			return fmt.Errorf("fold count shards: %w", err)
 		}
+		// Drop the listener rows of readers whose backend is gone (a node
+		// that crashed or was killed): a row saying a reader waits makes
+		// every capturing commit ring, and a NOTIFY serialises commits.
+		// A reader also does this when it connects, but another node's
+		// reader may not reconnect for days.
+		if _, err := tx.Exec(ctx, `DELETE FROM pgcast.listeners WHERE pid NOT IN (SELECT pid FROM pg_stat_activity)`); err != nil {
+			return fmt.Errorf("drop stale listeners: %w", err)
+		}
 		if _, err := tx.Exec(ctx, `INSERT INTO pgcast.event_log_marks (position, marked_at)
 SELECT coalesce(max(id), 0), $1 FROM pgcast.events ON CONFLICT (position) DO NOTHING`, now); err != nil {
 			return fmt.Errorf("mark: %w", err)

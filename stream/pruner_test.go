@@ -110,3 +110,38 @@ func TestPrunerFoldsCountShards(t *testing.T) {
 		time.Sleep(20 * time.Millisecond) // backends leave pg_stat_activity asynchronously
 	}
 }
+
+// TestPrunerDropsStaleListeners: the listener row of a reader whose backend
+// is gone (its node was killed, so no reader reconnects to clean it) is
+// dropped by the next pruning round; a live one is kept.
+func TestPrunerDropsStaleListeners(t *testing.T) {
+	t.Parallel()
+	pool, _ := pgtest.NewPool(t)
+	ctx := t.Context()
+	if _, err := pool.Exec(ctx, `INSERT INTO pgcast.listeners (pid, waiting) VALUES (-42, true)`); err != nil {
+		t.Fatal(err)
+	}
+	live, err := pool.Acquire(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer live.Release()
+	if _, err := live.Exec(ctx, `INSERT INTO pgcast.listeners (pid, waiting) VALUES (pg_backend_pid(), true)`); err != nil {
+		t.Fatal(err)
+	}
+	p, err := stream.NewPruner(stream.PrunerConfig{Pool: pool})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := p.Prune(ctx, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	var pids []int32
+	rows, _ := pool.Query(ctx, `SELECT pid FROM pgcast.listeners ORDER BY pid`)
+	if pids, err = pgx.CollectRows(rows, pgx.RowTo[int32]); err != nil {
+		t.Fatal(err)
+	}
+	if len(pids) != 1 || uint32(pids[0]) != live.Conn().PgConn().PID() {
+		t.Fatalf("listeners after pruning: %v, want only the live backend %d", pids, live.Conn().PgConn().PID())
+	}
+}
