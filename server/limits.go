@@ -57,22 +57,28 @@ func (c *connCaps) acquire(r *http.Request, env int64, userID string) (release f
 	case c.perIP > 0 && c.ips[ip] >= c.perIP:
 		return nil, refusedIP, fmt.Sprintf("at most %d connections per client address", c.perIP)
 	}
-	if userID != "" {
+	// Count only what a cap applies to: with no cap, nothing is kept.
+	countUser, countIP := userID != "" && c.perUser > 0, c.perIP > 0
+	if countUser {
 		c.users[u]++
 	}
-	c.ips[ip]++
+	if countIP {
+		c.ips[ip]++
+	}
 	var once sync.Once
 	return func() {
 		once.Do(func() {
 			c.mu.Lock()
 			defer c.mu.Unlock()
-			if userID != "" {
+			if countUser {
 				if c.users[u]--; c.users[u] <= 0 {
 					delete(c.users, u)
 				}
 			}
-			if c.ips[ip]--; c.ips[ip] <= 0 {
-				delete(c.ips, ip)
+			if countIP {
+				if c.ips[ip]--; c.ips[ip] <= 0 {
+					delete(c.ips, ip)
+				}
 			}
 		})
 	}, "", ""
