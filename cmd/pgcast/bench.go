@@ -50,7 +50,10 @@ database (created on the server, migrated, dropped at the end):
                   commit. Targets: ≥ 0.80 with 1 writer, ≥ 0.60 with 8.
   latency         just before COMMIT → event decoded by the reader, p50/p99/max at
                   --rate changes/s, against a bare connection receiving a NOTIFY
-                  committed the same way. Target: p99 ≤ the reference's + 2 ms.
+                  committed the same way (the same change, into the identical
+                  table without triggers, with a NOTIFY in its transaction).
+                  Target: p99 ≤ the reference's + 2 ms. A NOTIFY alone (a
+                  transaction that writes nothing) is shown for comparison.
   sustained       record_created events decoded per second while writers insert
                   transactions of 100 rows as fast as they can, and a check that
                   every record was decoded exactly once. Target: ≥ 20,000/s.
@@ -58,7 +61,7 @@ database (created on the server, migrated, dropped at the end):
 Without --database-url (or DATABASE_URL) a throwaway local cluster is started
 with durable commits (fsync and synchronous_commit on) and stopped at the end.
 With one, the user needs CREATEDB; run it against a server that is otherwise
-idle, or the numbers measure the other load. The full run takes about seven
+idle, or the numbers measure the other load. The full run takes about eight
 minutes; --quick takes about one; --scenarios runs only some.`,
 		Example: "  pgcast bench capture\n  pgcast bench capture --quick --json\n  pgcast bench capture --scenarios latency --latency-duration 60s\n  pgcast bench capture --database-url postgres://postgres@db/postgres --duration 20s",
 		Args:    cobra.NoArgs,
@@ -103,7 +106,7 @@ minutes; --quick takes about one; --scenarios runs only some.`,
 	f.BoolVar(&asJSON, "json", false, "print one JSON document instead of tables")
 	f.BoolVar(&quick, "quick", false, "short durations for a smoke run (2s cells, 3s latency, 5s sustained) unless set explicitly")
 	f.DurationVar(&duration, "duration", 10*time.Second, "duration of each write-overhead cell (each of capture and plain)")
-	f.DurationVar(&latency, "latency-duration", 20*time.Second, "duration of each latency measurement (each of pgcast and the reference)")
+	f.DurationVar(&latency, "latency-duration", 20*time.Second, "duration of each latency measurement (each of pgcast, the reference and NOTIFY only)")
 	f.DurationVar(&sustain, "sustained-duration", 60*time.Second, "duration of the sustained-throughput run")
 	f.IntVar(&rate, "rate", 1000, "changes per second of the latency measurement")
 	f.StringSliceVar(&scenarios, "scenarios", nil, "scenarios to run, comma-separated: "+strings.Join(bench.CaptureScenarios, ", ")+" (default all)")

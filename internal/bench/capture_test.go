@@ -57,7 +57,7 @@ func TestRunCapture(t *testing.T) {
 		t.Fatalf("every scenario runs by default: latency %v, sustained %v", rep.Latency, rep.Sustained)
 	}
 	l := rep.Latency
-	for name, st := range map[string]LatencyStats{"pgcast": l.Pgcast, "reference": l.Reference} {
+	for name, st := range map[string]LatencyStats{"pgcast": l.Pgcast, "reference": l.Reference, "notify only": l.NotifyOnly} {
 		if st.Samples <= 0 || st.RatePerS <= 0 || st.P50Ms <= 0 || st.P99Ms <= 0 || st.MaxMs <= 0 {
 			t.Errorf("latency %s %+v: a figure is not positive", name, st)
 		}
@@ -78,6 +78,15 @@ func TestRunCapture(t *testing.T) {
 			t.Errorf("latency %s split %+v: not positive or out of order", name, *x)
 		case x.AfterP99Ms > st.MaxMs:
 			t.Errorf("latency %s split %+v: after the COMMIT above the whole's max %v", name, *x, st.MaxMs)
+		}
+	}
+	// The reference commits the same change (a row each), NOTIFY only none.
+	for name, c := range map[string]struct {
+		st   LatencyStats
+		want int64
+	}{"pgcast": {l.Pgcast, int64(l.Pgcast.Samples)}, "reference": {l.Reference, int64(l.Reference.Samples)}, "notify only": {l.NotifyOnly, 0}} {
+		if c.st.Written != c.want {
+			t.Errorf("latency %s: %d rows written, want %d", name, c.st.Written, c.want)
 		}
 	}
 	if l.TargetP99Ms != l.Reference.P99Ms+TargetLatencySlackMs {
@@ -103,7 +112,7 @@ func TestRunCapture(t *testing.T) {
 	if err := rep.WriteTable(&table); err != nil {
 		t.Fatal(err)
 	}
-	for _, want := range []string{"Write overhead", "ring_every_commit", "pgcast reader", "bare NOTIFY", "Sustained", "lost / duplicated / unexpected"} {
+	for _, want := range []string{"Write overhead", "ring_every_commit", "pgcast reader", "reference", "NOTIFY only", "Sustained", "lost / duplicated / unexpected"} {
 		if !strings.Contains(table.String(), want) {
 			t.Errorf("table lacks %q:\n%s", want, table.String())
 		}

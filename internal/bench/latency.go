@@ -21,9 +21,25 @@ const referenceChannel = "pgcast_bench"
 
 // Statements of the latency scenario: one change per transaction, the
 // change carrying its sequence number.
+//
+// The reference commits the same change the same way: the same row into the
+// identical table without triggers (public.plain_records), and a NOTIFY
+// carrying the sequence number, in one statement. Its COMMIT, like pgcast's,
+// flushes the change to the WAL. The NOTIFY-only reference writes nothing, so
+// its COMMIT writes no commit record and flushes nothing: it shows the
+// notification path alone.
 const (
-	latencyInsertSQL = `INSERT INTO pgcast.object_records (object_class_id, cells) VALUES ($1, jsonb_build_object($2::text, $3::bigint))`
+	latencyInsertSQL      = `INSERT INTO pgcast.object_records (object_class_id, cells) VALUES ($1, jsonb_build_object($2::text, $3::bigint))`
+	latencyWriteNotifySQL = `WITH r AS (INSERT INTO public.plain_records (object_class_id, cells) VALUES ($1, jsonb_build_object($2::text, $3::bigint)) RETURNING id)
+SELECT pg_notify('` + referenceChannel + `', $3::text) FROM r`
 	latencyNotifySQL = `SELECT pg_notify('` + referenceChannel + `', $1::text)`
+)
+
+// Kinds of latency half-runs (and names of their prepared statements).
+const (
+	latencyPgcast     = "pgcast"
+	latencyReference  = "reference"
+	latencyNotifyOnly = "notify_only"
 )
 
 // latencyRun records, per sequence number, when its transaction was about to
@@ -83,8 +99,9 @@ func (r *latencyRun) split(n int64, commit, after *[]time.Duration) {
 }
 
 // runLatency measures commit → decoded-by-the-reader against commit →
-// notification-received-by-a-bare-connection, at the same rate, in halves
-// run pgcast, reference, reference, pgcast.
+// notification-received-by-a-bare-connection, for the same change (the
+// reference) and for a NOTIFY alone, at the same rate, in halves run pgcast,
+// reference, NOTIFY only, NOTIFY only, reference, pgcast.
 func runLatency(ctx context.Context, cfg CaptureConfig, srv *server) (LatencyResult, error) {
 	res := LatencyResult{Rate: cfg.Rate, Writers: cfg.LatencyWriters}
 	sc, err := srv.newScenario(ctx, "latency")
@@ -98,11 +115,10 @@ func runLatency(ctx context.Context, cfg CaptureConfig, srv *server) (LatencyRes
 	}
 	defer closeAll(ctx, conns)
 	for _, c := range conns {
-		if _, err := c.Prepare(ctx, "pgcast", latencyInsertSQL); err != nil {
-			return res, fmt.Errorf("prepare: %w", err)
-		}
-		if _, err := c.Prepare(ctx, "reference", latencyNotifySQL); err != nil {
-			return res, fmt.Errorf("prepare: %w", err)
+		for name, sql := range map[string]string{latencyPgcast: latencyInsertSQL, latencyReference: latencyWriteNotifySQL, latencyNotifyOnly: latencyNotifySQL} {
+			if _, err := c.Prepare(ctx, name, sql); err != nil {
+				return res, fmt.Errorf("prepare %s: %w", name, err)
+			}
 		}
 	}
 	type acc struct {
@@ -112,13 +128,13 @@ func runLatency(ctx context.Context, cfg CaptureConfig, srv *server) (LatencyRes
 		took          time.Duration
 		missing       int
 	}
-	var pg, ref acc
+	accs := map[string]*acc{latencyPgcast: {}, latencyReference: {}, latencyNotifyOnly: {}}
 	half := cfg.LatencyDuration / 2
 	capacity := int(float64(cfg.Rate)*half.Seconds()) + 1
-	for _, kind := range []string{"pgcast", "reference", "reference", "pgcast"} {
+	for _, kind := range []string{latencyPgcast, latencyReference, latencyNotifyOnly, latencyNotifyOnly, latencyReference, latencyPgcast} {
 		run := newLatencyRun(capacity)
 		var stop func() error
-		if kind == "pgcast" {
+		if kind == latencyPgcast {
 			stop, err = startReaderReceiver(ctx, cfg, sc, run)
 		} else {
 			stop, err = startNotifyReceiver(ctx, sc, run)
@@ -132,10 +148,10 @@ func runLatency(ctx context.Context, cfg CaptureConfig, srv *server) (LatencyRes
 				return err
 			}
 			defer tx.Rollback(context.WithoutCancel(ctx))
-			if kind == "pgcast" {
-				_, err = tx.Exec(ctx, kind, sc.classID, sc.fieldKey, seq)
-			} else {
+			if kind == latencyNotifyOnly {
 				_, err = tx.Exec(ctx, kind, strconv.FormatInt(seq, 10))
+			} else {
+				_, err = tx.Exec(ctx, kind, sc.classID, sc.fieldKey, seq)
 			}
 			if err != nil {
 				return err
@@ -160,22 +176,25 @@ func runLatency(ctx context.Context, cfg CaptureConfig, srv *server) (LatencyRes
 		if err != nil {
 			return res, fmt.Errorf("%s: %w", kind, err)
 		}
-		a := &pg
-		if kind == "reference" {
-			a = &ref
-		}
+		a := accs[kind]
 		a.missing += run.collect(sent, &a.samples)
 		run.split(sent, &a.commit, &a.after)
 		a.sent += sent
 		a.took += took
 		cfg.Logger.Debug("latency half", "kind", kind, "sent", sent, "received", run.got.Load(), "foreign_or_duplicate", run.bad.Load())
 	}
-	res.Pgcast = latencyStats(pg.samples, pg.sent, pg.took, pg.missing)
-	res.Reference = latencyStats(ref.samples, ref.sent, ref.took, ref.missing)
-	res.Pgcast.Split, res.Reference.Split = latencySplit(pg.commit, pg.after), latencySplit(ref.commit, ref.after)
+	stats := func(a *acc) LatencyStats {
+		st := latencyStats(a.samples, a.sent, a.took, a.missing)
+		st.Split = latencySplit(a.commit, a.after)
+		return st
+	}
+	res.Pgcast, res.Reference, res.NotifyOnly = stats(accs[latencyPgcast]), stats(accs[latencyReference]), stats(accs[latencyNotifyOnly])
+	if err := conns[0].QueryRow(ctx, `SELECT (SELECT count(*) FROM pgcast.object_records), (SELECT count(*) FROM public.plain_records)`).Scan(&res.Pgcast.Written, &res.Reference.Written); err != nil {
+		return res, fmt.Errorf("count rows written: %w", err)
+	}
 	res.TargetP99Ms = res.Reference.P99Ms + TargetLatencySlackMs
 	res.Pass = res.Pgcast.Samples > 0 && res.Pgcast.Missing == 0 && res.Pgcast.P99Ms <= res.TargetP99Ms
-	cfg.Logger.Info("latency done", "pgcast_p99_ms", res.Pgcast.P99Ms, "reference_p99_ms", res.Reference.P99Ms)
+	cfg.Logger.Info("latency done", "pgcast_p99_ms", res.Pgcast.P99Ms, "reference_p99_ms", res.Reference.P99Ms, "notify_only_p99_ms", res.NotifyOnly.P99Ms)
 	return res, nil
 }
 

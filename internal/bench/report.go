@@ -138,13 +138,15 @@ func (r *CaptureReport) WriteTable(w io.Writer) error {
 	}
 	if l := r.Latency; l != nil {
 		p("\nLatency: just before COMMIT → event decoded by the reader, %d changes/s over %d connections, each %s;\n", l.Rate, l.Writers, secs(r.Config.LatencyDurationS))
-		p("reference: a bare pgx connection LISTENing, the writers doing SELECT pg_notify() committed the same way\n")
+		p("reference: a bare pgx connection LISTENing; the writers commit the same change the same way into the identical\n")
+		p("table without triggers, with a pg_notify() in the transaction. NOTIFY only: a transaction that writes nothing\n")
+		p("and NOTIFYs (its COMMIT flushes nothing), for comparison\n")
 		tw := tabwriter.NewWriter(bw, 0, 4, 2, ' ', tabwriter.AlignRight)
 		fmt.Fprintln(tw, "receiver\tsamples\trate/s\tp50 ms\tp99 ms\tmax ms\tmissing\tCOMMIT p50 / p99 ms\tafter COMMIT p50 / p99 ms\t")
 		for _, s := range []struct {
 			name string
 			st   LatencyStats
-		}{{"pgcast reader", l.Pgcast}, {"bare NOTIFY", l.Reference}} {
+		}{{"pgcast reader", l.Pgcast}, {"reference", l.Reference}, {"NOTIFY only", l.NotifyOnly}} {
 			split := "-\t-"
 			if x := s.st.Split; x != nil {
 				split = fmt.Sprintf("%.2f / %.2f\t%.2f / %.2f", x.CommitP50Ms, x.CommitP99Ms, x.AfterP50Ms, x.AfterP99Ms)
