@@ -21,13 +21,14 @@ import (
 )
 
 // recordJSON builds, from the row r of pgcast.object_records, the record as
-// the capture triggers put it in every record event (see
-// capture_object_records_insert in triggers/triggers.sql): the cells keyed
-// by field name (only fields that exist and have a cell), then id,
-// createdAt and updatedAt (UTC, milliseconds, Z), which win over a field of
-// the same name. It must stay the same expression as the triggers', so
-// that REST and realtime show one record identically;
-// TestRESTWriteMatchesSQLWriteEvents checks that they agree.
+// the reader builds it for every record event from the entry's cells and
+// field names (stream.buildRecord): the cells keyed by field name (only
+// fields that exist and have a cell), then id, createdAt and updatedAt (UTC,
+// milliseconds, Z), which win over a field of the same name. The two must
+// agree, so that REST and realtime show one record identically:
+// TestRESTWriteMatchesSQLWriteEvents checks that they do, and
+// stream's TestEntryRecordIsTheRecordPostgresBuilds that the reader's
+// record is this expression's, byte for byte.
 const recordJSON = `
 COALESCE((SELECT jsonb_object_agg(f.name, r.cells -> f.id::text)
           FROM pgcast.object_class_fields f

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/pgcast/pgcast/internal/collections"
+	"github.com/pgcast/pgcast/stream"
 )
 
 // apiResp is one REST response.
@@ -791,7 +792,7 @@ type logEntry struct {
 
 func (s *stack) lastEntries(kind string, n int) []logEntry {
 	s.t.Helper()
-	rows, err := s.pool.Query(context.Background(), `SELECT kind, data FROM pgcast.events WHERE kind = $1 ORDER BY id DESC LIMIT $2`, kind, n)
+	rows, err := s.pool.Query(context.Background(), `SELECT kind, coalesce(object_record_id, 0), data::text FROM pgcast.events WHERE kind = $1 ORDER BY id DESC LIMIT $2`, kind, n)
 	if err != nil {
 		s.t.Fatal(err)
 	}
@@ -799,9 +800,28 @@ func (s *stack) lastEntries(kind string, n int) []logEntry {
 	var out []logEntry
 	for rows.Next() {
 		var e logEntry
-		if err := rows.Scan(&e.Kind, &e.Data); err != nil {
+		var recordID int64
+		var data string
+		if err := rows.Scan(&e.Kind, &recordID, &data); err != nil {
 			s.t.Fatal(err)
 		}
+		if err := json.Unmarshal([]byte(data), &e.Data); err != nil {
+			s.t.Fatal(err)
+		}
+		// The record as the reader builds it from the entry, in place of
+		// what it is built from (which holds the exact timestamps).
+		rec, err := stream.EntryRecord(recordID, []byte(data))
+		if err != nil {
+			s.t.Fatal(err)
+		}
+		for _, k := range []string{"cells", "fields", "created_at", "updated_at"} {
+			delete(e.Data, k)
+		}
+		var v any
+		if err := json.Unmarshal(rec, &v); err != nil {
+			s.t.Fatal(err)
+		}
+		e.Data["record"] = v
 		out = append(out, e)
 	}
 	if len(out) != n {

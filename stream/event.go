@@ -195,20 +195,21 @@ func (e *Event) HasUser(user string) bool {
 
 // entryData is the JSON shape of pgcast.events.data (see package triggers).
 type entryData struct {
-	Class      string          `json:"class"`
-	Read       string          `json:"read"`
-	Owners     []string        `json:"owners"`
-	Assignees  []string        `json:"assignees"`
-	UserID     string          `json:"user_id"`
-	FieldIDs   []int64         `json:"field_ids"`
-	DocumentID int64           `json:"document_id"`
-	Delta      int64           `json:"delta"`
-	RecordID   *int64          `json:"record_id"`
-	Record     json.RawMessage `json:"record"`
-	Name       string          `json:"name"`
-	Type       string          `json:"type"`
-	Source     string          `json:"source"`
-	Payload    json.RawMessage `json:"payload"`
+	Class        string          `json:"class"`
+	Read         string          `json:"read"`
+	Owners       []string        `json:"owners"`
+	Assignees    []string        `json:"assignees"`
+	UserID       string          `json:"user_id"`
+	FieldIDs     []int64         `json:"field_ids"`
+	DocumentID   int64           `json:"document_id"`
+	Delta        int64           `json:"delta"`
+	RecordID     *int64          `json:"record_id"`
+	Record       json.RawMessage `json:"record"` // record_deleted
+	recordFields                 // record_created, record_updated: see buildRecord
+	Name         string          `json:"name"`
+	Type         string          `json:"type"`
+	Source       string          `json:"source"`
+	Payload      json.RawMessage `json:"payload"`
 }
 
 // entry is one raw row of pgcast.events.
@@ -260,6 +261,13 @@ func decode(en *entry) (*Event, error) {
 	}
 	if d.RecordID != nil && ev.RecordID == 0 {
 		ev.RecordID = *d.RecordID
+	}
+	if d.Cells != nil {
+		rec, err := buildRecord(ev.RecordID, &d.recordFields)
+		if err != nil {
+			return nil, fmt.Errorf("entry %d (%s): %w", en.id, en.kind, err)
+		}
+		ev.Record = rec
 	}
 	if d.Read != "" {
 		r, ok := ParseRule(d.Read)

@@ -49,6 +49,10 @@ func FuzzDecode(f *testing.F) {
 	seeds := []struct{ kind, data string }{
 		{"record_created", `{"class":"posts","read":"public","owners":["u1"],"assignees":[],"record":{"id":1,"title":"x"}}`},
 		{"record_updated", `{"class":"posts","read":"owner","owners":["u1"],"field_ids":[3,1]}`},
+		{"record_created", `{"class":"posts","read":"public","owners":[],"assignees":[],"cells":{"1":"x","2":{"a":[1]},"9":null},"fields":{"1":"title","2":"meta","3":"id"},"created_at":"2026-01-02T03:04:05.678901","updated_at":"10000-01-01T00:00:00.5"}`},
+		{"record_updated", `{"class":"posts","read":"public","field_ids":[1],"cells":{"1":"x"},"fields":{"1":"a"b"},"created_at":"0044-03-15T00:00:00 BC","updated_at":"infinity"}`},
+		{"record_created", `{"cells":{"1":1},"fields":{"1":"x"},"created_at":"2026"","updated_at":null}`},
+		{"record_created", `{"cells":[1],"fields":{}}`},
 		{"record_deleted", `{"class":"posts","read":"admin","record":{"id":1}}`},
 		{"record_owner_added", `{"class":"posts","read":"public","user_id":"u\"2"}`},
 		{"document_generated", `{"class":"posts","read":"public","document_id":7}`},

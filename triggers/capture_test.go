@@ -17,6 +17,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/pgcast/pgcast/internal/pgtest"
+	"github.com/pgcast/pgcast/stream"
 	"github.com/pgcast/pgcast/triggers"
 )
 
@@ -119,6 +120,7 @@ func (f *fixture) newEntries() []entry {
 		if err := json.Unmarshal([]byte(data), &e.Data); err != nil {
 			f.t.Fatalf("event %d data %s: %v", e.ID, data, err)
 		}
+		withRecord(f.t, &e, data)
 		out = append(out, e)
 		f.seen = e.ID
 	}
@@ -126,6 +128,38 @@ func (f *fixture) newEntries() []entry {
 		f.t.Fatalf("read events: %v", err)
 	}
 	return out
+}
+
+// withRecord replaces, in a record entry's data, what the reader builds the
+// record from (cells, field names, timestamps) by the record it builds, as
+// "record": what the realtime API shows.
+func withRecord(t *testing.T, e *entry, data string) {
+	t.Helper()
+	if _, ok := e.Data["cells"]; !ok {
+		return
+	}
+	for _, k := range []string{"cells", "fields", "created_at", "updated_at"} {
+		if _, ok := e.Data[k]; !ok {
+			t.Fatalf("entry %d: %s without %s", e.ID, e.Kind, k)
+		}
+		delete(e.Data, k)
+	}
+	rec, err := stream.EntryRecord(deref64(e.RecordID), []byte(data))
+	if err != nil {
+		t.Fatalf("entry %d: %v", e.ID, err)
+	}
+	var v any
+	if err := json.Unmarshal(rec, &v); err != nil {
+		t.Fatalf("entry %d: record %s: %v", e.ID, rec, err)
+	}
+	e.Data["record"] = v
+}
+
+func deref64(p *int64) int64 {
+	if p == nil {
+		return 0
+	}
+	return *p
 }
 
 // skip marks everything appended so far as seen.
@@ -1008,4 +1042,119 @@ func TestLargeStatementAfterSmallOnes(t *testing.T) {
 	if got := f.int64(`SELECT count(*) FROM pgcast.events WHERE object_record_id IS NOT NULL OR task_id IS NOT NULL`); got < want {
 		t.Errorf("%d entries, want at least %d", got, want)
 	}
+}
+
+// Record entries carry the class's field names as they are at the change:
+// a field added, renamed or removed shows in the next entry, not in those
+// already appended.
+func TestRecordEntriesCarryFieldNamesOfTheirMoment(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	classID, fid := f.class("notes", "public", "title", "body")
+	id := f.record(classID, fmt.Sprintf(`{"%d": "t", "%d": "b"}`, fid["title"], fid["body"]), nil, nil)
+	f.exec(`UPDATE pgcast.object_class_fields SET name = 'heading' WHERE id = $1`, fid["title"])
+	f.exec(`DELETE FROM pgcast.object_class_fields WHERE id = $1`, fid["body"])
+	extra := f.int64(`INSERT INTO pgcast.object_class_fields (object_class_id, name, type) VALUES ($1, 'extra', 'string') RETURNING id`, classID)
+	f.exec(`UPDATE pgcast.object_records SET cells = cells || jsonb_build_object($2::text, 'x') WHERE id = $1`, id, fmt.Sprint(extra))
+
+	var created, updated map[string]any
+	for _, e := range f.newEntries() {
+		switch e.Kind {
+		case triggers.KindRecordCreated:
+			created, _ = e.Data["record"].(map[string]any)
+		case triggers.KindRecordUpdated:
+			updated, _ = e.Data["record"].(map[string]any)
+		}
+	}
+	for _, c := range []struct {
+		name string
+		rec  map[string]any
+		want map[string]any
+	}{
+		{"created (before the changes)", created, map[string]any{"title": "t", "body": "b"}},
+		{"updated (after them)", updated, map[string]any{"heading": "t", "extra": "x"}},
+	} {
+		got := map[string]any{}
+		for k, v := range c.rec {
+			if k != "id" && k != "createdAt" && k != "updatedAt" {
+				got[k] = v
+			}
+		}
+		if !reflect.DeepEqual(got, c.want) {
+			t.Errorf("%s: record fields %v, want %v", c.name, got, c.want)
+		}
+	}
+}
+
+// pgcast.object_classes.field_names follows every change to the fields,
+// concurrent ones included, and re-applying the triggers repairs it.
+func TestFieldNamesFollowFields(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	classID, fid := f.class("items", "public", "a")
+	other, _ := f.class("others", "public", "z")
+	names := func(class int64) map[string]string {
+		t.Helper()
+		var m map[string]string
+		if err := f.pool.QueryRow(f.ctx, `SELECT field_names FROM pgcast.object_classes WHERE id = $1`, class).Scan(&m); err != nil {
+			t.Fatal(err)
+		}
+		return m
+	}
+	want := func(class int64, w map[string]string) {
+		t.Helper()
+		if got := names(class); !reflect.DeepEqual(got, w) {
+			t.Fatalf("class %d field_names %v, want %v", class, got, w)
+		}
+	}
+	key := func(id int64) string { return fmt.Sprint(id) }
+	want(classID, map[string]string{key(fid["a"]): "a"})
+
+	// Two transactions add fields to one class at once: both stay.
+	tx1, err := f.pool.Begin(f.ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tx1.Rollback(f.ctx)
+	var b, c int64
+	if err := tx1.QueryRow(f.ctx, `INSERT INTO pgcast.object_class_fields (object_class_id, name, type) VALUES ($1, 'b', 'string') RETURNING id`, classID).Scan(&b); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() {
+		done <- f.pool.QueryRow(f.ctx, `INSERT INTO pgcast.object_class_fields (object_class_id, name, type) VALUES ($1, 'c', 'string') RETURNING id`, classID).Scan(&c)
+	}()
+	// The second waits for the first's lock on the class row (Postgres
+	// signals that only through pg_stat_activity).
+	for deadline := time.Now().Add(30 * time.Second); f.int64(`SELECT count(*) FROM pg_stat_activity
+WHERE datname = current_database() AND wait_event_type = 'Lock'`) != 1; {
+		if time.Now().After(deadline) {
+			t.Fatal("the second field insert never waited for the first")
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+	if err := tx1.Commit(f.ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	want(classID, map[string]string{key(fid["a"]): "a", key(b): "b", key(c): "c"})
+
+	f.exec(`UPDATE pgcast.object_class_fields SET name = 'bee' WHERE id = $1`, b)
+	f.exec(`UPDATE pgcast.object_class_fields SET object_class_id = $2 WHERE id = $1`, c, other)
+	f.exec(`DELETE FROM pgcast.object_class_fields WHERE id = $1`, fid["a"])
+	want(classID, map[string]string{key(b): "bee"})
+	if got := names(other); got[key(c)] != "c" || len(got) != 2 {
+		t.Fatalf("class %d field_names %v, want z and c", other, got)
+	}
+
+	// Drift (the maps written by hand) is repaired at the next migrate.
+	f.exec(`UPDATE pgcast.object_classes SET field_names = '{"0": "stale"}'`)
+	f.exec(triggers.SQL)
+	want(classID, map[string]string{key(b): "bee"})
+
+	f.exec(`TRUNCATE pgcast.object_class_fields`)
+	want(classID, map[string]string{})
+	want(other, map[string]string{})
 }

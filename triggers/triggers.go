@@ -20,8 +20,8 @@
 // Every entry has kind, environment_id, object_class_id (except published
 // events), object_record_id or task_id where one applies, and data:
 //
-//	record_created            {class, read, owners, assignees, record}
-//	record_updated            {class, read, owners, assignees, field_ids, record}
+//	record_created            {class, read, owners, assignees, cells, fields, created_at, updated_at}
+//	record_updated            {class, read, owners, assignees, field_ids, cells, fields, created_at, updated_at}
 //	record_deleted            {class, read, owners, assignees, record:{id}}   (as it was)
 //	record_owner_added        {class, read, owners, assignees, user_id}       (arrays after)
 //	record_owner_removed      {class, read, owners, assignees, user_id}       (arrays before)
@@ -37,10 +37,14 @@
 //	published                 {type, source, payload}
 //
 // class is the object class name and read its read rule at the moment of the
-// change; record is the full record as the realtime API shows it:
-// {"id", "createdAt", "updatedAt", <field name>: <cell value>...}. Together
-// they let fan-out route and check permissions without a query per
-// subscriber. Payload size is unbounded: nothing travels through NOTIFY,
+// change. cells are the record's cells (keyed by field id), fields the
+// class's field names by id at the moment of the change
+// (pgcast.object_classes.field_names, kept by a trigger here), created_at and
+// updated_at the record's timestamps in UTC: from them the reader builds,
+// once, the full record as the realtime API shows it: {"id", "createdAt",
+// "updatedAt", <field name>: <cell value>...} (looking the names up in the
+// trigger cost a subquery per captured row). Together they let fan-out route
+// and check permissions without a query per subscriber. Payload size is unbounded: nothing travels through NOTIFY,
 // which only wakes a waiting reader, at most once per transaction.
 package triggers
 

@@ -89,6 +89,72 @@ CREATE TRIGGER pgcast_capture_insert
     FOR EACH STATEMENT EXECUTE FUNCTION pgcast.capture_object_classes_insert();
 
 -------------------------------------------------------------------------------
+-- Field names
+-------------------------------------------------------------------------------
+
+-- pgcast.object_classes.field_names maps each field id (as text) of a class
+-- to its name. Record entries carry it next to the raw cells (one column
+-- read with the class, where looking the names up cost a subquery per
+-- captured row), and the reader builds the record keyed by names from the
+-- two: the names as they were at the change.
+--
+-- Kept incrementally: each change to a field adds or removes its key in its
+-- class's map under the class row's lock, so concurrent changes to one
+-- class's fields compose (a map recomputed from a snapshot could drop a
+-- field committed meanwhile). The UPDATE of a class row takes no lock that
+-- the foreign-key checks of concurrent record writes wait for.
+CREATE OR REPLACE FUNCTION pgcast.maintain_field_names() RETURNS trigger
+LANGUAGE plpgsql SECURITY INVOKER AS $$
+BEGIN
+    IF TG_OP <> 'INSERT' THEN
+        UPDATE pgcast.object_classes SET field_names = field_names - OLD.id::text
+        WHERE id = OLD.object_class_id;
+    END IF;
+    IF TG_OP <> 'DELETE' THEN
+        UPDATE pgcast.object_classes SET field_names = field_names || jsonb_build_object(NEW.id::text, NEW.name)
+        WHERE id = NEW.object_class_id;
+    END IF;
+    RETURN NULL;
+END
+$$;
+
+-- TRUNCATE removes every field of every class.
+CREATE OR REPLACE FUNCTION pgcast.reset_field_names() RETURNS trigger
+LANGUAGE plpgsql SECURITY INVOKER AS $$
+BEGIN
+    UPDATE pgcast.object_classes SET field_names = '{}' WHERE field_names <> '{}';
+    RETURN NULL;
+END
+$$;
+
+DROP TRIGGER IF EXISTS pgcast_field_names_insert ON pgcast.object_class_fields;
+CREATE TRIGGER pgcast_field_names_insert
+    AFTER INSERT ON pgcast.object_class_fields
+    FOR EACH ROW EXECUTE FUNCTION pgcast.maintain_field_names();
+DROP TRIGGER IF EXISTS pgcast_field_names_update ON pgcast.object_class_fields;
+CREATE TRIGGER pgcast_field_names_update
+    AFTER UPDATE ON pgcast.object_class_fields
+    FOR EACH ROW WHEN (OLD.id <> NEW.id OR OLD.name <> NEW.name OR OLD.object_class_id <> NEW.object_class_id)
+    EXECUTE FUNCTION pgcast.maintain_field_names();
+DROP TRIGGER IF EXISTS pgcast_field_names_delete ON pgcast.object_class_fields;
+CREATE TRIGGER pgcast_field_names_delete
+    AFTER DELETE ON pgcast.object_class_fields
+    FOR EACH ROW EXECUTE FUNCTION pgcast.maintain_field_names();
+DROP TRIGGER IF EXISTS pgcast_field_names_truncate ON pgcast.object_class_fields;
+CREATE TRIGGER pgcast_field_names_truncate
+    AFTER TRUNCATE ON pgcast.object_class_fields
+    FOR EACH STATEMENT EXECUTE FUNCTION pgcast.reset_field_names();
+
+-- Fill in (or repair) the maps of existing classes: they were empty when the
+-- column was added, and fields may have changed while the triggers above
+-- were not installed. Classes are few; this runs at every migrate.
+UPDATE pgcast.object_classes c SET field_names = m.names
+FROM (SELECT c.id, coalesce(jsonb_object_agg(f.id::text, f.name) FILTER (WHERE f.id IS NOT NULL), '{}') AS names
+      FROM pgcast.object_classes c LEFT JOIN pgcast.object_class_fields f ON f.object_class_id = c.id
+      GROUP BY c.id) m
+WHERE m.id = c.id AND c.field_names IS DISTINCT FROM m.names;
+
+-------------------------------------------------------------------------------
 -- Object records
 -------------------------------------------------------------------------------
 
@@ -130,12 +196,14 @@ CREATE TRIGGER pgcast_refuse_class_change
 -- (delta = rows inserted) and the delta added to this backend's count shard.
 -- On INSERT the initial owners and assignees travel in record_created only.
 --
--- data.record is the record as the realtime API shows it: its cells keyed by
--- the names of the class's fields (cells of unknown field ids are left out,
--- as are fields without a cell), then id, createdAt and updatedAt (UTC,
+-- The record as the realtime API shows it is built by the reader from data:
+-- cells (raw, keyed by field id), fields (the class's field names by id, as
+-- they are at the change) and created_at / updated_at (UTC): the cells keyed
+-- by the names of the class's fields (cells of unknown field ids are left
+-- out, as are fields without a cell), then id, createdAt and updatedAt (UTC,
 -- milliseconds, Z), which win over a field of the same name. The REST API
--- builds the same record with the same expression (recordJSON in
--- server/rest_records.go): keep the two in step.
+-- builds the same record in SQL (recordJSON in server/rest_records.go), the
+-- reader in Go (stream.buildRecord): keep the two in step.
 --
 -- Rows whose class is not found are skipped (cannot happen on INSERT: the
 -- foreign key is checked first).
@@ -157,16 +225,10 @@ BEGIN
                jsonb_build_object(
                    'class', c.name, 'read', c.read_rule,
                    'owners', to_jsonb(n.owners), 'assignees', to_jsonb(n.assignees),
-                   'record',
-                   COALESCE((SELECT jsonb_object_agg(f.name, n.cells -> f.id::text)
-                             FROM pgcast.object_class_fields f
-                             WHERE f.object_class_id = n.object_class_id AND n.cells ? f.id::text), '{}'::jsonb)
-                   || jsonb_build_object(
-                       'id', n.id,
-                       'createdAt', to_char(n.created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"'),
-                       'updatedAt', to_char(n.updated_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"')))
+                   'cells', n.cells, 'fields', c.field_names,
+                   'created_at', n.created_at AT TIME ZONE 'UTC', 'updated_at', n.updated_at AT TIME ZONE 'UTC')
         FROM pgcast_new_records n
-        CROSS JOIN LATERAL (SELECT c.id, c.environment_id, c.name, c.read_rule
+        CROSS JOIN LATERAL (SELECT c.id, c.environment_id, c.name, c.read_rule, c.field_names
                             FROM pgcast.object_classes c WHERE c.id = n.object_class_id OFFSET 0) c
         UNION ALL
         SELECT 'records_count_changed', counts.environment_id, counts.id, NULL::bigint,
@@ -222,20 +284,14 @@ BEGIN
                OR u.owners IS DISTINCT FROM u.old_owners
                OR u.assignees IS DISTINCT FROM u.old_assignees)
     ) d
-    CROSS JOIN LATERAL (SELECT c.id, c.environment_id, c.name, c.read_rule
+    CROSS JOIN LATERAL (SELECT c.id, c.environment_id, c.name, c.read_rule, c.field_names
                         FROM pgcast.object_classes c WHERE c.id = d.object_class_id OFFSET 0) c
     CROSS JOIN LATERAL (
         SELECT 'record_updated' AS kind, d.owners, d.assignees,
                jsonb_build_object(
                    'field_ids', ch.ids,
-                   'record',
-                   COALESCE((SELECT jsonb_object_agg(f.name, d.cells -> f.id::text)
-                             FROM pgcast.object_class_fields f
-                             WHERE f.object_class_id = d.object_class_id AND d.cells ? f.id::text), '{}'::jsonb)
-                   || jsonb_build_object(
-                       'id', d.id,
-                       'createdAt', to_char(d.created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"'),
-                       'updatedAt', to_char(d.updated_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"'))) AS extra
+                   'cells', d.cells, 'fields', c.field_names,
+                   'created_at', d.created_at AT TIME ZONE 'UTC', 'updated_at', d.updated_at AT TIME ZONE 'UTC') AS extra
         FROM (
             SELECT array_agg(k.key::bigint ORDER BY k.key::bigint) AS ids
             FROM (

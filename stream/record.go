@@ -1,0 +1,125 @@
+package stream
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"slices"
+	"strconv"
+	"strings"
+)
+
+// Record entries (record_created, record_updated) carry the record's raw
+// cells keyed by field id, the class's field names by id as they were at the
+// change, and the record's timestamps in UTC; the reader builds from them,
+// once per entry, the record as the realtime API shows it. (The trigger used
+// to build it, and looking the names up cost a subquery per captured row.)
+//
+// The result is the JSON that the REST API's recordJSON (server package)
+// returns for the same row: the cells under their fields' names (cells of
+// unknown field ids are left out), then "id", "createdAt" and "updatedAt"
+// (UTC, milliseconds, "Z"), which win over a field of the same name, with
+// the keys in jsonb's order (shorter keys first, then bytewise) and the
+// cell values exactly as Postgres printed them.
+
+// recordFields are the record entry's keys the record is built from.
+type recordFields struct {
+	Cells     json.RawMessage   `json:"cells"`
+	Fields    map[string]string `json:"fields"`
+	CreatedAt *string           `json:"created_at"`
+	UpdatedAt *string           `json:"updated_at"`
+}
+
+// EntryRecord returns the record, as the realtime API shows it, that the
+// data of a log entry (pgcast.events.data) of the record with this id holds
+// or describes: built from cells and field names for record_created and
+// record_updated, data.record as it is for record_deleted, nil for entries
+// without one. For tools and tests that read pgcast.events directly; the
+// reader does the same for every entry it decodes.
+func EntryRecord(recordID int64, data []byte) (json.RawMessage, error) {
+	var d struct {
+		recordFields
+		Record json.RawMessage `json:"record"`
+	}
+	if err := json.Unmarshal(data, &d); err != nil {
+		return nil, fmt.Errorf("decode entry data: %w", err)
+	}
+	if d.Cells == nil {
+		return d.Record, nil
+	}
+	return buildRecord(recordID, &d.recordFields)
+}
+
+// buildRecord builds the record of record id from a record entry's cells,
+// field names and timestamps.
+func buildRecord(id int64, f *recordFields) (json.RawMessage, error) {
+	var cells map[string]json.RawMessage
+	if err := json.Unmarshal(f.Cells, &cells); err != nil {
+		return nil, fmt.Errorf("record %d: cells: %w", id, err)
+	}
+	type member struct {
+		key   string
+		value []byte
+	}
+	members := make([]member, 0, len(cells)+3)
+	for fieldID, v := range cells {
+		name, ok := f.Fields[fieldID]
+		if !ok || name == "id" || name == "createdAt" || name == "updatedAt" {
+			continue
+		}
+		members = append(members, member{name, v})
+	}
+	members = append(members,
+		member{"id", strconv.AppendInt(nil, id, 10)},
+		member{"createdAt", apiTime(f.CreatedAt)},
+		member{"updatedAt", apiTime(f.UpdatedAt)})
+	slices.SortFunc(members, func(a, b member) int {
+		if len(a.key) != len(b.key) {
+			return len(a.key) - len(b.key)
+		}
+		return bytes.Compare([]byte(a.key), []byte(b.key))
+	})
+	n := 2
+	for _, m := range members {
+		n += len(m.key) + len(m.value) + 6
+	}
+	out := make([]byte, 0, n)
+	out = append(out, '{')
+	for i, m := range members {
+		if i > 0 {
+			out = append(out, ", "...)
+		}
+		k, err := json.Marshal(m.key)
+		if err != nil {
+			return nil, fmt.Errorf("record %d: field name %q: %w", id, m.key, err)
+		}
+		out = append(out, k...)
+		out = append(out, ": "...)
+		out = append(out, m.value...)
+	}
+	return append(out, '}'), nil
+}
+
+// apiTime formats a UTC timestamp without time zone, as to_jsonb prints
+// it ("2026-01-02T03:04:05.678901", "10000-01-01T00:00:00.5", "0044-03-15T00:00:00
+// BC", "infinity"), as the APIs show it: what to_char(t,
+// 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"') makes of it (milliseconds truncated, no
+// era, null for infinity), quoted.
+func apiTime(s *string) []byte {
+	if s == nil || *s == "infinity" || *s == "-infinity" {
+		return []byte("null")
+	}
+	v := strings.TrimSuffix(*s, " BC")
+	main, frac, _ := strings.Cut(v, ".")
+	frac = (frac + "000")[:3]
+	if strings.Trim(main, "0123456789-:T") != "" || strings.Trim(frac, "0123456789") != "" {
+		b, _ := json.Marshal(*s) // not what Postgres prints: shown as it is
+		return b
+	}
+	out := make([]byte, 0, len(main)+7)
+	out = append(out, '"')
+	out = append(out, main...)
+	out = append(out, '.')
+	out = append(out, frac...)
+	return append(out, 'Z', '"')
+}
