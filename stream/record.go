@@ -1,7 +1,6 @@
 package stream
 
 import (
-	"bytes"
 	"encoding/json"
 	"fmt"
 	"slices"
@@ -77,7 +76,7 @@ func buildRecord(id int64, f *recordFields) (json.RawMessage, error) {
 		if len(a.key) != len(b.key) {
 			return len(a.key) - len(b.key)
 		}
-		return bytes.Compare([]byte(a.key), []byte(b.key))
+		return strings.Compare(a.key, b.key)
 	})
 	n := 2
 	for _, m := range members {

@@ -407,8 +407,19 @@ SELECT $1, jsonb_build_object($2::text, 0), $4::text[] FROM generate_series(1, $
 	if ids, err = pgx.CollectRows(rows, pgx.RowTo[int64]); err != nil {
 		return nil, "", fmt.Errorf("create records: %w", err)
 	}
+	// The reference updates the same records, copied to the table without
+	// triggers.
+	if _, err := conn.Exec(ctx, `INSERT INTO public.plain_records SELECT * FROM pgcast.object_records`); err != nil {
+		return nil, "", fmt.Errorf("copy records for the reference: %w", err)
+	}
 	return ids, fieldKey, nil
 }
+
+// realtimeReferenceSQL is the reference's change: the run's UPDATE of the
+// same record in the table without triggers, and a NOTIFY carrying the
+// sequence number, sent only if the row was updated.
+var realtimeReferenceSQL = `WITH r AS (` + fmt.Sprintf(updateSQL, plainTable) + ` RETURNING id)
+SELECT pg_notify('` + referenceChannel + `', $3::text) FROM r`
 
 func runRealtime(ctx context.Context, cfg RealtimeConfig, srv *server, run RealtimeRun) (res RealtimeResult, err error) {
 	res = RealtimeResult{RealtimeRun: run, DurationS: run.Duration.Seconds()}
@@ -436,7 +447,7 @@ func runRealtime(ctx context.Context, cfg RealtimeConfig, srv *server, run Realt
 		if _, err := c.Prepare(ctx, "update", fmt.Sprintf(updateSQL, captureTable)); err != nil {
 			return res, fmt.Errorf("prepare: %w", err)
 		}
-		if _, err := c.Prepare(ctx, "reference", latencyNotifySQL); err != nil {
+		if _, err := c.Prepare(ctx, "reference", realtimeReferenceSQL); err != nil {
 			return res, fmt.Errorf("prepare: %w", err)
 		}
 	}
@@ -497,7 +508,7 @@ func runRealtime(ctx context.Context, cfg RealtimeConfig, srv *server, run Realt
 
 	// The reference first, while the clients idle.
 	refDur := min(cfg.ReferenceDuration, run.Duration)
-	if res.Reference, err = runReference(ctx, sc, writers, run.Rate, refDur); err != nil {
+	if res.Reference, err = runReference(ctx, sc, writers, run.Rate, refDur, ids, fieldKey); err != nil {
 		return res, fmt.Errorf("reference: %w", err)
 	}
 
@@ -657,8 +668,10 @@ func warmUp(ctx context.Context, conn *pgx.Conn, id int64, fieldKey string, warm
 }
 
 // runReference measures a bare LISTEN connection receiving a NOTIFY
-// committed like the run's changes, at rate for d.
-func runReference(ctx context.Context, sc *scenario, writers []*pgx.Conn, rate int, d time.Duration) (LatencyStats, error) {
+// committed the way the run's changes are (the same UPDATE of the same
+// records, in the table without triggers, with the NOTIFY in its
+// transaction), at rate for d.
+func runReference(ctx context.Context, sc *scenario, writers []*pgx.Conn, rate int, d time.Duration, ids []int64, fieldKey string) (LatencyStats, error) {
 	capacity := int(float64(rate)*d.Seconds()) + 1
 	run := newLatencyRun(capacity)
 	stop, err := startNotifyReceiver(ctx, sc, run)
@@ -671,7 +684,7 @@ func runReference(ctx context.Context, sc *scenario, writers []*pgx.Conn, rate i
 			return err
 		}
 		defer tx.Rollback(context.WithoutCancel(ctx))
-		if _, err := tx.Exec(ctx, "reference", strconv.FormatInt(seq, 10)); err != nil {
+		if _, err := tx.Exec(ctx, "reference", ids[seq%int64(len(ids))], fieldKey, seq); err != nil {
 			return err
 		}
 		run.sent[seq].Store(run.now())
@@ -702,8 +715,9 @@ func (r *RealtimeReport) WriteTable(w io.Writer) error {
 	p("\nEach run: clients on /api/realtime (a user and token each) subscribed to %s; changes are UPDATEs of posts\n", realtimeChannel)
 	p("records committed at a fixed rate over %d connections, each one posts.updated event for every client.\n", r.Config.Writers)
 	p("Latency: just before COMMIT → event parsed by a client, every delivery counted. Reference: a bare pgx\n")
-	p("connection LISTENing, the writers doing SELECT pg_notify() committed the same way at the same rate, for up to\n")
-	p("%s before the run while the clients idle.\n", secs(r.Config.ReferenceDurationS))
+	p("connection LISTENing, the writers committing the same UPDATEs the same way on a copy of the records without\n")
+	p("triggers, with a pg_notify() in each transaction, at the same rate, for up to %s before the run while the\n", secs(r.Config.ReferenceDurationS))
+	p("clients idle.\n")
 	p("read owner: every record lists every client among its owners, so deliveries equal public's.\n")
 
 	p("\n")
