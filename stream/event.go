@@ -204,7 +204,7 @@ type entryData struct {
 	DocumentID   int64           `json:"document_id"`
 	Delta        int64           `json:"delta"`
 	RecordID     *int64          `json:"record_id"`
-	Record       json.RawMessage `json:"record"` // record_deleted
+	Record       json.RawMessage `json:"record"` // record_deleted; every record entry written before schema version 4
 	recordFields                 // record_created, record_updated: see buildRecord
 	Name         string          `json:"name"`
 	Type         string          `json:"type"`
