@@ -204,8 +204,7 @@ type entryData struct {
 	DocumentID   int64           `json:"document_id"`
 	Delta        int64           `json:"delta"`
 	RecordID     *int64          `json:"record_id"`
-	Record       json.RawMessage `json:"record"` // record_deleted; every record entry written before schema version 4
-	recordFields                 // record_created, record_updated: see buildRecord
+	recordFields                 // the record, or what it is built from
 	Name         string          `json:"name"`
 	Type         string          `json:"type"`
 	Source       string          `json:"source"`
@@ -248,7 +247,6 @@ func decode(en *entry) (*Event, error) {
 		FieldIDs:    d.FieldIDs,
 		DocumentID:  d.DocumentID,
 		Delta:       d.Delta,
-		Record:      d.Record,
 	}
 	if en.classID != nil {
 		ev.ClassID = *en.classID
@@ -262,13 +260,11 @@ func decode(en *entry) (*Event, error) {
 	if d.RecordID != nil && ev.RecordID == 0 {
 		ev.RecordID = *d.RecordID
 	}
-	if d.Cells != nil {
-		rec, err := buildRecord(ev.RecordID, &d.recordFields)
-		if err != nil {
-			return nil, fmt.Errorf("entry %d (%s): %w", en.id, en.kind, err)
-		}
-		ev.Record = rec
+	rec, err := d.record(ev.RecordID)
+	if err != nil {
+		return nil, fmt.Errorf("entry %d (%s): %w", en.id, en.kind, err)
 	}
+	ev.Record = rec
 	if d.Read != "" {
 		r, ok := ParseRule(d.Read)
 		if !ok {

@@ -21,8 +21,11 @@ import (
 // the keys in jsonb's order (shorter keys first, then bytewise) and the
 // cell values exactly as Postgres printed them.
 
-// recordFields are the record entry's keys the record is built from.
+// recordFields are an entry's keys that hold its record (record_deleted,
+// and record entries written before schema version 4) or that it is built
+// from (record_created, record_updated).
 type recordFields struct {
+	Record    json.RawMessage   `json:"record"`
 	Cells     json.RawMessage   `json:"cells"`
 	Fields    map[string]string `json:"fields"`
 	CreatedAt *string           `json:"created_at"`
@@ -36,17 +39,20 @@ type recordFields struct {
 // without one. For tools and tests that read pgcast.events directly; the
 // reader does the same for every entry it decodes.
 func EntryRecord(recordID int64, data []byte) (json.RawMessage, error) {
-	var d struct {
-		recordFields
-		Record json.RawMessage `json:"record"`
-	}
+	var d recordFields
 	if err := json.Unmarshal(data, &d); err != nil {
 		return nil, fmt.Errorf("decode entry data: %w", err)
 	}
-	if d.Cells == nil {
-		return d.Record, nil
+	return d.record(recordID)
+}
+
+// record is the record of record id that the entry holds (Record) or that
+// is built from its cells, field names and timestamps.
+func (f *recordFields) record(id int64) (json.RawMessage, error) {
+	if f.Cells == nil {
+		return f.Record, nil
 	}
-	return buildRecord(recordID, &d.recordFields)
+	return buildRecord(id, f)
 }
 
 // buildRecord builds the record of record id from a record entry's cells,
@@ -88,11 +94,7 @@ func buildRecord(id int64, f *recordFields) (json.RawMessage, error) {
 		if i > 0 {
 			out = append(out, ", "...)
 		}
-		k, err := json.Marshal(m.key)
-		if err != nil {
-			return nil, fmt.Errorf("record %d: field name %q: %w", id, m.key, err)
-		}
-		out = append(out, k...)
+		out = appendJSONString(out, m.key)
 		out = append(out, ": "...)
 		out = append(out, m.value...)
 	}
@@ -112,8 +114,7 @@ func apiTime(s *string) []byte {
 	main, frac, _ := strings.Cut(v, ".")
 	frac = (frac + "000")[:3]
 	if strings.Trim(main, "0123456789-:T") != "" || strings.Trim(frac, "0123456789") != "" {
-		b, _ := json.Marshal(*s) // not what Postgres prints: shown as it is
-		return b
+		return appendJSONString(nil, *s) // not what Postgres prints: shown as it is
 	}
 	out := make([]byte, 0, len(main)+7)
 	out = append(out, '"')

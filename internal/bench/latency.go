@@ -28,12 +28,18 @@ const referenceChannel = "pgcast_bench"
 // flushes the change to the WAL. The NOTIFY-only reference writes nothing, so
 // its COMMIT writes no commit record and flushes nothing: it shows the
 // notification path alone.
-const (
-	latencyInsertSQL      = `INSERT INTO pgcast.object_records (object_class_id, cells) VALUES ($1, jsonb_build_object($2::text, $3::bigint))`
-	latencyWriteNotifySQL = `WITH r AS (INSERT INTO public.plain_records (object_class_id, cells) VALUES ($1, jsonb_build_object($2::text, $3::bigint)) RETURNING id)
-SELECT pg_notify('` + referenceChannel + `', $3::text) FROM r`
-	latencyNotifySQL = `SELECT pg_notify('` + referenceChannel + `', $1::text)`
+var (
+	latencyInsertSQL      = fmt.Sprintf(insertSQL, captureTable)
+	latencyWriteNotifySQL = withNotify(fmt.Sprintf(insertSQL, plainTable))
+	latencyNotifySQL      = `SELECT pg_notify('` + referenceChannel + `', $1::text)`
 )
+
+// withNotify makes a reference statement of stmt, a change whose third
+// parameter is the sequence number: the change, and a NOTIFY carrying the
+// number on the reference channel, sent only if the change hit a row.
+func withNotify(stmt string) string {
+	return `WITH r AS (` + stmt + ` RETURNING id) SELECT pg_notify('` + referenceChannel + `', $3::text) FROM r`
+}
 
 // Kinds of latency half-runs (and names of their prepared statements).
 const (

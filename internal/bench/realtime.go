@@ -418,8 +418,7 @@ SELECT $1, jsonb_build_object($2::text, 0), $4::text[] FROM generate_series(1, $
 // realtimeReferenceSQL is the reference's change: the run's UPDATE of the
 // same record in the table without triggers, and a NOTIFY carrying the
 // sequence number, sent only if the row was updated.
-var realtimeReferenceSQL = `WITH r AS (` + fmt.Sprintf(updateSQL, plainTable) + ` RETURNING id)
-SELECT pg_notify('` + referenceChannel + `', $3::text) FROM r`
+var realtimeReferenceSQL = withNotify(fmt.Sprintf(updateSQL, plainTable))
 
 func runRealtime(ctx context.Context, cfg RealtimeConfig, srv *server, run RealtimeRun) (res RealtimeResult, err error) {
 	res = RealtimeResult{RealtimeRun: run, DurationS: run.Duration.Seconds()}
