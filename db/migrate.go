@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"time"
 
 	"github.com/golang-migrate/migrate/v4"
 	migratepgx "github.com/golang-migrate/migrate/v4/database/pgx/v5"
@@ -69,36 +70,88 @@ func (mg *Migrator) Close() error {
 	return errors.Join(srcErr, dbErr)
 }
 
-// Up applies all pending migrations, then the triggers.
+// Up applies all pending migrations, then the triggers. Several nodes may
+// call it at once: each waits for the migration lock (as long as ctx
+// allows), then finds the schema as the previous holder left it. A schema
+// newer than this binary is refused, untouched.
 func (mg *Migrator) Up(ctx context.Context) error {
-	if err := mg.m.Up(); err != nil && !errors.Is(err, migrate.ErrNoChange) {
-		return fmt.Errorf("migrate up: %w", err)
-	}
-	return mg.applyTriggers(ctx)
+	return mg.locked(ctx, func() error {
+		st, err := mg.Status(ctx)
+		if err != nil {
+			return err
+		}
+		if st.Current > st.Latest {
+			return st.Check()
+		}
+		if err := mg.m.Up(); err != nil && !errors.Is(err, migrate.ErrNoChange) {
+			return fmt.Errorf("migrate up: %w", err)
+		}
+		return mg.applyTriggers(ctx)
+	})
 }
 
 // Down rolls back n migrations (all of them when n <= 0).
 func (mg *Migrator) Down(ctx context.Context, n int) error {
-	var err error
-	if n <= 0 {
-		err = mg.m.Down()
-	} else {
-		err = mg.m.Steps(-n)
-	}
-	if err != nil && !errors.Is(err, migrate.ErrNoChange) {
-		return fmt.Errorf("migrate down: %w", err)
-	}
-	return mg.applyTriggers(ctx)
+	return mg.locked(ctx, func() error {
+		var err error
+		if n <= 0 {
+			err = mg.m.Down()
+		} else {
+			err = mg.m.Steps(-n)
+		}
+		if err != nil && !errors.Is(err, migrate.ErrNoChange) {
+			return fmt.Errorf("migrate down: %w", err)
+		}
+		return mg.applyTriggers(ctx)
+	})
 }
 
 // Force sets the recorded version without running migrations, clearing the
 // dirty flag: the way out after a migration failed halfway and was repaired
 // by hand.
 func (mg *Migrator) Force(ctx context.Context, version int) error {
-	if err := mg.m.Force(version); err != nil {
-		return fmt.Errorf("migrate force %d: %w", version, err)
+	return mg.locked(ctx, func() error {
+		if err := mg.m.Force(version); err != nil {
+			return fmt.Errorf("migrate force %d: %w", version, err)
+		}
+		return mg.applyTriggers(ctx)
+	})
+}
+
+// MigrationLockKey is the session-level advisory lock (in the migrated
+// database) held through a whole Up, Down or Force: migrations and the
+// trigger installation that follows them. golang-migrate's own lock covers
+// the migrations alone, so without this two nodes installing the triggers at
+// once fail ("tuple concurrently updated"), and its lock wait gives up after
+// 15 s, shorter than a long migration.
+const MigrationLockKey int64 = 0x7067636173740001 // "pgcast", 1
+
+// locked runs f holding MigrationLockKey on a connection of its own, waiting
+// for it as long as ctx allows.
+func (mg *Migrator) locked(ctx context.Context, f func() error) error {
+	conn, err := mg.db.Conn(ctx)
+	if err != nil {
+		return fmt.Errorf("migration lock: connect: %w", err)
 	}
-	return mg.applyTriggers(ctx)
+	defer conn.Close()
+	var got bool
+	if err := conn.QueryRowContext(ctx, `SELECT pg_try_advisory_lock($1)`, MigrationLockKey).Scan(&got); err != nil {
+		return fmt.Errorf("migration lock: %w", err)
+	}
+	if !got {
+		mg.logger.Info("another pgcast is migrating this database: waiting for it to finish")
+		t0 := time.Now()
+		if _, err := conn.ExecContext(ctx, `SELECT pg_advisory_lock($1)`, MigrationLockKey); err != nil {
+			return fmt.Errorf("wait for the migration lock: %w", err)
+		}
+		mg.logger.Info("migration lock acquired", "waited", time.Since(t0).Round(time.Millisecond).String())
+	}
+	defer func() {
+		// Closing the connection would release it too; unlocking first
+		// hands it to the next node without waiting for the pool.
+		_, _ = conn.ExecContext(context.WithoutCancel(ctx), `SELECT pg_advisory_unlock($1)`, MigrationLockKey)
+	}()
+	return f()
 }
 
 // applyTriggers (re)installs the capture triggers when, and only when, the

@@ -171,7 +171,7 @@ func TestBadInputIsOneClearLine(t *testing.T) {
 		{"malformed url", map[string]string{"DATABASE_URL": "postgres://%zz"}, []string{"serve"}, "invalid database URL"},
 		{"unreachable", map[string]string{"DATABASE_URL": "postgres://postgres@127.0.0.1:1/x?connect_timeout=2"}, []string{"serve"}, "connect to database"},
 		{"schema newer", map[string]string{"DATABASE_URL": newer}, []string{"serve"}, "newer than this pgcast"},
-		{"schema behind", map[string]string{"DATABASE_URL": behind}, []string{"serve", "--addr", "127.0.0.1:0"}, "run `pgcast migrate up`"},
+		{"schema behind", map[string]string{"DATABASE_URL": behind}, []string{"serve", "--addr", "127.0.0.1:0", "--schema-wait", "0"}, "run `pgcast migrate up`"},
 		{"port in use", map[string]string{"DATABASE_URL": url}, []string{"serve", "--addr", busy.Addr().String(), "--internal-addr", "off"}, "address already in use"},
 		{"no database", nil, []string{"migrate", "up"}, "no database: set DATABASE_URL"},
 		{"bad env value", map[string]string{"DATABASE_URL": url, "PGCAST_SHUTDOWN_TIMEOUT": "soon"}, []string{"serve"}, "invalid PGCAST_SHUTDOWN_TIMEOUT"},

@@ -3,8 +3,10 @@ package main
 import (
 	"context"
 	"fmt"
+	"os"
 	"strconv"
 
+	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/spf13/cobra"
 
 	"github.com/pgcast/pgcast/db"
@@ -126,4 +128,60 @@ func (a *app) printStatus(ctx context.Context, m *db.Migrator) error {
 	}
 	fmt.Fprintf(a.stdout, "database version: %d\nbinary version:   %d\ndirty:            %t\nstate:            %s\n", st.Current, st.Latest, st.Dirty, state)
 	return nil
+}
+
+// migrateOrWait brings serve to a database at this binary's schema version:
+// with --migrate it migrates (waiting its turn on the migration lock), else it
+// waits up to --schema-wait for another node to. A signal meanwhile
+// interrupts the wait. It returns the open pool and the schema status.
+func (a *app) migrateOrWait(ctx context.Context, url string, o *serveOptions) (*pgxpool.Pool, db.Status, error) {
+	ctx, stop := a.cancelOnSignal(ctx)
+	pool, st, err := func() (*pgxpool.Pool, db.Status, error) {
+		if o.migrate {
+			if err := a.migrateUp(ctx, url); err != nil {
+				return nil, db.Status{}, err
+			}
+		}
+		pool, err := db.NewPool(ctx, db.Config{URL: url})
+		if err != nil {
+			return nil, db.Status{}, err
+		}
+		st, err := db.WaitForSchema(ctx, pool, o.schemaWait, a.logger)
+		if err != nil {
+			pool.Close()
+			return nil, st, err
+		}
+		return pool, st, nil
+	}()
+	if sig := stop(); sig != nil {
+		if pool != nil {
+			pool.Close()
+		}
+		return nil, st, fmt.Errorf("interrupted by %s before serving", sig)
+	}
+	return pool, st, err
+}
+
+// cancelOnSignal returns a context cancelled by the first signal on
+// a.signals, and a stop function that ends the watch and returns that signal
+// (nil if none came). Between the two no one else reads a.signals, so no
+// signal is lost.
+func (a *app) cancelOnSignal(ctx context.Context) (context.Context, func() os.Signal) {
+	ctx, cancel := context.WithCancel(ctx)
+	done, got := make(chan struct{}), make(chan os.Signal, 1)
+	go func() {
+		defer close(got)
+		select {
+		case s := <-a.signals:
+			got <- s
+			cancel()
+		case <-done:
+		}
+	}()
+	return ctx, func() os.Signal {
+		close(done)
+		s := <-got
+		cancel()
+		return s
+	}
 }

@@ -10,7 +10,6 @@ import (
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 
-	"github.com/pgcast/pgcast/db"
 	"github.com/pgcast/pgcast/server"
 	pgsql "github.com/pgcast/pgcast/sql"
 	"github.com/pgcast/pgcast/stream"
@@ -24,6 +23,7 @@ type serveOptions struct {
 	internalAddr      string
 	shutdownTimeout   time.Duration
 	migrate           bool
+	schemaWait        time.Duration
 	pollInterval      time.Duration
 	pollOnly          bool
 	doorbellMaxRate   int
@@ -53,6 +53,7 @@ func (o *serveOptions) addFlags(fs *pflag.FlagSet) {
 	markSecret(fs, "listen-database-url", secretURL)
 	fs.DurationVar(&o.shutdownTimeout, "shutdown-timeout", 10*time.Second, "how long a graceful shutdown may take before connections are cut")
 	fs.BoolVar(&o.migrate, "migrate", false, "apply pending migrations before serving")
+	fs.DurationVar(&o.schemaWait, "schema-wait", 60*time.Second, "without --migrate, how long to wait for another node to migrate a schema that is behind this binary before giving up (0: fail at once); a schema ahead fails at once")
 	fs.DurationVar(&o.pollInterval, "poll-interval", time.Second, "how often the reader reads the event log without a doorbell (a lost NOTIFY costs at most this much latency)")
 	fs.BoolVar(&o.pollOnly, "poll-only", false, "never use LISTEN/NOTIFY: writers never ring, the reader polls every --poll-interval")
 	fs.IntVar(&o.doorbellMaxRate, "doorbell-max-rate", 1500, "commits/s above which the reader stops waiting for the doorbell and reads every millisecond instead, so writers stop ringing (a NOTIFY serialises commits); below two thirds of it every commit wakes the reader; negative: never wait while the log is busy")
@@ -84,8 +85,10 @@ reachable and its schema is at this binary's version. /metrics is served on
 --internal-addr only. On SIGINT/SIGTERM readiness turns 503 and the server
 drains for up to --shutdown-timeout; a second signal exits at once.
 
-serve refuses to start on a schema that is behind or ahead of the binary;
---migrate applies pending migrations first.`,
+serve refuses to start on a schema ahead of the binary. On a schema behind
+it, it waits up to --schema-wait for another node to migrate, then gives up;
+--migrate applies pending migrations first (several nodes may start with
+--migrate at once: they take turns on a lock).`,
 		Example: "  DATABASE_URL=postgres://localhost/app pgcast serve --migrate\n  pgcast serve --database-url postgres://localhost/app --addr :8080 --log-format json",
 		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -116,23 +119,11 @@ func (a *app) serve(ctx context.Context, url string, o *serveOptions) error {
 	if err != nil {
 		return fmt.Errorf("--trusted-proxies: %w", err)
 	}
-	if o.migrate {
-		if err := a.migrateUp(ctx, url); err != nil {
-			return err
-		}
-	}
-	pool, err := db.NewPool(ctx, db.Config{URL: url})
+	pool, st, err := a.migrateOrWait(ctx, url, o)
 	if err != nil {
 		return err
 	}
 	defer pool.Close()
-	st, err := db.ReadStatus(ctx, pool)
-	if err != nil {
-		return err
-	}
-	if err := st.Check(); err != nil {
-		return err
-	}
 	if o.seed != nil {
 		if err := o.seed(ctx, pool); err != nil {
 			return err
