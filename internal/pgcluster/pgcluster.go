@@ -1,5 +1,5 @@
 // Package pgcluster starts and stops a private, throwaway PostgreSQL cluster
-// from locally installed binaries, for `pgcast dev` (cluster under ./.pgcast/)
+// from locally installed binaries, for `pgcast dev` (a cluster kept across runs)
 // and tests (an ephemeral cluster per test process in a temp dir).
 //
 // postgres runs as a direct child (not daemonized by pg_ctl) in its own process
@@ -12,7 +12,6 @@
 package pgcluster
 
 import (
-	"bytes"
 	"cmp"
 	"context"
 	"errors"
@@ -25,7 +24,6 @@ import (
 	"net/url"
 	"os"
 	"os/exec"
-	"os/user"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -36,12 +34,6 @@ import (
 
 	"github.com/jackc/pgx/v5"
 )
-
-// ErrNoBinaries is returned (wrapped) by FindBinDir and Start when no
-// PostgreSQL server binaries can be found.
-var ErrNoBinaries = errors.New("no PostgreSQL server binaries (initdb, postgres) found: " +
-	"install PostgreSQL (e.g. `apt-get install postgresql` or `brew install postgresql`), " +
-	"or set DATABASE_URL to an existing server, or run `docker compose up`")
 
 // Config configures Start. The zero value means defaults.
 type Config struct {
@@ -55,6 +47,10 @@ type Config struct {
 	BinDir string
 	// Port is the TCP port on 127.0.0.1. Default 0 = pick a free port.
 	Port int
+	// PreferredPort, with Port 0, is tried first when it is free, so that a
+	// cluster kept across runs keeps its URL; when it is taken a free port is
+	// picked. Default 0: none.
+	PreferredPort int
 	// User is the OS user to run initdb and postgres as when the process is
 	// root (Postgres refuses to run as root). Default "postgres".
 	User string
@@ -74,7 +70,7 @@ type Config struct {
 type Cluster struct {
 	dir, dataDir, runDir, logPath, binDir string
 	temp, owned                           bool // Dir is our temp dir; we wrote Dir/pgcast.pid
-	port                                  int
+	port, preferredPort                   int
 	user                                  string
 	cred                                  *syscall.Credential // nil unless we are root
 	settings                              map[string]string
@@ -96,7 +92,7 @@ type Cluster struct {
 // cfg.Dir by a dead pgcast is stopped. A dir whose owner pid is alive is never
 // touched; Start fails if cfg.Dir is in use by a live pgcast.
 func Start(ctx context.Context, cfg Config) (*Cluster, error) {
-	c := &Cluster{port: cfg.Port, user: cmp.Or(cfg.User, "postgres"), log: cmp.Or(cfg.Logger, slog.New(slog.DiscardHandler)),
+	c := &Cluster{port: cfg.Port, preferredPort: cfg.PreferredPort, user: cmp.Or(cfg.User, "postgres"), log: cmp.Or(cfg.Logger, slog.New(slog.DiscardHandler)),
 		settings: map[string]string{"listen_addresses": "127.0.0.1"}}
 	if !cfg.Durable {
 		c.settings["fsync"], c.settings["synchronous_commit"], c.settings["full_page_writes"] = "off", "off", "off"
@@ -116,10 +112,15 @@ func Start(ctx context.Context, cfg Config) (*Cluster, error) {
 	if c.temp {
 		c.dir, err = os.MkdirTemp("", "pgcast-pg-")
 	} else if c.dir, err = filepath.Abs(c.dir); err == nil {
+		// Before creating anything: a failed Start must not leave
+		// directories behind that belong to the postgres user.
+		if err := c.checkReachable(ctx); err != nil {
+			return nil, err
+		}
 		err = os.MkdirAll(c.dir, 0o755)
 	}
 	if err != nil {
-		return nil, fmt.Errorf("pgcluster: create dir: %w", err)
+		return nil, fmt.Errorf("pgcluster: create %s: %w", c.dir, err)
 	}
 	c.dataDir, c.runDir = filepath.Join(c.dir, "data"), filepath.Join(c.dir, "run")
 	c.logPath = filepath.Join(c.dir, "postgres.log")
@@ -186,8 +187,7 @@ func (c *Cluster) prepareDirs() error {
 func (c *Cluster) initdb(ctx context.Context) error {
 	out, err := c.command(ctx, "postgres", "-V").Output() // "postgres (PostgreSQL) 15.14 (Debian ...)"
 	if errors.Is(err, fs.ErrPermission) && c.cred != nil {
-		return fmt.Errorf("pgcluster: user %q cannot reach %s (pgcast runs as root, so postgres runs as that user): "+
-			"make every parent directory traversable (chmod o+x) or use a Dir elsewhere", c.user, c.dataDir)
+		return c.unreachable(ctx, c.dataDir)
 	}
 	f := strings.Fields(string(out))
 	if err != nil || len(f) < 3 {
@@ -236,7 +236,12 @@ func (c *Cluster) launch(ctx context.Context, pickPort bool) error {
 		defer cancel()
 	}
 	for retry := 0; ; retry++ {
-		if pickPort {
+		if pickPort && retry == 0 && c.preferredPort > 0 && portFree(c.preferredPort) {
+			c.port = c.preferredPort
+		} else if pickPort {
+			if retry == 0 && c.preferredPort > 0 {
+				c.log.Info("preferred port taken: picking another", "port", c.preferredPort)
+			}
 			l, err := net.Listen("tcp", "127.0.0.1:0")
 			if err != nil {
 				return fmt.Errorf("pgcluster: pick port: %w", err)
@@ -248,6 +253,16 @@ func (c *Cluster) launch(ctx context.Context, pickPort bool) error {
 			return err
 		}
 	}
+}
+
+// portFree reports whether 127.0.0.1:port can be listened on now.
+func portFree(port int) bool {
+	l, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(port)))
+	if err != nil {
+		return false
+	}
+	_ = l.Close()
+	return true
 }
 
 func (c *Cluster) launchOnce(ctx context.Context) error {
@@ -425,141 +440,4 @@ func (c *Cluster) kill() {
 	_ = syscall.Kill(-c.cmd.Process.Pid, syscall.SIGKILL)
 	_ = c.cmd.Process.Kill()
 	<-c.done
-}
-
-// FindBinDir locates a directory containing both `initdb` and `postgres`:
-// explicit if non-empty (error if it lacks them; that error does not wrap
-// ErrNoBinaries), else the directory of `initdb` on $PATH (symlinks resolved
-// first), then /usr/lib/postgresql/*/bin (highest major version first),
-// /usr/local/pgsql/bin, /opt/homebrew/opt/postgresql*/bin,
-// /usr/local/opt/postgresql*/bin, /opt/homebrew/bin, /usr/local/bin. Returns
-// ErrNoBinaries (wrapped) when none is found.
-func FindBinDir(explicit string) (string, error) {
-	if explicit != "" {
-		if hasBinaries(explicit) {
-			return explicit, nil
-		}
-		return "", fmt.Errorf("pgcluster: %s does not contain both initdb and postgres executables", explicit)
-	}
-	var cands []string
-	if p, err := exec.LookPath("initdb"); err == nil {
-		if real, err := filepath.EvalSymlinks(p); err == nil {
-			cands = append(cands, filepath.Dir(real))
-		}
-		cands = append(cands, filepath.Dir(p))
-	}
-	for _, pat := range []string{"/usr/lib/postgresql/*/bin", "/usr/local/pgsql/bin", "/opt/homebrew/opt/postgresql*/bin",
-		"/usr/local/opt/postgresql*/bin", "/opt/homebrew/bin", "/usr/local/bin"} {
-		m, _ := filepath.Glob(pat)
-		slices.SortStableFunc(m, func(a, b string) int { return dirVersion(b) - dirVersion(a) })
-		cands = append(cands, m...)
-	}
-	for _, d := range cands {
-		if hasBinaries(d) {
-			return d, nil
-		}
-	}
-	return "", fmt.Errorf("pgcluster: %w", ErrNoBinaries)
-}
-
-func hasBinaries(dir string) bool {
-	for _, name := range []string{"initdb", "postgres"} {
-		if st, err := os.Stat(filepath.Join(dir, name)); err != nil || st.IsDir() || st.Mode().Perm()&0o111 == 0 {
-			return false
-		}
-	}
-	return true
-}
-
-// dirVersion extracts the number in a bin dir's parent: ".../postgresql/15/bin"
-// -> 15, ".../postgresql@16/bin" -> 16, otherwise 0.
-func dirVersion(binDir string) int {
-	notDigit := func(r rune) bool { return r < '0' || r > '9' }
-	v := strings.TrimLeftFunc(filepath.Base(filepath.Dir(binDir)), notDigit)
-	if i := strings.IndexFunc(v, notDigit); i >= 0 {
-		v = v[:i]
-	}
-	n, _ := strconv.Atoi(v)
-	return n
-}
-
-func lookupCred(name string) (*syscall.Credential, error) {
-	u, err := user.Lookup(name)
-	if err != nil {
-		return nil, fmt.Errorf("pgcluster: running as root, which Postgres refuses, and user %q to run it as instead does not exist: "+
-			"create it (e.g. `useradd --system %s`) or run pgcast as a normal user", name, name)
-	}
-	uid, _ := strconv.Atoi(u.Uid)
-	gid, _ := strconv.Atoi(u.Gid)
-	if uid <= 0 {
-		return nil, fmt.Errorf("pgcluster: user %q (uid %s) cannot run postgres: it needs a non-root uid", name, u.Uid)
-	}
-	return &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid)}, nil
-}
-
-// writePgcastPid records our pid and the postmaster's in Dir/pgcast.pid.
-func writePgcastPid(dir string, postmaster int) error {
-	return os.WriteFile(filepath.Join(dir, "pgcast.pid"), fmt.Appendf(nil, "%d\n%d\n", os.Getpid(), postmaster), 0o644)
-}
-
-// readPgcastPid returns the owner and postmaster pids, 0 when unknown.
-func readPgcastPid(dir string) (owner, postmaster int) {
-	b, _ := os.ReadFile(filepath.Join(dir, "pgcast.pid"))
-	_, _ = fmt.Sscan(string(b), &owner, &postmaster)
-	return owner, postmaster
-}
-
-func pidAlive(pid int) bool {
-	if pid <= 0 {
-		return false
-	}
-	err := syscall.Kill(pid, 0)
-	return err == nil || errors.Is(err, syscall.EPERM)
-}
-
-// stopStale stops a postmaster left running in dataDir by a dead pgcast
-// (SIGINT, then SIGKILL to its process group after 10 s). Where /proc exists it
-// first checks the pid really is a postgres on dataDir, so a recycled pid is
-// never signalled.
-func stopStale(ctx context.Context, dataDir string, pid int, log *slog.Logger) error {
-	b, _ := os.ReadFile(filepath.Join(dataDir, "postmaster.pid"))
-	_, _ = fmt.Sscan(string(b), &pid)
-	cmdline, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
-	if !pidAlive(pid) || (err == nil && !bytes.Contains(cmdline, []byte(dataDir))) {
-		return nil
-	}
-	log.Warn("stopping stale postmaster", "pid", pid, "dir", dataDir)
-	_ = syscall.Kill(pid, syscall.SIGINT)
-	for i := 0; pidAlive(pid); i++ {
-		if i == 200 { // 10 s
-			_ = syscall.Kill(-pid, syscall.SIGKILL) // its process group (we started it with Setpgid)
-			_ = syscall.Kill(pid, syscall.SIGKILL)
-		} else if i == 300 {
-			return fmt.Errorf("pgcluster: stale postmaster %d in %s does not exit", pid, dataDir)
-		}
-		select {
-		case <-ctx.Done():
-			return fmt.Errorf("pgcluster: stopping stale postmaster %d: %w", pid, ctx.Err())
-		case <-time.After(50 * time.Millisecond):
-		}
-	}
-	return nil
-}
-
-// sweepTempDirs removes pgcast-pg-* temp dirs left by dead pgcast processes.
-// A dir without a pid file is only removed once older than a minute, since a
-// concurrent Start may have just created it.
-func sweepTempDirs(ctx context.Context, log *slog.Logger) {
-	dirs, _ := filepath.Glob(filepath.Join(os.TempDir(), "pgcast-pg-*"))
-	for _, d := range dirs {
-		owner, pm := readPgcastPid(d)
-		if st, err := os.Stat(d); err != nil || pidAlive(owner) || (owner == 0 && time.Since(st.ModTime()) < time.Minute) {
-			continue
-		}
-		err := stopStale(ctx, filepath.Join(d, "data"), pm, log)
-		if err == nil {
-			err = os.RemoveAll(d)
-		}
-		log.Info("removed stale cluster dir", "dir", d, "owner", owner, "err", err)
-	}
 }

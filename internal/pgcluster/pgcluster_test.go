@@ -139,6 +139,12 @@ func TestDirReuse(t *testing.T) {
 			t.Fatalf("want cannot-reach error, got %v", err)
 		}
 		t.Log(err)
+		if want := parent + " is not traversable"; !strings.Contains(err.Error(), want) || strings.Contains(err.Error(), "Dir") {
+			t.Errorf("error does not name %s, or names a Go field: %v", parent, err)
+		}
+		if _, err := os.Stat(dir); !errors.Is(err, os.ErrNotExist) {
+			t.Errorf("a Start that failed left %s behind: %v", dir, err)
+		}
 		if err := os.Chmod(parent, 0o755); err != nil {
 			t.Fatal(err)
 		}
@@ -179,6 +185,23 @@ func TestPortTaken(t *testing.T) {
 	if !strings.Contains(err.Error(), "Address already in use") || strings.Contains(err.Error(), "\n") {
 		t.Errorf("want a one-line error quoting the log, got %q", err)
 	}
+}
+
+// A PreferredPort that is taken does not fail Start: another port is picked.
+func TestPreferredPortTaken(t *testing.T) {
+	t.Parallel()
+	needBinaries(t)
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	port := l.Addr().(*net.TCPAddr).Port
+	c := start(t, Config{PreferredPort: port})
+	if c.Port() == port || c.Port() == 0 {
+		t.Errorf("port %d, want another than the taken %d", c.Port(), port)
+	}
+	selectOne(t, c)
 }
 
 func deadPid(t *testing.T) int {
