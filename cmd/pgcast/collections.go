@@ -102,7 +102,7 @@ func (a *app) withCollectionsDB(ctx context.Context, env int64, f func(context.C
 	if env < 1 {
 		return fmt.Errorf("invalid --env %d: want an environment id ≥ 1", env)
 	}
-	url, err := a.requireDatabaseURL()
+	url, err := a.databaseURLOrDev()
 	if err != nil {
 		return err
 	}

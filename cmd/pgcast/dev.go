@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
 	"path/filepath"
 
 	"github.com/jackc/pgx/v5"
@@ -21,62 +22,114 @@ const devDatabase = "pgcast"
 // a fresh `make run` works out of the box. It is public: dev only.
 const devJWTSecret = "pgcast-development-secret-not-for-production"
 
+// defaultDevDir is --dir's default, relative to the working directory.
+const defaultDevDir = ".pgcast"
+
 func (a *app) devCmd() *cobra.Command {
 	o := &serveOptions{}
 	var pgBin, dir string
 	cmd := &cobra.Command{
 		Use:   "dev",
-		Short: "Serve against DATABASE_URL, or a private throwaway Postgres cluster (what `make run` calls)",
+		Short: "Serve against DATABASE_URL, or a private Postgres cluster kept in ./.pgcast (what `make run` calls)",
 		Long: `The newcomer path. With DATABASE_URL (or --database-url) set, dev migrates that
 database and serves. Otherwise it starts a private PostgreSQL cluster from the
 locally installed Postgres binaries (found on PATH, in the usual Debian and
-Homebrew locations, or at --pg-bin) under --dir on a free port, migrates it,
-serves, and stops the cluster on exit. The cluster's data is kept in --dir
-between runs.
+Homebrew locations, or at --pg-bin), migrates it, serves, and stops the
+cluster on exit. The cluster's data is kept between runs, and so is its port
+while it is free, so its URL stays the same.
 
-Postgres refuses to run as root: when pgcast runs as root, the cluster runs as
-the unprivileged system user "postgres".`,
+The cluster lives in --dir (default ./.pgcast, in the working directory: the
+clone, for make run). Postgres refuses to run as root: when pgcast runs as
+root the cluster runs as the system user "postgres", and lives in
+/var/tmp/pgcast-dev-<hash of --dir>, where that user can reach it whatever
+the permissions of the clone's parents; --dir then holds only dev.json.
+
+dev records the database URL in --dir/dev.json. Without DATABASE_URL, the
+other commands (migrate, collections, token) run in that directory or below
+use it, and pgcast token mints with the development JWT secret dev serves
+with; each says so on stderr.`,
 		Example: "  pgcast dev\n  pgcast dev --pg-bin /usr/lib/postgresql/16/bin --addr :8081",
 		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx := cmd.Context()
 			o.migrate = true
 			o.seed = a.seedDev
-			if o.auth.secret == "" {
+			devSecret := o.auth.secret == ""
+			if devSecret {
 				o.auth.secret = devJWTSecret
-				a.logger.Warn("no --jwt-secret: using the public development secret; mint tokens with `pgcast token --jwt-secret " + devJWTSecret + "` (never use it in production)")
 			}
 			if a.databaseURL != "" {
+				if devSecret {
+					a.logger.Warn("no --jwt-secret: using the public development secret (never use it in production); mint tokens with `pgcast token --jwt-secret " + devJWTSecret + "`")
+				}
 				return a.serve(ctx, a.databaseURL, o)
 			}
-			cluster, err := pgcluster.Start(ctx, pgcluster.Config{
-				Dir:    filepath.Join(dir, "pg"),
-				BinDir: pgBin,
-				Logger: a.logger,
-			})
-			if err != nil {
-				if errors.Is(err, pgcluster.ErrNoBinaries) {
-					return pgcluster.ErrNoBinaries
-				}
-				return fmt.Errorf("start local postgres: %w", err)
+			if devSecret {
+				a.logger.Warn("no --jwt-secret: using the public development secret (never use it in production); `pgcast token --sub u1` run here mints tokens with it")
 			}
-			defer func() {
-				if err := cluster.Stop(context.WithoutCancel(ctx)); err != nil {
-					a.logger.Error("stop local postgres", "err", err)
-				}
-			}()
-			if err := createDatabase(ctx, cluster.DSN("postgres"), devDatabase); err != nil {
-				return err
-			}
-			url := cluster.DSN(devDatabase)
-			a.logger.Info("local postgres started", "dir", filepath.Join(dir, "pg"), "url", url)
-			return a.serve(ctx, url, o)
+			return a.serveDevCluster(ctx, o, dir, pgBin, devSecret)
 		},
 	}
 	o.addFlags(cmd.Flags())
 	cmd.Flags().StringVar(&pgBin, "pg-bin", "", "directory holding the Postgres binaries (initdb, postgres); default: searched")
-	cmd.Flags().StringVar(&dir, "dir", ".pgcast", "directory for the private cluster's data and logs")
+	cmd.Flags().StringVar(&dir, "dir", defaultDevDir, "directory for the private cluster (as root: for dev.json only; the cluster lives in /var/tmp/pgcast-dev-<hash of dir>)")
 	return cmd
+}
+
+// serveDevCluster starts (or reuses) the dev cluster of dir, records it in
+// dir/dev.json and serves against it until the first signal.
+func (a *app) serveDevCluster(ctx context.Context, o *serveOptions, dir, pgBin string, devSecret bool) error {
+	dir, err := a.absDir(dir)
+	if err != nil {
+		return fmt.Errorf("--dir: %w", err)
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return fmt.Errorf("--dir: %w", err)
+	}
+	clusterDir, err := devClusterDir(dir)
+	if err != nil {
+		return err
+	}
+	if os.Geteuid() == 0 {
+		a.logger.Info("running as root: the dev cluster runs as user postgres, in a directory it can reach", "cluster_dir", clusterDir)
+	}
+	prev, _ := readDevState(dir)
+	cluster, err := pgcluster.Start(ctx, pgcluster.Config{
+		Dir:           clusterDir,
+		BinDir:        pgBin,
+		PreferredPort: prev.Port,
+		Logger:        a.logger,
+	})
+	if err != nil {
+		if errors.Is(err, pgcluster.ErrNoBinaries) {
+			return pgcluster.ErrNoBinaries
+		}
+		return fmt.Errorf("start local postgres (--dir %s): %w", dir, err)
+	}
+	defer func() {
+		if err := cluster.Stop(context.WithoutCancel(ctx)); err != nil {
+			a.logger.Error("stop local postgres", "err", err)
+		}
+	}()
+	if err := createDatabase(ctx, cluster.DSN("postgres"), devDatabase); err != nil {
+		return err
+	}
+	st := devState{URL: cluster.DSN(devDatabase), Port: cluster.Port(), ClusterDir: clusterDir, PID: os.Getpid(), DevJWTSecret: devSecret}
+	if err := writeDevState(dir, st); err != nil {
+		return err
+	}
+	defer func() {
+		st.PID = 0
+		if err := writeDevState(dir, st); err != nil {
+			a.logger.Error("record that pgcast dev stopped", "err", err)
+		}
+	}()
+	hint := "pgcast commands run in " + filepath.Dir(dir) + " or below use this database when DATABASE_URL is unset"
+	if filepath.Base(dir) != defaultDevDir {
+		hint = "pgcast commands run with PGCAST_DIR=" + dir + " use this database when DATABASE_URL is unset"
+	}
+	a.logger.Info("local postgres started", "url", st.URL, "cluster_dir", clusterDir, "state", filepath.Join(dir, devStateFile), "hint", hint)
+	return a.serve(ctx, st.URL, o)
 }
 
 // devCollection is the collection `pgcast dev` seeds so that the README's

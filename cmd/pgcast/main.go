@@ -12,5 +12,6 @@ import (
 func main() {
 	sig := make(chan os.Signal, 2)
 	signal.Notify(sig, os.Interrupt, syscall.SIGTERM)
-	os.Exit(execute(context.Background(), os.Args[1:], env{lookup: os.LookupEnv, environ: os.Environ}, os.Stdout, os.Stderr, sig))
+	wd, _ := os.Getwd()
+	os.Exit(execute(context.Background(), os.Args[1:], env{lookup: os.LookupEnv, environ: os.Environ, wd: wd}, os.Stdout, os.Stderr, sig))
 }

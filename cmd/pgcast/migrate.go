@@ -27,7 +27,7 @@ this binary's version, the capture triggers are (re)installed.`,
 		Example: "  DATABASE_URL=postgres://localhost/app pgcast migrate up",
 		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			url, err := a.requireDatabaseURL()
+			url, err := a.databaseURLOrDev()
 			if err != nil {
 				return err
 			}
@@ -88,7 +88,7 @@ this binary's version, the capture triggers are (re)installed.`,
 }
 
 func (a *app) withMigrator(ctx context.Context, f func(context.Context, *db.Migrator) error) error {
-	url, err := a.requireDatabaseURL()
+	url, err := a.databaseURLOrDev()
 	if err != nil {
 		return err
 	}

@@ -19,6 +19,10 @@ var version = "dev"
 type env struct {
 	lookup  func(string) (string, bool)
 	environ func() []string
+	// wd is the working directory: relative paths such as dev's --dir are
+	// resolved against it, and commands look for a `pgcast dev` state from
+	// it upwards. "": the process's, and no such lookup.
+	wd string
 }
 
 // app carries what every command shares: the I/O streams, the environment,
@@ -112,12 +116,32 @@ func newLogger(w io.Writer, format, level string) (*slog.Logger, error) {
 }
 
 // requireDatabaseURL returns the effective database URL or a one-line error
-// saying how to provide it.
+// saying how to provide it. serve uses it: a server never falls back to a
+// dev database.
 func (a *app) requireDatabaseURL() (string, error) {
 	if a.databaseURL == "" {
 		return "", errors.New("no database: set DATABASE_URL or --database-url (or run `pgcast dev` for a throwaway local cluster)")
 	}
 	return a.databaseURL, nil
+}
+
+// databaseURLOrDev is requireDatabaseURL for the tools (migrate,
+// collections): without DATABASE_URL they use the database of the running
+// `pgcast dev` found from the working directory (see findDevState), and say
+// so on stderr.
+func (a *app) databaseURLOrDev() (string, error) {
+	if a.databaseURL != "" {
+		return a.databaseURL, nil
+	}
+	st, path, ok := a.findDevState()
+	if !ok || st.URL == "" {
+		return a.requireDatabaseURL()
+	}
+	if !st.running() {
+		return "", fmt.Errorf("no database: set DATABASE_URL or --database-url, or start `pgcast dev` (make run) again: the dev database recorded in %s is not running", path)
+	}
+	a.logger.Info("no DATABASE_URL: using the database of the running `pgcast dev`", "url", st.URL, "state", path)
+	return st.URL, nil
 }
 
 func (a *app) versionCmd() *cobra.Command {

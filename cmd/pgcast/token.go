@@ -53,7 +53,9 @@ func (a *app) tokenCmd() *cobra.Command {
 The token carries sub (the user id), role ("admin" or "authenticated"), env
 (the environment id) and exp, plus iss and aud when --jwt-issuer and
 --jwt-audience are set. Sign it with the secret the server verifies with
-(--jwt-secret or PGCAST_JWT_SECRET). In production, tokens come from your
+(--jwt-secret or PGCAST_JWT_SECRET). Without one, in a directory where
+` + "`pgcast dev`" + ` runs (or ran) with its development secret, token mints with
+that secret and says so on stderr. In production, tokens come from your
 application's identity provider instead.`,
 		Example: `  export PGCAST_JWT_SECRET=$(openssl rand -base64 48)
   pgcast token --sub u1
@@ -74,6 +76,11 @@ application's identity provider instead.`,
 			if ttl <= 0 {
 				return fmt.Errorf("invalid --ttl %s: want a positive duration such as 1h", ttl)
 			}
+			if auth.secret == "" {
+				if err := a.devTokenSecret(auth); err != nil {
+					return err
+				}
+			}
 			au, err := auth.authenticator()
 			if err != nil {
 				return err
@@ -93,4 +100,21 @@ application's identity provider instead.`,
 	fs.DurationVar(&ttl, "ttl", time.Hour, "how long the token is valid")
 	auth.addFlags(fs)
 	return cmd
+}
+
+// devTokenSecret, when no secret is given, takes the development secret if
+// the `pgcast dev` found from the working directory serves with it (see
+// findDevState), and says so on stderr. It fails when that dev server has a
+// secret of its own, which token cannot know.
+func (a *app) devTokenSecret(auth *authOptions) error {
+	st, path, ok := a.findDevState()
+	if !ok {
+		return nil // authenticator says what to set
+	}
+	if !st.DevJWTSecret {
+		return fmt.Errorf("no JWT secret: set PGCAST_JWT_SECRET or --jwt-secret to the secret the `pgcast dev` recorded in %s serves with", path)
+	}
+	auth.secret = devJWTSecret
+	a.logger.Warn("no --jwt-secret: minting with the public development secret, as `pgcast dev` serves with it", "state", path)
+	return nil
 }
