@@ -49,7 +49,10 @@ func NewMigrator(url string, logger *slog.Logger) (*Migrator, error) {
 	drv, err := migratepgx.WithInstance(sqldb, &migratepgx.Config{MigrationsTable: MigrationsTable})
 	if err != nil {
 		sqldb.Close()
-		return nil, fmt.Errorf("connect to database: %w", err)
+		// WithInstance also creates the migrations table, in the first
+		// schema of the search path (public: a role that does not own the
+		// database needs CREATE there since PostgreSQL 15).
+		return nil, fmt.Errorf("connect to database and prepare %s: %w", MigrationsTable, err)
 	}
 	src, err := iofs.New(pgsql.FS, ".")
 	if err != nil {
