@@ -41,5 +41,7 @@ bench: ## Go benchmarks of the hot paths
 	$(GO) test -run '^$$' -bench . -benchmem ./...
 
 .PHONY: clean
-clean: ## Remove build output and the local dev cluster (.pgcast/)
+clean: ## Remove build output and the local dev cluster (.pgcast/; as root, the /var/tmp/pgcast-dev-* dir it names)
+	@d=$$(sed -n 's|^ *"cluster_dir": "\(/var/tmp/pgcast-dev-[0-9a-f]*\)",*$$|\1|p' .pgcast/dev.json 2>/dev/null); \
+		if [ -n "$$d" ]; then echo "rm -rf $$d"; rm -rf "$$d"; fi
 	rm -rf bin .pgcast
