@@ -135,7 +135,7 @@ func ensureTemplate(ctx context.Context, conn *pgx.Conn, name string) error {
 	if _, err := conn.Exec(ctx, `SELECT pg_advisory_lock(7428190331)`); err != nil {
 		return fmt.Errorf("lock template: %w", err)
 	}
-	defer conn.Exec(context.Background(), `SELECT pg_advisory_unlock(7428190331)`)
+	defer func() { _, _ = conn.Exec(context.Background(), `SELECT pg_advisory_unlock(7428190331)`) }()
 	var exists bool
 	if err := conn.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1 AND datistemplate)`, name).Scan(&exists); err != nil {
 		return fmt.Errorf("look up template: %w", err)
