@@ -3,6 +3,9 @@ GO      ?= go
 BIN     ?= bin/pgcast
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -X main.version=$(VERSION)
+# golangci-lint is built from source into .tools/ (once per version).
+GOLANGCI_LINT_VERSION ?= v2.15.0
+GOLANGCI_LINT := .tools/golangci-lint-$(GOLANGCI_LINT_VERSION)/golangci-lint
 
 .DEFAULT_GOAL := help
 
@@ -24,6 +27,21 @@ test-docker: ## Run the suite against the docker compose Postgres (TEST_DATABASE
 	TEST_DATABASE_URL=$${TEST_DATABASE_URL:-postgres://postgres:postgres@localhost:5432/postgres?sslmode=disable} \
 		$(GO) test -race -count=1 -timeout 12m ./...
 
+.PHONY: lint
+lint: lint-go lint-docs ## golangci-lint (incl. import layering), then the AsyncAPI document
+
+.PHONY: lint-go
+lint-go: $(GOLANGCI_LINT) ## golangci-lint with .golangci.yml (installs it into .tools/ if missing)
+	$(GOLANGCI_LINT) run ./...
+
+$(GOLANGCI_LINT):
+	GOBIN=$(CURDIR)/$(dir $(GOLANGCI_LINT)) $(GO) install github.com/golangci/golangci-lint/v2/cmd/golangci-lint@$(GOLANGCI_LINT_VERSION)
+
+.PHONY: lint-docs
+lint-docs: ## Validate docs/asyncapi.yaml with the official AsyncAPI parser (needs node and npm)
+	npm ci --prefix docs --ignore-scripts --no-audit --no-fund
+	node docs/validate-asyncapi.mjs
+
 .PHONY: build
 build: ## Build bin/pgcast
 	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN) ./cmd/pgcast
@@ -41,7 +59,7 @@ bench: ## Go benchmarks of the hot paths
 	$(GO) test -run '^$$' -bench . -benchmem ./...
 
 .PHONY: clean
-clean: ## Remove build output and the local dev cluster (.pgcast/; as root, the /var/tmp/pgcast-dev-* dir it names)
+clean: ## Remove build output, the local dev cluster (.pgcast/; as root, the /var/tmp/pgcast-dev-* dir it names) and lint tools (.tools/, docs/node_modules/)
 	@d=$$(sed -n 's|^ *"cluster_dir": "\(/var/tmp/pgcast-dev-[0-9a-f]*\)",*$$|\1|p' .pgcast/dev.json 2>/dev/null); \
 		if [ -n "$$d" ]; then echo "rm -rf $$d"; rm -rf "$$d"; fi
-	rm -rf bin .pgcast
+	rm -rf bin .pgcast .tools docs/node_modules

@@ -321,7 +321,7 @@ func TestReaderAfterCrashReusesTransactionIDs(t *testing.T) {
 	if err := syscall.Kill(walWriter, syscall.SIGSTOP); err != nil {
 		t.Fatal(err)
 	}
-	defer syscall.Kill(walWriter, syscall.SIGCONT) // if the crash did not happen
+	defer func() { _ = syscall.Kill(walWriter, syscall.SIGCONT) }() // if the crash did not happen
 	conn, err := pool.Acquire(ctx)
 	if err != nil {
 		t.Fatal(err)

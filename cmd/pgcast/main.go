@@ -1,5 +1,3 @@
-// Command pgcast turns changes in PostgreSQL into real-time WebSocket streams.
-// See README.md, or run `pgcast --help`.
 package main
 
 import (

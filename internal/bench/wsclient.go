@@ -131,15 +131,6 @@ func (s *clientSet) counts(expected int64) deliveryCounts {
 	return d
 }
 
-// received is the sum of every client's count.
-func (s *clientSet) received() int64 {
-	var n int64
-	for _, c := range s.clients {
-		n += c.got.Load()
-	}
-	return n
-}
-
 // waitDelivered waits until every client has counted at least expected, or
 // within has passed (then the shortfall is the loss), and returns how long
 // it waited.

@@ -1,22 +1,3 @@
-// Package pgtest gives every test its own freshly migrated PostgreSQL
-// database.
-//
-// The server is TEST_DATABASE_URL when set; otherwise a private throwaway
-// cluster started from the locally installed Postgres binaries (the same code
-// as `pgcast dev`), one per test process, stopped when the tests end. A
-// template database is migrated once per process (keyed by a hash of the
-// migrations and triggers) and each test clones it, which takes milliseconds.
-// Test databases are dropped at the end of their test; those left by crashed
-// runs are dropped at the next start. When no Postgres can be had, tests fail
-// with instructions: they never skip.
-//
-// Use it from TestMain:
-//
-//	func TestMain(m *testing.M) { pgtest.Main(m) }
-//
-// and in a test:
-//
-//	dsn := pgtest.NewDatabase(t)
 package pgtest
 
 import (
@@ -154,7 +135,7 @@ func ensureTemplate(ctx context.Context, conn *pgx.Conn, name string) error {
 	if _, err := conn.Exec(ctx, `SELECT pg_advisory_lock(7428190331)`); err != nil {
 		return fmt.Errorf("lock template: %w", err)
 	}
-	defer conn.Exec(context.Background(), `SELECT pg_advisory_unlock(7428190331)`)
+	defer func() { _, _ = conn.Exec(context.Background(), `SELECT pg_advisory_unlock(7428190331)`) }()
 	var exists bool
 	if err := conn.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1 AND datistemplate)`, name).Scan(&exists); err != nil {
 		return fmt.Errorf("look up template: %w", err)
