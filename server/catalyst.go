@@ -398,7 +398,7 @@ func newWSMetrics(reg prometheus.Registerer) (*wsMetrics, error) {
 		refusedConns: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "pgcast_ws_connections_refused_total",
 			Help: "Handshakes refused with 429 because the user or the client address held the most connections allowed."}, []string{"endpoint", "cap"}),
 		refusedMsgs: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "pgcast_ws_messages_refused_total",
-			Help: "Client messages refused because the client sent faster than the message rate."}, []string{"endpoint"}),
+			Help: "Client frames refused because the client sent faster than the message rate."}, []string{"endpoint"}),
 	}
 	for _, c := range []prometheus.Collector{m.connections, m.frames, m.items, m.slowCloses, m.refusedConns, m.refusedMsgs} {
 		if err := reg.Register(c); err != nil {

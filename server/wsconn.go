@@ -2,7 +2,6 @@ package server
 
 import (
 	"bufio"
-	"errors"
 	"log/slog"
 	"net"
 	"net/http"
@@ -49,16 +48,18 @@ type WSConfig struct {
 	AllowedOrigins []string
 	// PingInterval is how often the server pings. Default 30 s.
 	PingInterval time.Duration
-	// PongWait is how long a connection may stay silent (no pong, no frame)
-	// before it is closed. Default 60 s.
+	// PongWait is how long a connection may go without answering a ping
+	// (a pong) before it is closed; other frames do not count as an answer.
+	// Default 60 s.
 	PongWait time.Duration
 	// MaxBuffer bounds a connection's queue, in items. Default 100,000.
 	MaxBuffer int
-	// MessageRate is how many messages (data frames and pings) a client may
-	// send per second, sustained, and MessageBurst how many in a burst. A
-	// message beyond them is refused: /api/realtime answers it with a
-	// rate_limited error, the Catalyst endpoints drop it. A client that
-	// keeps sending through MessageBurst refusals is closed with 1008.
+	// MessageRate is how many frames (every frame: data, continuation,
+	// ping, pong, close) a client may send per second, sustained, and
+	// MessageBurst how many in a burst. A frame beyond them is refused: a
+	// message is not handled (/api/realtime answers rate_limited, the
+	// Catalyst endpoints drop it), a ping not answered. A client that keeps
+	// sending through MessageBurst refusals is closed with 1008.
 	// Defaults 20 and 100; a negative MessageRate means no limit.
 	MessageRate  float64
 	MessageBurst int
@@ -166,47 +167,6 @@ func (h *hijacker) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 	return h.conn, brw, nil
 }
 
-// gorillaConn is the socket as gorilla sees it. After the handshake gorilla
-// must not write, but it still tries to on its own when a client frame
-// breaks the read limit (close 1009) or the protocol (close 1002): such a
-// close frame becomes a close request to the connection's writer, which
-// sends it; nothing reaches the socket. gorilla's write deadlines are
-// ignored too: the writer owns the write deadline.
-type gorillaConn struct {
-	net.Conn
-	c *wsConn // set once the handshake is written, before the read loop starts
-}
-
-func (g *gorillaConn) Write(p []byte) (int, error) {
-	if g.c == nil {
-		return g.Conn.Write(p) // the handshake response
-	}
-	// gorilla's server control frames: FIN|opcode, unmasked length ≤ 125.
-	if len(p) >= 2 && p[0]&0x0f == opClose && int(p[1]&0x7f) <= len(p)-2 {
-		payload := p[2 : 2+int(p[1]&0x7f)]
-		code, reason := closeNoStatus, ""
-		if len(payload) >= 2 {
-			code, reason = int(payload[0])<<8|int(payload[1]), string(payload[2:])
-		}
-		g.c.close(code, reason)
-	}
-	return len(p), nil
-}
-
-func (g *gorillaConn) SetWriteDeadline(t time.Time) error {
-	if g.c == nil {
-		return g.Conn.SetWriteDeadline(t)
-	}
-	return nil
-}
-
-func (g *gorillaConn) SetDeadline(t time.Time) error {
-	if g.c == nil {
-		return g.Conn.SetDeadline(t)
-	}
-	return g.Conn.SetReadDeadline(t)
-}
-
 // outbox is a connection's bounded queue, protocol-specific. The hub calls
 // Enqueue; the connection's writer calls take.
 type outbox interface {
@@ -303,7 +263,6 @@ func newWSConn(ws *websocket.Conn, nc net.Conn, cfg WSConfig, logger *slog.Logge
 			c.mu.Lock()
 			c.pong, c.pongDue = data, true
 			c.mu.Unlock()
-			c.extendRead()
 			c.notify()
 			return nil
 		})
@@ -572,60 +531,6 @@ func (c *wsConn) putBuf(fb *frameBuf) {
 	fb.reset()
 	fb.trim()
 	c.bufs.Put(fb)
-}
-
-// extendRead moves the read deadline PongWait ahead, unless the close
-// frame is out (then the close handshake's deadline stands).
-func (c *wsConn) extendRead() {
-	c.mu.Lock()
-	if !c.closeSent {
-		_ = c.nc.SetReadDeadline(time.Now().Add(c.cfg.PongWait))
-	}
-	c.mu.Unlock()
-}
-
-// readLoop reads (and, for Catalyst, discards) client frames until the
-// connection ends, enforcing the frame limit and the pong deadline. onMessage
-// may be nil. It runs on the connection's one long-lived goroutine.
-func (c *wsConn) readLoop(onMessage func([]byte)) {
-	c.ws.SetReadLimit(clientFrameLimit)
-	c.extendRead()
-	for {
-		_, data, err := c.ws.ReadMessage()
-		if err != nil {
-			switch {
-			case errors.Is(err, websocket.ErrReadLimit):
-				c.close(CloseTooBig, "frame too large") // gorilla's 1009 has been handed over first
-			case websocket.IsCloseError(err, websocket.CloseNormalClosure, websocket.CloseGoingAway, websocket.CloseNoStatusReceived):
-				c.close(websocket.CloseNormalClosure, "")
-			default:
-				c.close(ClosePolicy, "read error")
-			}
-			return
-		}
-		c.extendRead()
-		if c.admit() && onMessage != nil {
-			onMessage(data)
-		}
-	}
-}
-
-// admit accounts one client message (on the read loop) and says whether to
-// handle it; a refused one is reported to onRefused, and a client that
-// keeps flooding is closed with 1008.
-func (c *wsConn) admit() bool {
-	ok, closeIt := c.bucket.take(time.Now())
-	if ok {
-		return true
-	}
-	if closeIt {
-		c.close(ClosePolicy, "message rate exceeded")
-		return false
-	}
-	if c.onRefused != nil {
-		c.onRefused()
-	}
-	return false
 }
 
 // finish ends the connection after its read loop has returned (which has

@@ -16,11 +16,12 @@ import (
 // (server frames are not), no extension bits (no compression is
 // negotiated: newUpgrader leaves EnableCompression off).
 const (
-	opText  = 0x1
-	opClose = 0x8
-	opPing  = 0x9
-	opPong  = 0xA
-	finBit  = 0x80
+	opText   = 0x1
+	opBinary = 0x2
+	opClose  = 0x8
+	opPing   = 0x9
+	opPong   = 0xA
+	finBit   = 0x80
 
 	maxFrameHeader    = 10  // 2 + 64-bit length; server frames have no mask key
 	maxControlPayload = 125 // RFC 6455 5.5
