@@ -394,7 +394,7 @@ func newWSMetrics(reg prometheus.Registerer) (*wsMetrics, error) {
 		connections: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "pgcast_ws_connections", Help: "Open WebSocket connections."}, []string{"endpoint"}),
 		frames:      prometheus.NewCounterVec(prometheus.CounterOpts{Name: "pgcast_ws_frames_total", Help: "Data frames sent."}, []string{"endpoint"}),
 		items:       prometheus.NewCounterVec(prometheus.CounterOpts{Name: "pgcast_ws_events_delivered_total", Help: "Events delivered to clients."}, []string{"endpoint"}),
-		slowCloses:  prometheus.NewCounterVec(prometheus.CounterOpts{Name: "pgcast_ws_slow_consumer_closes_total", Help: "Connections closed with 4008 because their buffer overflowed."}, []string{"endpoint"}),
+		slowCloses:  prometheus.NewCounterVec(prometheus.CounterOpts{Name: "pgcast_ws_slow_consumer_closes_total", Help: "Connections closed with 4008 (slow consumer): their buffer overflowed or a write was not taken within the write timeout."}, []string{"endpoint"}),
 		refusedConns: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "pgcast_ws_connections_refused_total",
 			Help: "Handshakes refused with 429 because the user or the client address held the most connections allowed."}, []string{"endpoint", "cap"}),
 		refusedMsgs: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "pgcast_ws_messages_refused_total",

@@ -401,9 +401,7 @@ func (c *wsConn) writeNow() {
 		done, err = fb.tryWrite(c.raw)
 	}
 	if err != nil {
-		fb.reset()
-		c.putBuf(fb)
-		c.finishWriter(err)
+		c.writeFailed(fb, err, false)
 		return
 	}
 	if done && !more && c.state.CompareAndSwap(wsStarted|wsWriting, wsStarted) {
@@ -423,17 +421,20 @@ func (c *wsConn) write() { c.writeWith(c.getBuf()) }
 func (c *wsConn) writeWith(fb *frameBuf) {
 	if fb.nb != nil {
 		if err := c.writeFrames(fb); err != nil {
-			c.putBuf(fb)
-			c.finishWriter(err)
+			c.writeFailed(fb, err, false)
 			return
 		}
 	}
 	for {
 		c.state.And(^wsAgain)
 		wrote, final, err := c.flush(fb)
-		if final || err != nil {
+		if err != nil {
+			c.writeFailed(fb, err, final)
+			return
+		}
+		if final {
 			c.putBuf(fb)
-			c.finishWriter(err)
+			c.finishWriter(nil)
 			return
 		}
 		if !wrote && c.state.CompareAndSwap(wsStarted|wsWriting, wsStarted) {
@@ -472,9 +473,10 @@ func (c *wsConn) flush(fb *frameBuf) (wrote, final bool, err error) {
 	return true, false, c.writeFrames(fb)
 }
 
+// writeFrames writes fb; after a failure fb keeps what was not written,
+// for writeFailed.
 func (c *wsConn) writeFrames(fb *frameBuf) error {
 	if err := c.extendWrite(); err != nil {
-		fb.reset()
 		return err
 	}
 	return fb.writeTo(c.nc)
@@ -492,7 +494,8 @@ func (c *wsConn) extendWrite() error {
 
 // finishWriter ends the writing side: after the close frame the peer has
 // closeHandshakeWait to answer before the read loop gives up; after a
-// failed write the socket is closed at once, which ends the read loop.
+// failed write the socket is closed at once, which ends the read loop (a
+// write that timed out is handled first: see writeFailed).
 func (c *wsConn) finishWriter(err error) {
 	c.mu.Lock()
 	c.closeSent = true
