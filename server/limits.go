@@ -96,6 +96,21 @@ func (c *connCaps) admit(w http.ResponseWriter, r *http.Request, env int64, user
 	return release, true
 }
 
+// readerPage is the most events the reader hands the hub at once (the
+// default stream.ReaderConfig.PageSize): a statement's events arrive a page
+// at a time.
+const readerPage = 1000
+
+// MinBuffer is the smallest connection buffer (WSConfig.MaxBuffer) that one
+// statement cannot overflow for a client that reads, with Catalyst frames of
+// messageLimit items: a frame still filling (fewer than messageLimit items)
+// and two reader pages, one queued while the writer sends the other. A
+// statement of up to two pages (2,000 rows) fits even before the writer has
+// written anything; a longer one relies on the writer sending a page while
+// the reader fetches the next (a database round trip). A smaller buffer
+// closes readers that keep up with 4008.
+func MinBuffer(messageLimit int) int { return messageLimit + 2*readerPage }
+
 // clientIP is the address of the request's client: the peer's, or, when
 // the peer is a trusted proxy, the rightmost address of X-Forwarded-For
 // that is not a trusted proxy (the one the first trusted proxy saw; those

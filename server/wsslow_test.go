@@ -166,3 +166,39 @@ func bytesOf(nb net.Buffers) []byte {
 	}
 	return b
 }
+
+// TestMinBufferHoldsTwoPages: with the smallest buffer --max-buffer accepts
+// (MinBuffer), clients that read get a 2,000-row statement (two reader
+// pages) whole, on both protocols, however late their writers run.
+func TestMinBufferHoldsTwoPages(t *testing.T) {
+	t.Parallel()
+	const limit = 100
+	s := newStack(t, func(c *Config) {
+		c.Catalyst.MessageLimit = limit
+		c.WS.MaxBuffer = MinBuffer(limit)
+	})
+	cls, _ := s.class(1, "posts", "public")
+	catalyst := s.connect(recordsPath + "?uuid=" + s.ticket("u", RoleAuthenticated, 1))
+	realtime := s.rtConnect("")
+	rtSubscribe(t, realtime, "posts.*")
+	s.exec(`INSERT INTO pgcast.object_records (object_class_id) SELECT $1 FROM generate_series(1, 2000)`, cls)
+	for created := 0; created < 2000; {
+		f, err := readFrame(t, catalyst, 30*time.Second)
+		if err != nil {
+			t.Fatalf("catalyst client, after %d items: %v", created, err)
+		}
+		for _, it := range f.items {
+			if it.Event == "object_record_created" {
+				created++
+			}
+		}
+	}
+	for n := range 2000 {
+		if m, err := rtTryRead(realtime, 30*time.Second); err != nil || m.Type != "event" {
+			t.Fatalf("realtime client, after %d events: %v %s", n, err, m)
+		}
+	}
+	if n := s.metric("pgcast_hub_overflows_total"); n != 0 {
+		t.Fatalf("pgcast_hub_overflows_total = %v", n)
+	}
+}

@@ -60,7 +60,7 @@ func (o *serveOptions) addFlags(fs *pflag.FlagSet) {
 	o.auth.addFlags(fs)
 	fs.IntVar(&o.messageLimit, "message-limit", 1000, "Catalyst endpoints: most items per frame; a full frame is sent at once")
 	fs.DurationVar(&o.messageTime, "message-time", 5*time.Second, "Catalyst endpoints: batching period, measured from each connection's start")
-	fs.IntVar(&o.maxBuffer, "max-buffer", 100_000, "most items buffered per connection; a client that falls further behind is closed with 4008")
+	fs.IntVar(&o.maxBuffer, "max-buffer", 100_000, "most items buffered per connection; a client that falls further behind is closed with 4008; at least --message-limit + 2000 (two reader pages), so that one statement cannot close a client that reads")
 	fs.StringSliceVar(&o.allowedOrigins, "allowed-origins", nil, `Origins (scheme://host[:port]) allowed to open WebSockets, comma-separated; default same-origin only; requests without Origin are always allowed`)
 	fs.DurationVar(&o.pingInterval, "ping-interval", 30*time.Second, "WebSocket keep-alive ping period")
 	fs.DurationVar(&o.pongWait, "pong-wait", 60*time.Second, "close a WebSocket that has not answered a ping (with a pong) for this long")
@@ -92,6 +92,9 @@ serve refuses to start on a schema that is behind or ahead of the binary;
 			if _, err := server.ParseTrustedProxies(o.trustedProxies); err != nil {
 				return fmt.Errorf("--trusted-proxies: %w", err)
 			}
+			if err := o.checkBuffer(); err != nil {
+				return err
+			}
 			url, err := a.requireDatabaseURL()
 			if err != nil {
 				return err
@@ -101,6 +104,15 @@ serve refuses to start on a schema that is behind or ahead of the binary;
 	}
 	o.addFlags(cmd.Flags())
 	return cmd
+}
+
+// checkBuffer refuses a --max-buffer that one statement's events would
+// overflow for clients that read (see server.MinBuffer).
+func (o *serveOptions) checkBuffer() error {
+	if least := server.MinBuffer(o.messageLimit); o.maxBuffer < least {
+		return fmt.Errorf("--max-buffer %d is below %d (--message-limit %d + two reader pages of 1000 events): one statement would close clients that read with 4008", o.maxBuffer, least, o.messageLimit)
+	}
+	return nil
 }
 
 // serve runs the server until the first signal, then shuts down in order.
@@ -115,6 +127,9 @@ func (a *app) serve(ctx context.Context, url string, o *serveOptions) error {
 	trusted, err := server.ParseTrustedProxies(o.trustedProxies)
 	if err != nil {
 		return fmt.Errorf("--trusted-proxies: %w", err)
+	}
+	if err := o.checkBuffer(); err != nil {
+		return err
 	}
 	if o.migrate {
 		if err := a.migrateUp(ctx, url); err != nil {
