@@ -87,8 +87,18 @@ func (c *connCaps) acquire(r *http.Request, env int64, userID string) (release f
 // admit is acquire for a handshake: a refusal is answered with 429
 // too_many_connections and counted, and ok is false.
 func (c *connCaps) admit(w http.ResponseWriter, r *http.Request, env int64, userID string, m *wsMetrics, endpoint string) (release func(), ok bool) {
+	return c.admitOr(w, r, env, userID, m, endpoint, nil)
+}
+
+// admitOr is admit that, on a refusal, calls refused (unless nil) before
+// answering: what the handshake took (its ticket) is given back before the
+// client can retry.
+func (c *connCaps) admitOr(w http.ResponseWriter, r *http.Request, env int64, userID string, m *wsMetrics, endpoint string, refused func()) (release func(), ok bool) {
 	release, reason, msg := c.acquire(r, env, userID)
 	if release == nil {
+		if refused != nil {
+			refused()
+		}
 		m.refusedConns.WithLabelValues(endpoint, reason).Inc()
 		writeError(w, http.StatusTooManyRequests, "too_many_connections", msg)
 		return nil, false

@@ -2,11 +2,13 @@ package server
 
 import (
 	"bufio"
+	"encoding/base64"
 	"log/slog"
 	"net"
 	"net/http"
 	"net/netip"
 	"net/url"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -137,6 +139,19 @@ func newUpgrader(allowed []string) *websocket.Upgrader {
 		EnableCompression: false,
 		CheckOrigin:       func(r *http.Request) bool { return originAllowed(r, allowed) },
 	}
+}
+
+// handshakeProblem checks what the upgrader would refuse in a request that
+// IsWebSocketUpgrade accepts, so that a handler can refuse it before it
+// spends anything on it (a ticket): "" when the handshake is good.
+func handshakeProblem(r *http.Request) string {
+	if !slices.ContainsFunc(strings.Split(r.Header.Get("Sec-Websocket-Version"), ","), func(v string) bool { return strings.TrimSpace(v) == "13" }) {
+		return "unsupported WebSocket version: want Sec-WebSocket-Version 13"
+	}
+	if key, err := base64.StdEncoding.DecodeString(r.Header.Get("Sec-Websocket-Key")); err != nil || len(key) != 16 {
+		return "invalid Sec-WebSocket-Key"
+	}
+	return ""
 }
 
 // upgrade performs the handshake and returns the connection, not yet
