@@ -54,7 +54,10 @@ type WSConfig struct {
 	// (a pong) before it is closed; other frames do not count as an answer.
 	// Default 60 s.
 	PongWait time.Duration
-	// MaxBuffer bounds a connection's queue, in items. Default 100,000.
+	// MaxBuffer bounds a connection's queue, in items: a client further
+	// behind is closed with 4008. Default 100,000. Below
+	// MinBuffer(Catalyst MessageLimit) one statement can close clients that
+	// read (pgcast serve refuses it).
 	MaxBuffer int
 	// MessageRate is how many frames (every frame: data, continuation,
 	// ping, pong, close) a client may send per second, sustained, and
