@@ -102,12 +102,16 @@ func (h *catalystHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, "bad_request", "a WebSocket upgrade is required")
 		return
 	}
+	if msg := handshakeProblem(r); msg != "" {
+		writeError(w, http.StatusBadRequest, "bad_request", msg)
+		return
+	}
 	if h.conns.draining() {
 		writeError(w, http.StatusServiceUnavailable, "unavailable", "server shutting down")
 		return
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), 5*time.Second)
-	id, err := h.tickets.Redeem(ctx, q.Get("uuid"))
+	claimed, err := h.tickets.claim(ctx, q.Get("uuid"))
 	cancel()
 	if err != nil {
 		if errors.Is(err, ErrInvalidTicket) {
@@ -118,7 +122,10 @@ func (h *catalystHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusServiceUnavailable, "unavailable", "could not check the ticket")
 		return
 	}
-	release, ok := h.caps.admit(w, r, id.Environment, id.UserID, h.metrics, h.endpoint())
+	// From here on a refused handshake gives the ticket back before it
+	// answers: the client may retry with it.
+	id, giveBack := claimed.ident, func() { h.giveBack(r, claimed) }
+	release, ok := h.caps.admitOr(w, r, id.Environment, id.UserID, h.metrics, h.endpoint(), giveBack)
 	if !ok {
 		return
 	}
@@ -136,6 +143,7 @@ func (h *catalystHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if err != nil {
 		release()
 		h.logger.Error("catalyst subscribe", "err", err)
+		giveBack()
 		writeError(w, http.StatusServiceUnavailable, "unavailable", "could not subscribe")
 		return
 	}
@@ -143,8 +151,10 @@ func (h *catalystHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if err != nil {
 		h.hub.Unsubscribe(sub)
 		release()
-		return // the upgrader has answered
+		giveBack() // the upgrader has answered (the handshake was checked: rare)
+		return
 	}
+	h.tickets.redeemed()
 	conn.onRefused = h.metrics.refusedMsgs.WithLabelValues(h.endpoint()).Inc
 	b.attach(conn)
 	conn.out = b
@@ -154,6 +164,15 @@ func (h *catalystHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	// The read loop gets a goroutine of its own and this one returns: the
 	// HTTP server's buffers for the request (8 KiB) are then let go.
 	go h.serve(conn, sub, release)
+}
+
+// giveBack returns a ticket claimed for a handshake that is refused.
+func (h *catalystHandler) giveBack(r *http.Request, c claimedTicket) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(r.Context()), 5*time.Second)
+	defer cancel()
+	if err := h.tickets.giveBack(ctx, c); err != nil {
+		h.logger.Warn("refused handshake: ticket lost", "err", err)
+	}
 }
 
 // serve runs the connection's read loop, then ends the connection.
@@ -394,11 +413,11 @@ func newWSMetrics(reg prometheus.Registerer) (*wsMetrics, error) {
 		connections: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "pgcast_ws_connections", Help: "Open WebSocket connections."}, []string{"endpoint"}),
 		frames:      prometheus.NewCounterVec(prometheus.CounterOpts{Name: "pgcast_ws_frames_total", Help: "Data frames sent."}, []string{"endpoint"}),
 		items:       prometheus.NewCounterVec(prometheus.CounterOpts{Name: "pgcast_ws_events_delivered_total", Help: "Events delivered to clients."}, []string{"endpoint"}),
-		slowCloses:  prometheus.NewCounterVec(prometheus.CounterOpts{Name: "pgcast_ws_slow_consumer_closes_total", Help: "Connections closed with 4008 because their buffer overflowed."}, []string{"endpoint"}),
+		slowCloses:  prometheus.NewCounterVec(prometheus.CounterOpts{Name: "pgcast_ws_slow_consumer_closes_total", Help: "Connections closed with 4008 (slow consumer): their buffer overflowed or a write was not taken within the write timeout."}, []string{"endpoint"}),
 		refusedConns: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "pgcast_ws_connections_refused_total",
 			Help: "Handshakes refused with 429 because the user or the client address held the most connections allowed."}, []string{"endpoint", "cap"}),
 		refusedMsgs: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "pgcast_ws_messages_refused_total",
-			Help: "Client messages refused because the client sent faster than the message rate."}, []string{"endpoint"}),
+			Help: "Client frames refused because the client sent faster than the message rate."}, []string{"endpoint"}),
 	}
 	for _, c := range []prometheus.Collector{m.connections, m.frames, m.items, m.slowCloses, m.refusedConns, m.refusedMsgs} {
 		if err := reg.Register(c); err != nil {

@@ -87,14 +87,39 @@ func (c *connCaps) acquire(r *http.Request, env int64, userID string) (release f
 // admit is acquire for a handshake: a refusal is answered with 429
 // too_many_connections and counted, and ok is false.
 func (c *connCaps) admit(w http.ResponseWriter, r *http.Request, env int64, userID string, m *wsMetrics, endpoint string) (release func(), ok bool) {
+	return c.admitOr(w, r, env, userID, m, endpoint, nil)
+}
+
+// admitOr is admit that, on a refusal, calls refused (unless nil) before
+// answering: what the handshake took (its ticket) is given back before the
+// client can retry.
+func (c *connCaps) admitOr(w http.ResponseWriter, r *http.Request, env int64, userID string, m *wsMetrics, endpoint string, refused func()) (release func(), ok bool) {
 	release, reason, msg := c.acquire(r, env, userID)
 	if release == nil {
+		if refused != nil {
+			refused()
+		}
 		m.refusedConns.WithLabelValues(endpoint, reason).Inc()
 		writeError(w, http.StatusTooManyRequests, "too_many_connections", msg)
 		return nil, false
 	}
 	return release, true
 }
+
+// readerPage is the most events the reader hands the hub at once (the
+// default stream.ReaderConfig.PageSize): a statement's events arrive a page
+// at a time.
+const readerPage = 1000
+
+// MinBuffer is the smallest connection buffer (WSConfig.MaxBuffer) that one
+// statement cannot overflow for a client that reads, with Catalyst frames of
+// messageLimit items: a frame still filling (fewer than messageLimit items)
+// and two reader pages, one queued while the writer sends the other. A
+// statement of up to two pages (2,000 rows) fits even before the writer has
+// written anything; a longer one relies on the writer sending a page while
+// the reader fetches the next (a database round trip). A smaller buffer
+// closes readers that keep up with 4008.
+func MinBuffer(messageLimit int) int { return messageLimit + 2*readerPage }
 
 // clientIP is the address of the request's client: the peer's, or, when
 // the peer is a trusted proxy, the rightmost address of X-Forwarded-For

@@ -236,3 +236,42 @@ func TestConnectionCapsBehindAProxy(t *testing.T) {
 		t.Fatalf("second connection of 198.51.100.1 (with a forged hop): %d %s, want 429", code, body)
 	}
 }
+
+// TestRefusedHandshakeKeepsTicket: a Catalyst handshake refused after its
+// ticket was taken (429 over the user's cap), or refused by the handshake
+// check (400), leaves the ticket usable, as 400 and 403 before it do.
+func TestRefusedHandshakeKeepsTicket(t *testing.T) {
+	t.Parallel()
+	s := newStack(t, func(c *Config) { c.WS.MaxConnsPerUser = 1 })
+	first := s.connect(recordsPath + "?uuid=" + s.ticket("alice", RoleAuthenticated, 1))
+	tk := s.ticket("alice", RoleAuthenticated, 1)
+	if ws, code, body := s.dial(recordsPath+"?uuid="+tk, nil); ws != nil || code != http.StatusTooManyRequests {
+		t.Fatalf("over the cap: %d %s, want 429", code, body)
+	}
+	req, _ := http.NewRequest(http.MethodGet, s.base+recordsPath+"?uuid="+tk, nil)
+	req.Header = http.Header{"Connection": {"Upgrade"}, "Upgrade": {"websocket"}, "Sec-Websocket-Version": {"12"}, "Sec-Websocket-Key": {"dGhlIHNhbXBsZSBub25jZQ=="}}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusBadRequest || !strings.Contains(string(body), "Sec-WebSocket-Version") {
+		t.Fatalf("WebSocket version 12: %d %s, want 400", resp.StatusCode, body)
+	}
+	first.Close()
+	deadline := time.Now().Add(10 * time.Second)
+	for s.metric("pgcast_ws_connections") > 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("the closed connection is still counted")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	s.connect(recordsPath + "?uuid=" + tk)
+	if n := s.metric("pgcast_tickets_redeemed_total"); n != 2 {
+		t.Errorf("pgcast_tickets_redeemed_total = %v, want 2", n)
+	}
+	if _, code, _ := s.dial(recordsPath+"?uuid="+tk, nil); code != http.StatusUnauthorized {
+		t.Errorf("the ticket, once used: %d, want 401", code)
+	}
+}

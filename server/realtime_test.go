@@ -15,7 +15,6 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -833,26 +832,18 @@ func TestRealtimeSlowConsumer(t *testing.T) {
 	// client never overflows.
 	s := newStack(t, func(c *Config) { c.WS.MaxBuffer = 1100 })
 	cls, _ := s.class(1, "posts", "public")
-	field := s.queryInt(`INSERT INTO pgcast.object_class_fields (object_class_id, name, type) VALUES ($1, 'body', 'text') RETURNING id`, cls)
-	// A tiny receive buffer, and the client never reads: the server's writes
-	// stall after a few MB and its queue fills.
-	dialer := websocket.Dialer{NetDialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
-		d := net.Dialer{Control: func(_, _ string, c syscall.RawConn) error {
-			var serr error
-			err := c.Control(func(fd uintptr) { serr = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUF, 4096) })
-			return errors.Join(err, serr)
-		}}
-		return d.DialContext(ctx, network, addr)
-	}}
-	slow, _, err := dialer.Dial("ws"+strings.TrimPrefix(s.base, "http")+realtimePath, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer slow.Close()
+	// A tiny receive buffer, and the client never reads. The server's end
+	// of the socket buffers a few KB only, so its writes stall after a few
+	// dozen events and its queue fills from the first page on. (With the
+	// kernel's buffers, megabytes of events had to go through the reader
+	// before the queue could overflow: two pages of 4 KiB events took 4 s
+	// on a busy machine, and more than the 20 s allowed during make test.)
+	slow := s.dialSlow(realtimePath)
 	rtRead(t, slow, 10*time.Second) // connected
 	rtSubscribe(t, slow, "posts.*")
-	// 4,000 events of 4 KiB: four times what the socket buffers hold.
-	s.exec(`INSERT INTO pgcast.object_records (object_class_id, cells) SELECT $1, jsonb_build_object($2::text, repeat('x', 4096)) FROM generate_series(1, 4000)`, cls, fmt.Sprint(field))
+	s.shrinkServerBuffers(1)
+	// Three pages: the queue overflows on the second.
+	s.exec(`INSERT INTO pgcast.object_records (object_class_id) SELECT $1 FROM generate_series(1, 3000)`, cls)
 	s.waitMetric("pgcast_hub_overflows_total", 1)
 	code, err := readUntilClose(slow, 30*time.Second)
 	if code != CloseSlowConsumer {

@@ -176,36 +176,68 @@ func (s *TicketStore) IssueUntil(ctx context.Context, ident Identity, notAfter t
 // ticket that is not a UUID is refused without a query. Errors other than
 // ErrInvalidTicket are database failures; no error contains the ticket.
 func (s *TicketStore) Redeem(ctx context.Context, ticket string) (Identity, error) {
+	c, err := s.claim(ctx, ticket)
+	if err != nil {
+		return Identity{}, err
+	}
+	s.metrics.incRedeemed()
+	return c.ident, nil
+}
+
+// claimedTicket is a ticket taken out of the store by claim, for a
+// handshake that may still be refused: then giveBack stores it again.
+type claimedTicket struct {
+	id               uuid.UUID
+	ident            Identity
+	expires, created time.Time
+}
+
+// claim is Redeem without counting the ticket redeemed: the caller counts
+// it (redeemed) once its handshake has gone through, or gives it back.
+func (s *TicketStore) claim(ctx context.Context, ticket string) (claimedTicket, error) {
 	id, err := uuid.Parse(ticket)
 	if err != nil {
 		s.metrics.incRejected(rejectInvalid)
-		return Identity{}, fmt.Errorf("%w: not a UUID", ErrInvalidTicket)
+		return claimedTicket{}, fmt.Errorf("%w: not a UUID", ErrInvalidTicket)
 	}
-	var (
-		userID, role string
-		env          int64
-		expires      time.Time
-	)
+	c := claimedTicket{id: id}
+	var role string
 	err = s.pool.QueryRow(ctx,
-		`DELETE FROM pgcast.tickets WHERE id = $1 RETURNING user_id, role, environment_id, expires_at`,
-		id.String()).Scan(&userID, &role, &env, &expires)
+		`DELETE FROM pgcast.tickets WHERE id = $1 RETURNING user_id, role, environment_id, expires_at, created_at`,
+		id.String()).Scan(&c.ident.UserID, &role, &c.ident.Environment, &c.expires, &c.created)
 	if errors.Is(err, pgx.ErrNoRows) {
 		s.metrics.incRejected(rejectUsed)
-		return Identity{}, fmt.Errorf("%w: unknown or already used", ErrInvalidTicket)
+		return claimedTicket{}, fmt.Errorf("%w: unknown or already used", ErrInvalidTicket)
 	}
 	if err != nil {
-		return Identity{}, fmt.Errorf("redeem ticket: %w", err)
+		return claimedTicket{}, fmt.Errorf("redeem ticket: %w", err)
 	}
-	if !s.now().Before(expires) {
+	if !s.now().Before(c.expires) {
 		s.metrics.incRejected(rejectExpired)
-		return Identity{}, fmt.Errorf("%w: expired", ErrInvalidTicket)
+		return claimedTicket{}, fmt.Errorf("%w: expired", ErrInvalidTicket)
 	}
-	r, err := ParseRole(role)
+	if c.ident.Role, err = ParseRole(role); err != nil {
+		return claimedTicket{}, fmt.Errorf("redeem ticket: stored %w", err)
+	}
+	return c, nil
+}
+
+// redeemed counts a claimed ticket whose handshake went through.
+func (s *TicketStore) redeemed() { s.metrics.incRedeemed() }
+
+// giveBack stores a claimed ticket again, as it was, for a handshake
+// refused after the ticket was taken (429 over a connection cap, 503): a
+// refused handshake leaves the ticket usable, until it expires. A ticket
+// still opens one connection at most: a concurrent redemption of it, while
+// it was out, was refused.
+func (s *TicketStore) giveBack(ctx context.Context, c claimedTicket) error {
+	_, err := s.pool.Exec(ctx,
+		`INSERT INTO pgcast.tickets (id, user_id, role, environment_id, expires_at, created_at) VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (id) DO NOTHING`,
+		c.id.String(), c.ident.UserID, c.ident.Role.String(), c.ident.Environment, c.expires, c.created)
 	if err != nil {
-		return Identity{}, fmt.Errorf("redeem ticket: stored %w", err)
+		return fmt.Errorf("give a ticket back: %w", err)
 	}
-	s.metrics.incRedeemed()
-	return Identity{UserID: userID, Role: r, Environment: env}, nil
+	return nil
 }
 
 // PruneExpired deletes expired tickets (those never redeemed) and returns

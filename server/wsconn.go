@@ -2,12 +2,13 @@ package server
 
 import (
 	"bufio"
-	"errors"
+	"encoding/base64"
 	"log/slog"
 	"net"
 	"net/http"
 	"net/netip"
 	"net/url"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -49,16 +50,21 @@ type WSConfig struct {
 	AllowedOrigins []string
 	// PingInterval is how often the server pings. Default 30 s.
 	PingInterval time.Duration
-	// PongWait is how long a connection may stay silent (no pong, no frame)
-	// before it is closed. Default 60 s.
+	// PongWait is how long a connection may go without answering a ping
+	// (a pong) before it is closed; other frames do not count as an answer.
+	// Default 60 s.
 	PongWait time.Duration
-	// MaxBuffer bounds a connection's queue, in items. Default 100,000.
+	// MaxBuffer bounds a connection's queue, in items: a client further
+	// behind is closed with 4008. Default 100,000. Below
+	// MinBuffer(Catalyst MessageLimit) one statement can close clients that
+	// read (pgcast serve refuses it).
 	MaxBuffer int
-	// MessageRate is how many messages (data frames and pings) a client may
-	// send per second, sustained, and MessageBurst how many in a burst. A
-	// message beyond them is refused: /api/realtime answers it with a
-	// rate_limited error, the Catalyst endpoints drop it. A client that
-	// keeps sending through MessageBurst refusals is closed with 1008.
+	// MessageRate is how many frames (every frame: data, continuation,
+	// ping, pong, close) a client may send per second, sustained, and
+	// MessageBurst how many in a burst. A frame beyond them is refused: a
+	// message is not handled (/api/realtime answers rate_limited, the
+	// Catalyst endpoints drop it), a ping not answered. A client that keeps
+	// sending through MessageBurst refusals is closed with 1008.
 	// Defaults 20 and 100; a negative MessageRate means no limit.
 	MessageRate  float64
 	MessageBurst int
@@ -138,6 +144,19 @@ func newUpgrader(allowed []string) *websocket.Upgrader {
 	}
 }
 
+// handshakeProblem checks what the upgrader would refuse in a request that
+// IsWebSocketUpgrade accepts, so that a handler can refuse it before it
+// spends anything on it (a ticket): "" when the handshake is good.
+func handshakeProblem(r *http.Request) string {
+	if !slices.ContainsFunc(strings.Split(r.Header.Get("Sec-Websocket-Version"), ","), func(v string) bool { return strings.TrimSpace(v) == "13" }) {
+		return "unsupported WebSocket version: want Sec-WebSocket-Version 13"
+	}
+	if key, err := base64.StdEncoding.DecodeString(r.Header.Get("Sec-Websocket-Key")); err != nil || len(key) != 16 {
+		return "invalid Sec-WebSocket-Key"
+	}
+	return ""
+}
+
 // upgrade performs the handshake and returns the connection, not yet
 // started. bufs pools the writers' scratch (frameBuf).
 func upgrade(u *websocket.Upgrader, w http.ResponseWriter, r *http.Request, cfg WSConfig, logger *slog.Logger, bufs *sync.Pool) (*wsConn, error) {
@@ -164,47 +183,6 @@ func (h *hijacker) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 	}
 	h.conn = &gorillaConn{Conn: nc}
 	return h.conn, brw, nil
-}
-
-// gorillaConn is the socket as gorilla sees it. After the handshake gorilla
-// must not write, but it still tries to on its own when a client frame
-// breaks the read limit (close 1009) or the protocol (close 1002): such a
-// close frame becomes a close request to the connection's writer, which
-// sends it; nothing reaches the socket. gorilla's write deadlines are
-// ignored too: the writer owns the write deadline.
-type gorillaConn struct {
-	net.Conn
-	c *wsConn // set once the handshake is written, before the read loop starts
-}
-
-func (g *gorillaConn) Write(p []byte) (int, error) {
-	if g.c == nil {
-		return g.Conn.Write(p) // the handshake response
-	}
-	// gorilla's server control frames: FIN|opcode, unmasked length ≤ 125.
-	if len(p) >= 2 && p[0]&0x0f == opClose && int(p[1]&0x7f) <= len(p)-2 {
-		payload := p[2 : 2+int(p[1]&0x7f)]
-		code, reason := closeNoStatus, ""
-		if len(payload) >= 2 {
-			code, reason = int(payload[0])<<8|int(payload[1]), string(payload[2:])
-		}
-		g.c.close(code, reason)
-	}
-	return len(p), nil
-}
-
-func (g *gorillaConn) SetWriteDeadline(t time.Time) error {
-	if g.c == nil {
-		return g.Conn.SetWriteDeadline(t)
-	}
-	return nil
-}
-
-func (g *gorillaConn) SetDeadline(t time.Time) error {
-	if g.c == nil {
-		return g.Conn.SetDeadline(t)
-	}
-	return g.Conn.SetReadDeadline(t)
 }
 
 // outbox is a connection's bounded queue, protocol-specific. The hub calls
@@ -303,7 +281,6 @@ func newWSConn(ws *websocket.Conn, nc net.Conn, cfg WSConfig, logger *slog.Logge
 			c.mu.Lock()
 			c.pong, c.pongDue = data, true
 			c.mu.Unlock()
-			c.extendRead()
 			c.notify()
 			return nil
 		})
@@ -442,9 +419,7 @@ func (c *wsConn) writeNow() {
 		done, err = fb.tryWrite(c.raw)
 	}
 	if err != nil {
-		fb.reset()
-		c.putBuf(fb)
-		c.finishWriter(err)
+		c.writeFailed(fb, err, false)
 		return
 	}
 	if done && !more && c.state.CompareAndSwap(wsStarted|wsWriting, wsStarted) {
@@ -464,17 +439,20 @@ func (c *wsConn) write() { c.writeWith(c.getBuf()) }
 func (c *wsConn) writeWith(fb *frameBuf) {
 	if fb.nb != nil {
 		if err := c.writeFrames(fb); err != nil {
-			c.putBuf(fb)
-			c.finishWriter(err)
+			c.writeFailed(fb, err, false)
 			return
 		}
 	}
 	for {
 		c.state.And(^wsAgain)
 		wrote, final, err := c.flush(fb)
-		if final || err != nil {
+		if err != nil {
+			c.writeFailed(fb, err, final)
+			return
+		}
+		if final {
 			c.putBuf(fb)
-			c.finishWriter(err)
+			c.finishWriter(nil)
 			return
 		}
 		if !wrote && c.state.CompareAndSwap(wsStarted|wsWriting, wsStarted) {
@@ -513,9 +491,10 @@ func (c *wsConn) flush(fb *frameBuf) (wrote, final bool, err error) {
 	return true, false, c.writeFrames(fb)
 }
 
+// writeFrames writes fb; after a failure fb keeps what was not written,
+// for writeFailed.
 func (c *wsConn) writeFrames(fb *frameBuf) error {
 	if err := c.extendWrite(); err != nil {
-		fb.reset()
 		return err
 	}
 	return fb.writeTo(c.nc)
@@ -533,7 +512,8 @@ func (c *wsConn) extendWrite() error {
 
 // finishWriter ends the writing side: after the close frame the peer has
 // closeHandshakeWait to answer before the read loop gives up; after a
-// failed write the socket is closed at once, which ends the read loop.
+// failed write the socket is closed at once, which ends the read loop (a
+// write that timed out is handled first: see writeFailed).
 func (c *wsConn) finishWriter(err error) {
 	c.mu.Lock()
 	c.closeSent = true
@@ -572,60 +552,6 @@ func (c *wsConn) putBuf(fb *frameBuf) {
 	fb.reset()
 	fb.trim()
 	c.bufs.Put(fb)
-}
-
-// extendRead moves the read deadline PongWait ahead, unless the close
-// frame is out (then the close handshake's deadline stands).
-func (c *wsConn) extendRead() {
-	c.mu.Lock()
-	if !c.closeSent {
-		_ = c.nc.SetReadDeadline(time.Now().Add(c.cfg.PongWait))
-	}
-	c.mu.Unlock()
-}
-
-// readLoop reads (and, for Catalyst, discards) client frames until the
-// connection ends, enforcing the frame limit and the pong deadline. onMessage
-// may be nil. It runs on the connection's one long-lived goroutine.
-func (c *wsConn) readLoop(onMessage func([]byte)) {
-	c.ws.SetReadLimit(clientFrameLimit)
-	c.extendRead()
-	for {
-		_, data, err := c.ws.ReadMessage()
-		if err != nil {
-			switch {
-			case errors.Is(err, websocket.ErrReadLimit):
-				c.close(CloseTooBig, "frame too large") // gorilla's 1009 has been handed over first
-			case websocket.IsCloseError(err, websocket.CloseNormalClosure, websocket.CloseGoingAway, websocket.CloseNoStatusReceived):
-				c.close(websocket.CloseNormalClosure, "")
-			default:
-				c.close(ClosePolicy, "read error")
-			}
-			return
-		}
-		c.extendRead()
-		if c.admit() && onMessage != nil {
-			onMessage(data)
-		}
-	}
-}
-
-// admit accounts one client message (on the read loop) and says whether to
-// handle it; a refused one is reported to onRefused, and a client that
-// keeps flooding is closed with 1008.
-func (c *wsConn) admit() bool {
-	ok, closeIt := c.bucket.take(time.Now())
-	if ok {
-		return true
-	}
-	if closeIt {
-		c.close(ClosePolicy, "message rate exceeded")
-		return false
-	}
-	if c.onRefused != nil {
-		c.onRefused()
-	}
-	return false
 }
 
 // finish ends the connection after its read loop has returned (which has

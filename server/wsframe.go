@@ -1,6 +1,7 @@
 package server
 
 import (
+	"slices"
 	"syscall"
 
 	"golang.org/x/sys/unix"
@@ -16,11 +17,12 @@ import (
 // (server frames are not), no extension bits (no compression is
 // negotiated: newUpgrader leaves EnableCompression off).
 const (
-	opText  = 0x1
-	opClose = 0x8
-	opPing  = 0x9
-	opPong  = 0xA
-	finBit  = 0x80
+	opText   = 0x1
+	opBinary = 0x2
+	opClose  = 0x8
+	opPing   = 0x9
+	opPong   = 0xA
+	finBit   = 0x80
 
 	maxFrameHeader    = 10  // 2 + 64-bit length; server frames have no mask key
 	maxControlPayload = 125 // RFC 6455 5.5
@@ -74,6 +76,10 @@ type frameBuf struct {
 	iov    [maxIovecs][]byte
 	niov   int
 	frames int // text frames added
+	// size is the bytes added, and ends where each frame ends in them: a
+	// write cut short must finish its frame before a close frame follows.
+	size int
+	ends []int
 	// nb is what WriteTo consumes; a field, so that passing its address
 	// allocates nothing.
 	nb net.Buffers
@@ -102,6 +108,8 @@ func (fb *frameBuf) text(p []byte) {
 		fb.niov++
 	}
 	fb.frames++
+	fb.size += len(h) + len(p)
+	fb.ends = append(fb.ends, fb.size)
 }
 
 // control adds a control frame (ping or pong), payload copied; a payload
@@ -117,40 +125,94 @@ func (fb *frameBuf) control(op byte, p string) {
 // on a rune boundary). CloseNoStatusReceived (1005), which must not be sent,
 // gives an empty close frame.
 func (fb *frameBuf) closeFrame(code int, reason string) {
+	fb.add(appendCloseFrame(fb.hdr[fb.nhdr:fb.nhdr], code, reason))
+}
+
+// appendCloseFrame appends a close frame (see closeFrame).
+func appendCloseFrame(b []byte, code int, reason string) []byte {
 	if code == closeNoStatus {
-		fb.add(appendFrameHeader(fb.hdr[fb.nhdr:fb.nhdr], opClose, 0))
-		return
+		return appendFrameHeader(b, opClose, 0)
 	}
 	r := reason[:min(len(reason), maxControlPayload-2)]
 	for !utf8.ValidString(r) {
 		r = r[:len(r)-1]
 	}
-	b := appendFrameHeader(fb.hdr[fb.nhdr:fb.nhdr], opClose, 2+len(r))
+	b = appendFrameHeader(b, opClose, 2+len(r))
 	b = append(b, byte(code>>8), byte(code))
-	b = append(b, r...)
-	fb.add(b)
+	return append(b, r...)
 }
 
-// add adds b, built in fb.hdr, as one iovec.
+// add adds b, one frame built in fb.hdr, as one iovec.
 func (fb *frameBuf) add(b []byte) {
 	fb.nhdr += len(b)
 	fb.iov[fb.niov] = b
 	fb.niov++
+	fb.size += len(b)
+	fb.ends = append(fb.ends, fb.size)
 }
 
 // owned adds b, bytes built in fb.body, as they are: whole frames.
 func (fb *frameBuf) owned(b []byte) {
-	if len(b) > 0 {
-		fb.iov[fb.niov] = b
-		fb.niov++
+	if len(b) == 0 {
+		return
 	}
+	fb.iov[fb.niov] = b
+	fb.niov++
+	for off := 0; off < len(b); {
+		off += serverFrameLen(b[off:])
+		fb.ends = append(fb.ends, fb.size+off)
+	}
+	fb.size += len(b)
+}
+
+// serverFrameLen is the length, header included, of the server frame b
+// starts with.
+func serverFrameLen(b []byte) int {
+	switch n := int(b[1] & 0x7f); n {
+	case 126:
+		return 4 + (int(b[2])<<8 | int(b[3]))
+	case 127:
+		var u uint64
+		for _, c := range b[2:10] {
+			u = u<<8 | uint64(c)
+		}
+		return 10 + int(u)
+	default:
+		return 2 + n
+	}
+}
+
+// rest is what is left, after a write cut short (writeTo failed), of the
+// frame it stopped in: nothing when it stopped between frames.
+func (fb *frameBuf) rest() net.Buffers {
+	left := 0
+	for _, b := range fb.nb {
+		left += len(b)
+	}
+	written := fb.size - left
+	i, boundary := slices.BinarySearch(fb.ends, written)
+	if written == 0 || boundary || i == len(fb.ends) {
+		return nil
+	}
+	n := fb.ends[i] - written
+	var out net.Buffers
+	for _, b := range fb.nb {
+		if n == 0 {
+			break
+		}
+		k := min(n, len(b))
+		out = append(out, b[:k])
+		n -= k
+	}
+	return out
 }
 
 // reset empties fb for the next write, dropping its references to shared
 // event bytes.
 func (fb *frameBuf) reset() {
 	clear(fb.iov[:fb.niov])
-	fb.niov, fb.nhdr, fb.frames = 0, 0, 0
+	fb.niov, fb.nhdr, fb.frames, fb.size = 0, 0, 0, 0
+	fb.ends = fb.ends[:0]
 	fb.nb = nil
 	clear(fb.items)
 	fb.items = fb.items[:0]
@@ -163,20 +225,23 @@ func (fb *frameBuf) trim() {
 	if cap(fb.body) > frameBufKeepBody {
 		fb.body = nil
 	}
-	if cap(fb.items) > frameBufKeepItems {
-		fb.items, fb.groups = nil, nil
+	if cap(fb.items) > frameBufKeepItems || cap(fb.ends) > frameBufKeepItems {
+		fb.items, fb.groups, fb.ends = nil, nil, nil
 	}
 }
 
 // writeTo writes fb's frames (or what a tryWrite left of them) with one
-// writev (net.Buffers on a TCP socket) and resets fb.
+// writev (net.Buffers on a TCP socket) and resets fb. After a failure fb
+// keeps what was not written (see rest); the caller resets it.
 func (fb *frameBuf) writeTo(c net.Conn) error {
 	if fb.nb == nil {
 		fb.nb = fb.iov[:fb.niov]
 	}
-	_, err := fb.nb.WriteTo(c)
+	if _, err := fb.nb.WriteTo(c); err != nil {
+		return err
+	}
 	fb.reset()
-	return err
+	return nil
 }
 
 // tryWrite writes fb's frames with one writev that never waits for the

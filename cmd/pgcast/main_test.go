@@ -180,6 +180,7 @@ func TestBadInputIsOneClearLine(t *testing.T) {
 		{"short secret", map[string]string{"DATABASE_URL": url, "PGCAST_JWT_SECRET": "short"}, []string{"serve"}, "at least 32"},
 		{"unknown bench scenario", nil, []string{"bench", "capture", "--scenarios", "latency,nope"}, `unknown scenario "nope"`},
 		{"bad trusted proxy", nil, []string{"serve", "--trusted-proxies", "10.0.0.0/8,lb.internal"}, `--trusted-proxies: trusted proxy "lb.internal" is neither an address nor a CIDR`},
+		{"buffer below a statement", nil, []string{"serve", "--max-buffer", "200", "--message-limit", "100"}, "--max-buffer 200 is below 2100 (--message-limit 100 + two reader pages of 1000 events)"},
 		{"no realtime writers", nil, []string{"bench", "realtime", "--writers", "0"}, "--writers must be between 1 and 100, got 0"},
 	}
 	for _, c := range cases {

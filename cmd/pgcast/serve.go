@@ -61,12 +61,12 @@ func (o *serveOptions) addFlags(fs *pflag.FlagSet) {
 	o.auth.addFlags(fs)
 	fs.IntVar(&o.messageLimit, "message-limit", 1000, "Catalyst endpoints: most items per frame; a full frame is sent at once")
 	fs.DurationVar(&o.messageTime, "message-time", 5*time.Second, "Catalyst endpoints: batching period, measured from each connection's start")
-	fs.IntVar(&o.maxBuffer, "max-buffer", 100_000, "most items buffered per connection; a client that falls further behind is closed with 4008")
+	fs.IntVar(&o.maxBuffer, "max-buffer", 100_000, "most items buffered per connection; a client that falls further behind is closed with 4008; at least --message-limit + 2000 (two reader pages), so that one statement cannot close a client that reads")
 	fs.StringSliceVar(&o.allowedOrigins, "allowed-origins", nil, `Origins (scheme://host[:port]) allowed to open WebSockets, comma-separated; default same-origin only; requests without Origin are always allowed`)
 	fs.DurationVar(&o.pingInterval, "ping-interval", 30*time.Second, "WebSocket keep-alive ping period")
-	fs.DurationVar(&o.pongWait, "pong-wait", 60*time.Second, "close a WebSocket that has not answered for this long")
-	fs.Float64Var(&o.messageRate, "client-message-rate", 20, "messages (frames and pings) a WebSocket client may send per second, sustained; over it messages are refused, and a client that keeps on is closed with 1008; negative: no limit")
-	fs.IntVar(&o.messageBurst, "client-message-burst", 100, "messages a WebSocket client may send at once before --client-message-rate applies")
+	fs.DurationVar(&o.pongWait, "pong-wait", 60*time.Second, "close a WebSocket that has not answered a ping (with a pong) for this long")
+	fs.Float64Var(&o.messageRate, "client-message-rate", 20, "frames of any kind (data, continuation, ping, pong, close) a WebSocket client may send per second, sustained; over it frames are refused, and a client that keeps on is closed with 1008; negative: no limit")
+	fs.IntVar(&o.messageBurst, "client-message-burst", 100, "frames a WebSocket client may send at once before --client-message-rate applies")
 	fs.IntVar(&o.maxConnsPerUser, "max-conns-per-user", 100, "WebSocket connections one user may hold on this node (both protocols); more are refused with 429; negative: no cap")
 	fs.IntVar(&o.maxConnsPerIP, "max-conns-per-ip", 0, "WebSocket connections one client IP address may hold on this node; more are refused with 429; 0: no cap (behind a proxy, set --trusted-proxies, else every client has the proxy's address)")
 	fs.StringSliceVar(&o.trustedProxies, "trusted-proxies", nil, "addresses or CIDRs of the proxies in front of pgcast, comma-separated: for their requests the client address (for --max-conns-per-ip) is taken from X-Forwarded-For")
@@ -95,6 +95,9 @@ it, it waits up to --schema-wait for another node to migrate, then gives up;
 			if _, err := server.ParseTrustedProxies(o.trustedProxies); err != nil {
 				return fmt.Errorf("--trusted-proxies: %w", err)
 			}
+			if err := o.checkBuffer(); err != nil {
+				return err
+			}
 			url, err := a.requireDatabaseURL()
 			if err != nil {
 				return err
@@ -104,6 +107,15 @@ it, it waits up to --schema-wait for another node to migrate, then gives up;
 	}
 	o.addFlags(cmd.Flags())
 	return cmd
+}
+
+// checkBuffer refuses a --max-buffer that one statement's events would
+// overflow for clients that read (see server.MinBuffer).
+func (o *serveOptions) checkBuffer() error {
+	if least := server.MinBuffer(o.messageLimit); o.maxBuffer < least {
+		return fmt.Errorf("--max-buffer %d is below %d (--message-limit %d + two reader pages of 1000 events): one statement would close clients that read with 4008", o.maxBuffer, least, o.messageLimit)
+	}
+	return nil
 }
 
 // serve runs the server until the first signal, then shuts down in order.
@@ -118,6 +130,9 @@ func (a *app) serve(ctx context.Context, url string, o *serveOptions) error {
 	trusted, err := server.ParseTrustedProxies(o.trustedProxies)
 	if err != nil {
 		return fmt.Errorf("--trusted-proxies: %w", err)
+	}
+	if err := o.checkBuffer(); err != nil {
+		return err
 	}
 	pool, st, err := a.migrateOrWait(ctx, url, o)
 	if err != nil {
