@@ -139,6 +139,9 @@ type Collection struct {
 	Name        string      `json:"name"`
 	Fields      []Field     `json:"fields"`
 	Permissions Permissions `json:"permissions"`
+	// Table is set when the collection is a watch (pgcast watch): the
+	// application's table it streams, whose rows are its records.
+	Table string `json:"table,omitempty"`
 }
 
 // Field returns the field called name.

@@ -1,0 +1,581 @@
+package db
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+)
+
+// Watches stream the application's own tables (docs/watch.md). A watch is
+// an object class (listed with the collections, one field per streamed
+// column) plus a row of pgcast.watches; the capture triggers on the table
+// and the functions they call are in package triggers (watch.sql). The
+// functions here apply, list and remove watches; they run SQL only.
+
+// WatchApplyResult says what ApplyWatch did.
+type WatchApplyResult struct {
+	Watch Watch
+	// Created is true when the watch did not exist.
+	Created bool
+	// Changes describes each change made, one line each; empty when the
+	// watch already matched the definition and nothing needed repair.
+	Changes []string
+}
+
+// Querier is what the read-only watch functions need: *pgxpool.Pool,
+// *pgx.Conn and pgx.Tx satisfy it.
+type WatchQuerier interface {
+	Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error)
+	QueryRow(ctx context.Context, sql string, args ...any) pgx.Row
+}
+
+// table is a resolved table.
+type table struct {
+	oid      uint32
+	schema   string
+	name     string
+	kind     string
+	owner    bool // the role owns it (or is superuser)
+	quoted   string
+	columns  []tableColumn
+	key      []int16 // primary key, in key order
+	keyNames []string
+}
+
+type tableColumn struct {
+	attnum  int16
+	name    string
+	typ     string // as format_type prints it
+	ownerOK bool   // text, uuid, integer, or an array of one
+	envOK   bool   // an integer type
+}
+
+func (t *table) column(name string) (tableColumn, bool) {
+	for _, c := range t.columns {
+		if c.name == name {
+			return c, true
+		}
+	}
+	return tableColumn{}, false
+}
+
+func (t *table) columnNames() string {
+	names := make([]string, len(t.columns))
+	for i, c := range t.columns {
+		names[i] = c.name
+	}
+	return strings.Join(names, ", ")
+}
+
+// resolveTable looks the table up by name (nil when it does not exist)
+// with its columns and primary key.
+func resolveTable(ctx context.Context, q WatchQuerier, name string) (*table, error) {
+	return lookupTable(ctx, q, `to_regclass($1)`, name)
+}
+
+// tableByOID is resolveTable by oid.
+func tableByOID(ctx context.Context, q WatchQuerier, oid uint32) (*table, error) {
+	return lookupTable(ctx, q, `$1::oid`, oid)
+}
+
+func lookupTable(ctx context.Context, q WatchQuerier, oidExpr string, arg any) (*table, error) {
+	t := &table{}
+	name := fmt.Sprint(arg)
+	err := q.QueryRow(ctx, `
+		SELECT c.oid, n.nspname, c.relname, c.relkind::text, format('%I.%I', n.nspname, c.relname),
+		       pg_has_role(c.relowner, 'USAGE') OR coalesce((SELECT rolsuper FROM pg_roles WHERE rolname = current_user), false)
+		FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+		WHERE c.oid = `+oidExpr, arg).Scan(&t.oid, &t.schema, &t.name, &t.kind, &t.quoted, &t.owner)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return nil, nil
+	}
+	if err != nil {
+		var pe *pgconn.PgError
+		if errors.As(err, &pe) {
+			return nil, fmt.Errorf("%w: table %q: %s", ErrInvalidWatch, name, pe.Message)
+		}
+		return nil, fmt.Errorf("look up table %q: %w", name, err)
+	}
+	if err := t.load(ctx, q); err != nil {
+		return nil, err
+	}
+	return t, nil
+}
+
+// load reads the table's columns and primary key.
+func (t *table) load(ctx context.Context, q WatchQuerier) error {
+	rows, err := q.Query(ctx, `
+		SELECT a.attnum, a.attname::text, format_type(a.atttypid, a.atttypmod),
+		       (CASE WHEN t.typcategory = 'A' THEN t.typelem ELSE a.atttypid END)
+		           IN ('text'::regtype, 'varchar'::regtype, 'bpchar'::regtype, 'uuid'::regtype, 'int2'::regtype, 'int4'::regtype, 'int8'::regtype),
+		       a.atttypid IN ('int2'::regtype, 'int4'::regtype, 'int8'::regtype)
+		FROM pg_attribute a JOIN pg_type t ON t.oid = a.atttypid
+		WHERE a.attrelid = $1 AND a.attnum > 0 AND NOT a.attisdropped
+		ORDER BY a.attnum`, t.oid)
+	if err != nil {
+		return fmt.Errorf("read columns of %s: %w", t.quoted, err)
+	}
+	t.columns, err = pgx.CollectRows(rows, func(r pgx.CollectableRow) (tableColumn, error) {
+		var c tableColumn
+		err := r.Scan(&c.attnum, &c.name, &c.typ, &c.ownerOK, &c.envOK)
+		return c, err
+	})
+	if err != nil {
+		return fmt.Errorf("read columns of %s: %w", t.quoted, err)
+	}
+	rows, err = q.Query(ctx, `
+		SELECT k.attnum, a.attname::text
+		FROM pg_index i
+		CROSS JOIN LATERAL unnest(i.indkey::int2[]) WITH ORDINALITY k(attnum, ord)
+		JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.attnum
+		WHERE i.indrelid = $1 AND i.indisprimary
+		ORDER BY k.ord`, t.oid)
+	if err != nil {
+		return fmt.Errorf("read primary key of %s: %w", t.quoted, err)
+	}
+	var (
+		attnum int16
+		name   string
+	)
+	t.key, t.keyNames = nil, nil
+	_, err = pgx.ForEachRow(rows, []any{&attnum, &name}, func() error {
+		t.key = append(t.key, attnum)
+		t.keyNames = append(t.keyNames, name)
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("read primary key of %s: %w", t.quoted, err)
+	}
+	return nil
+}
+
+// watchConfig is a definition resolved against its table: columns by
+// attnum, as pgcast.watches stores them.
+type watchConfig struct {
+	read    string
+	key     []int16
+	include []int16 // nil: every column but exclude
+	exclude []int16
+	owners  []int16
+	env     *int16
+	counts  bool
+}
+
+func (c watchConfig) equal(o watchConfig) bool {
+	return c.read == o.read && slices.Equal(c.key, o.key) && (c.include == nil) == (o.include == nil) &&
+		slices.Equal(c.include, o.include) && slices.Equal(c.exclude, o.exclude) && slices.Equal(c.owners, o.owners) &&
+		((c.env == nil && o.env == nil) || (c.env != nil && o.env != nil && *c.env == *o.env)) && c.counts == o.counts
+}
+
+// resolve checks def against t and returns its configuration.
+func (t *table) resolve(def *WatchDefinition) (watchConfig, error) {
+	bad := func(format string, args ...any) error {
+		return fmt.Errorf("%w: %s", ErrInvalidWatch, fmt.Sprintf(format, args...))
+	}
+	if len(t.key) == 0 {
+		return watchConfig{}, bad("table %s has no primary key: pgcast identifies rows by it (add one: ALTER TABLE %s ADD PRIMARY KEY (...))", t.quoted, t.quoted)
+	}
+	cfg := watchConfig{read: def.readRule(), key: t.key, exclude: []int16{}, counts: def.Counts}
+	attnums := func(what string, names []string) ([]int16, error) {
+		out := make([]int16, 0, len(names))
+		for _, n := range names {
+			c, ok := t.column(n)
+			if !ok {
+				return nil, bad("%s: table %s has no column %q (its columns: %s)", what, t.quoted, n, t.columnNames())
+			}
+			out = append(out, c.attnum)
+		}
+		return out, nil
+	}
+	var err error
+	if cfg.owners, err = attnums("owner_columns", def.OwnerColumns); err != nil {
+		return watchConfig{}, err
+	}
+	for _, n := range def.OwnerColumns {
+		if c, _ := t.column(n); !c.ownerOK {
+			return watchConfig{}, bad("owner_columns: column %q has type %s: want text, varchar, uuid, an integer type or an array of one (compared with the token's sub)", c.name, c.typ)
+		}
+	}
+	always := slices.Clone(t.key)
+	always = append(always, cfg.owners...)
+	if def.EnvColumn != "" {
+		c, ok := t.column(def.EnvColumn)
+		if !ok {
+			return watchConfig{}, bad("env_column: table %s has no column %q (its columns: %s)", t.quoted, def.EnvColumn, t.columnNames())
+		}
+		if !c.envOK {
+			return watchConfig{}, bad("env_column: column %q has type %s: want smallint, integer or bigint (an environment id)", c.name, c.typ)
+		}
+		cfg.env = &c.attnum
+		always = append(always, c.attnum)
+	}
+	switch {
+	case def.Columns.Include != nil:
+		inc, err := attnums("columns.include", def.Columns.Include)
+		if err != nil {
+			return watchConfig{}, err
+		}
+		for _, a := range always {
+			if !slices.Contains(inc, a) {
+				inc = append(inc, a)
+			}
+		}
+		slices.Sort(inc)
+		cfg.include = inc
+	case def.Columns.Exclude != nil:
+		exc, err := attnums("columns.exclude", def.Columns.Exclude)
+		if err != nil {
+			return watchConfig{}, err
+		}
+		for i, a := range exc {
+			if slices.Contains(always, a) {
+				return watchConfig{}, bad("columns.exclude: %q is a key, owner or environment column: every entry carries its value", def.Columns.Exclude[i])
+			}
+		}
+		slices.Sort(exc)
+		cfg.exclude = exc
+	}
+	return cfg, nil
+}
+
+// existingWatch is the class of a watch's name in an environment, and its
+// watch row when it is one.
+type existingWatch struct {
+	classID  int64
+	watchID  *int64
+	tableOID uint32
+	status   string
+	cfg      watchConfig
+}
+
+const selectExisting = `
+SELECT c.id, c.read_rule, w.id, coalesce(w.table_oid, 0), coalesce(w.status, ''), w.key_attnums, w.include_attnums,
+       w.exclude_attnums, w.owner_attnums, w.env_attnum, coalesce(w.counts, false)
+FROM pgcast.object_classes c LEFT JOIN pgcast.watches w ON w.object_class_id = c.id
+WHERE c.environment_id = $1 AND c.name = $2`
+
+func scanExisting(row pgx.Row) (*existingWatch, error) {
+	var e existingWatch
+	err := row.Scan(&e.classID, &e.cfg.read, &e.watchID, &e.tableOID, &e.status, &e.cfg.key, &e.cfg.include,
+		&e.cfg.exclude, &e.cfg.owners, &e.cfg.env, &e.cfg.counts)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return nil, nil
+	}
+	return &e, err
+}
+
+// ApplyWatch makes the watch of def's table in environment env match def,
+// in tx: it creates the watch (an object class, its fields and the
+// capture triggers), or updates its columns, read rule, owner and
+// environment columns and counts. Applying the same definition again
+// changes nothing, except that it repairs what drifted: missing or disabled
+// capture triggers, fields behind the table's columns, a changed primary
+// key, a table dropped and created again. The table is locked against
+// writes (SHARE ROW EXCLUSIVE, as CREATE TRIGGER takes) until tx ends.
+func ApplyWatch(ctx context.Context, tx pgx.Tx, env int64, def WatchDefinition) (WatchApplyResult, error) {
+	if err := def.Validate(); err != nil {
+		return WatchApplyResult{}, err
+	}
+	t, err := resolveTable(ctx, tx, def.Table)
+	if err != nil {
+		return WatchApplyResult{}, err
+	}
+	if t == nil {
+		return WatchApplyResult{}, fmt.Errorf("%w: table %s does not exist", ErrInvalidWatch, def.Table)
+	}
+	if t.kind != "r" {
+		return WatchApplyResult{}, fmt.Errorf("%w: %s is not a table (only ordinary tables can be watched; partitioned tables not yet)", ErrInvalidWatch, t.quoted)
+	}
+	if !t.owner {
+		return WatchApplyResult{}, fmt.Errorf("%w: must own table %s (or be superuser) to watch it", ErrNotTableOwner, t.quoted)
+	}
+	name := def.Name
+	if name == "" {
+		name = t.name
+		if err := checkWatchName(name, fmt.Sprintf("the table's name %q", t.name)); err != nil {
+			return WatchApplyResult{}, err
+		}
+	}
+	// Locked before reading the columns, so that they cannot change under
+	// the watch, and so that a seeded count is exact.
+	if _, err := tx.Exec(ctx, `LOCK TABLE `+t.quoted+` IN SHARE ROW EXCLUSIVE MODE`); err != nil {
+		return WatchApplyResult{}, fmt.Errorf("lock table %s: %w", t.quoted, err)
+	}
+	if err := t.load(ctx, tx); err != nil {
+		return WatchApplyResult{}, err
+	}
+	cfg, err := t.resolve(&def)
+	if err != nil {
+		return WatchApplyResult{}, err
+	}
+
+	prev, err := scanExisting(tx.QueryRow(ctx, selectExisting+` FOR UPDATE OF c`, env, name))
+	if err != nil {
+		return WatchApplyResult{}, fmt.Errorf("read watch %q: %w", name, err)
+	}
+	if prev != nil && prev.watchID == nil {
+		return WatchApplyResult{}, fmt.Errorf("%w: a collection named %q exists in environment %d and is not a watch: set another \"name\"", ErrWatchConflict, name, env)
+	}
+	if prev != nil && prev.tableOID != 0 && prev.tableOID != t.oid {
+		// Its table may be gone (dropped where no event trigger marked it):
+		// then the watch moves to this one.
+		var other *string
+		if err := tx.QueryRow(ctx, `SELECT (SELECT format('%I.%I', n.nspname, c.relname) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.oid = $1)`,
+			prev.tableOID).Scan(&other); err != nil {
+			return WatchApplyResult{}, fmt.Errorf("read watch %q: %w", name, err)
+		}
+		if other != nil {
+			return WatchApplyResult{}, fmt.Errorf("%w: watch %q already watches table %s: remove it first (pgcast watch remove %s) or set another \"name\"", ErrWatchConflict, name, *other, name)
+		}
+	}
+	var takenBy string
+	var takenEnv int64
+	err = tx.QueryRow(ctx, `SELECT c.name, c.environment_id FROM pgcast.watches w JOIN pgcast.object_classes c ON c.id = w.object_class_id
+		WHERE w.table_oid = $1 AND NOT (c.environment_id = $2 AND c.name = $3)`, t.oid, env, name).Scan(&takenBy, &takenEnv)
+	if err == nil {
+		return WatchApplyResult{}, fmt.Errorf("%w: table %s is already watched as %q (environment %d): one watch per table", ErrWatchConflict, t.quoted, takenBy, takenEnv)
+	} else if !errors.Is(err, pgx.ErrNoRows) {
+		return WatchApplyResult{}, fmt.Errorf("look up watches of %s: %w", t.quoted, err)
+	}
+
+	res := WatchApplyResult{}
+	var classID, watchID int64
+	reinstall, reseed := false, false
+	if prev == nil {
+		err := tx.QueryRow(ctx, `INSERT INTO pgcast.object_classes (environment_id, name, read_rule, create_rule, update_rule, delete_rule)
+			VALUES ($1, $2, $3, 'admin', 'admin', 'admin') RETURNING id`, env, name, cfg.read).Scan(&classID)
+		if err != nil {
+			var pe *pgconn.PgError
+			if errors.As(err, &pe) && pe.Code == "23503" {
+				return WatchApplyResult{}, fmt.Errorf("%w: environment %d does not exist", ErrInvalidWatch, env)
+			}
+			return WatchApplyResult{}, fmt.Errorf("create watch %q: %w", name, err)
+		}
+		err = tx.QueryRow(ctx, `INSERT INTO pgcast.watches (object_class_id, table_oid, schema_name, table_name, key_attnums,
+				include_attnums, exclude_attnums, owner_attnums, env_attnum, counts)
+			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) RETURNING id`,
+			classID, t.oid, t.schema, t.name, cfg.key, cfg.include, cfg.exclude, cfg.owners, cfg.env, cfg.counts).Scan(&watchID)
+		if err != nil {
+			return WatchApplyResult{}, fmt.Errorf("create watch %q: %w", name, err)
+		}
+		res.Created, reinstall, reseed = true, true, cfg.counts
+	} else {
+		classID, watchID = prev.classID, *prev.watchID
+		res.Changes = append(res.Changes, describeChanges(name, t, prev, cfg)...)
+		if prev.tableOID != t.oid {
+			res.Changes = append(res.Changes, fmt.Sprintf("%s: table was dropped; now watches %s", name, t.quoted))
+			reinstall = true
+		}
+		if prev.cfg.read != cfg.read {
+			if _, err := tx.Exec(ctx, `UPDATE pgcast.object_classes SET read_rule = $2 WHERE id = $1`, classID, cfg.read); err != nil {
+				return WatchApplyResult{}, fmt.Errorf("update watch %q: %w", name, err)
+			}
+		}
+		if !prev.cfg.equal(cfg) || prev.tableOID != t.oid || prev.status != "active" {
+			_, err := tx.Exec(ctx, `UPDATE pgcast.watches SET table_oid = $2, schema_name = $3, table_name = $4, key_attnums = $5,
+					include_attnums = $6, exclude_attnums = $7, owner_attnums = $8, env_attnum = $9, counts = $10,
+					status = 'active', updated_at = now()
+				WHERE id = $1`, watchID, t.oid, t.schema, t.name, cfg.key, cfg.include, cfg.exclude, cfg.owners, cfg.env, cfg.counts)
+			if err != nil {
+				return WatchApplyResult{}, fmt.Errorf("update watch %q: %w", name, err)
+			}
+		}
+		if !reinstall {
+			problems, err := triggerProblems(ctx, tx, watchID, t)
+			if err != nil {
+				return WatchApplyResult{}, err
+			}
+			for _, p := range problems {
+				res.Changes = append(res.Changes, fmt.Sprintf("%s: repaired: %s", name, p))
+			}
+			reinstall = len(problems) > 0
+		}
+		// A count that missed writes (triggers missing, another table) is
+		// counted again.
+		reseed = cfg.counts && (!prev.cfg.counts || reinstall)
+	}
+	if _, err := tx.Exec(ctx, `SELECT pgcast.watch_sync($1)`, watchID); err != nil {
+		return WatchApplyResult{}, fmt.Errorf("sync fields of watch %q: %w", name, err)
+	}
+	if reinstall {
+		if _, err := tx.Exec(ctx, `SELECT pgcast.watch_install($1)`, watchID); err != nil {
+			return WatchApplyResult{}, fmt.Errorf("install triggers of watch %q on %s: %w", name, t.quoted, err)
+		}
+	}
+	switch {
+	case reseed:
+		n, err := seedCount(ctx, tx, classID, name, cfg.read, env, t)
+		if err != nil {
+			return WatchApplyResult{}, err
+		}
+		if !res.Created {
+			res.Changes = append(res.Changes, fmt.Sprintf("%s: count seeded: %d rows", name, n))
+		}
+	case !cfg.counts && prev != nil && prev.cfg.counts:
+		if _, err := tx.Exec(ctx, `DELETE FROM pgcast.object_class_counts WHERE object_class_id = $1`, classID); err != nil {
+			return WatchApplyResult{}, fmt.Errorf("drop count of watch %q: %w", name, err)
+		}
+	}
+	w, err := getWatch(ctx, tx, env, name)
+	if err != nil {
+		return WatchApplyResult{}, err
+	}
+	res.Watch = w
+	if res.Created {
+		res.Changes = append([]string{fmt.Sprintf("created watch %s (class id %d) on %s: %d columns streamed, key %s",
+			name, classID, t.quoted, len(w.Columns), strings.Join(w.Key, ", "))}, res.Changes...)
+	}
+	return res, nil
+}
+
+// describeChanges lists how cfg differs from the watch's configuration.
+func describeChanges(name string, t *table, prev *existingWatch, cfg watchConfig) []string {
+	var out []string
+	names := func(attnums []int16) string {
+		var ns []string
+		for _, a := range attnums {
+			n := fmt.Sprintf("#%d", a)
+			for _, c := range t.columns {
+				if c.attnum == a {
+					n = c.name
+				}
+			}
+			ns = append(ns, n)
+		}
+		return "[" + strings.Join(ns, ", ") + "]"
+	}
+	columns := func(c watchConfig) string {
+		if c.include != nil {
+			return "include " + names(c.include)
+		}
+		return "exclude " + names(c.exclude)
+	}
+	env := func(a *int16) string {
+		if a == nil {
+			return "none"
+		}
+		return names([]int16{*a})
+	}
+	p := prev.cfg
+	if p.read != cfg.read {
+		out = append(out, fmt.Sprintf("%s: read rule %s → %s", name, p.read, cfg.read))
+	}
+	if !slices.Equal(p.key, cfg.key) && prev.tableOID == t.oid {
+		out = append(out, fmt.Sprintf("%s: key %s → %s (the table's primary key changed)", name, names(p.key), names(cfg.key)))
+	}
+	if columns(p) != columns(cfg) {
+		out = append(out, fmt.Sprintf("%s: columns %s → %s", name, columns(p), columns(cfg)))
+	}
+	if !slices.Equal(p.owners, cfg.owners) {
+		out = append(out, fmt.Sprintf("%s: owner columns %s → %s", name, names(p.owners), names(cfg.owners)))
+	}
+	if env(p.env) != env(cfg.env) {
+		out = append(out, fmt.Sprintf("%s: environment column %s → %s", name, env(p.env), env(cfg.env)))
+	}
+	if p.counts != cfg.counts {
+		out = append(out, fmt.Sprintf("%s: counts %t → %t", name, p.counts, cfg.counts))
+	}
+	return out
+}
+
+// seedCount sets the watch's count to the table's row count (exact: the
+// caller holds a lock that keeps writers out) and appends a count entry
+// when it changed, so Catalyst count subscribers learn it.
+func seedCount(ctx context.Context, tx pgx.Tx, classID int64, name, read string, env int64, t *table) (int64, error) {
+	var before, n int64
+	err := tx.QueryRow(ctx, `SELECT coalesce(sum(n), 0)::bigint FROM pgcast.object_class_counts WHERE object_class_id = $1`, classID).Scan(&before)
+	if err == nil {
+		_, err = tx.Exec(ctx, `DELETE FROM pgcast.object_class_counts WHERE object_class_id = $1`, classID)
+	}
+	if err == nil {
+		err = tx.QueryRow(ctx, `INSERT INTO pgcast.object_class_counts (object_class_id, shard, n)
+			SELECT $1, 0, count(*) FROM ONLY `+t.quoted+` RETURNING n`, classID).Scan(&n)
+	}
+	if err == nil && n != before {
+		_, err = tx.Exec(ctx, `INSERT INTO pgcast.events (kind, environment_id, object_class_id, data)
+			VALUES ('records_count_changed', $1, $2, jsonb_build_object('class', $3::text, 'read', $4::text, 'delta', $5::bigint))`,
+			env, classID, name, read, n-before)
+		if err == nil {
+			_, err = tx.Exec(ctx, `SELECT pgcast.ring()`)
+		}
+	}
+	if err != nil {
+		return 0, fmt.Errorf("seed count of watch %q: %w", name, err)
+	}
+	return n, nil
+}
+
+// watchTriggers are the capture triggers of a watched table and the
+// function each calls.
+var watchTriggers = [...]struct{ name, function string }{
+	{"pgcast_watch_insert", "pgcast.capture_watch_insert()"},
+	{"pgcast_watch_update", "pgcast.capture_watch_update()"},
+	{"pgcast_watch_delete", "pgcast.capture_watch_delete()"},
+	{"pgcast_watch_truncate", "pgcast.capture_watch_truncate()"},
+}
+
+// triggerProblems compares the table's capture triggers with what watch
+// id needs: each present, enabled, calling its function for this watch.
+func triggerProblems(ctx context.Context, q WatchQuerier, id int64, t *table) ([]string, error) {
+	var problems []string
+	for _, tr := range watchTriggers {
+		var ok, enabled, mine bool
+		err := q.QueryRow(ctx, `
+			SELECT true, g.tgenabled <> 'D',
+			       g.tgfoid = $3::regprocedure AND g.tgnargs = 1 AND g.tgargs = convert_to($4::text, 'UTF8') || '\x00'::bytea
+			FROM pg_trigger g WHERE g.tgrelid = $1 AND g.tgname = $2`, t.oid, tr.name, tr.function, fmt.Sprint(id)).Scan(&ok, &enabled, &mine)
+		switch {
+		case errors.Is(err, pgx.ErrNoRows):
+			problems = append(problems, fmt.Sprintf("trigger %s on %s is missing", tr.name, t.quoted))
+		case err != nil:
+			return nil, fmt.Errorf("read triggers of %s: %w", t.quoted, err)
+		case !mine:
+			problems = append(problems, fmt.Sprintf("trigger %s on %s does not call this watch's capture", tr.name, t.quoted))
+		case !enabled:
+			problems = append(problems, fmt.Sprintf("trigger %s on %s is disabled", tr.name, t.quoted))
+		}
+	}
+	return problems, nil
+}
+
+// RemoveWatch removes the watch called name in environment env, in tx: it
+// drops its capture triggers (the table and its data stay) and deletes its
+// object class with its fields and count. Entries already in the log stay
+// until retention prunes them.
+func RemoveWatch(ctx context.Context, tx pgx.Tx, env int64, name string) error {
+	prev, err := scanExisting(tx.QueryRow(ctx, selectExisting+` FOR UPDATE OF c`, env, name))
+	if err != nil {
+		return fmt.Errorf("read watch %q: %w", name, err)
+	}
+	if prev == nil || prev.watchID == nil {
+		return fmt.Errorf("%w: no watch %q in environment %d", ErrWatchNotFound, name, env)
+	}
+	if prev.tableOID != 0 {
+		var quoted string
+		var owner bool
+		err := tx.QueryRow(ctx, `
+			SELECT format('%I.%I', n.nspname, c.relname),
+			       pg_has_role(c.relowner, 'USAGE') OR coalesce((SELECT rolsuper FROM pg_roles WHERE rolname = current_user), false)
+			FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.oid = $1`, prev.tableOID).Scan(&quoted, &owner)
+		switch {
+		case errors.Is(err, pgx.ErrNoRows): // dropped without an event trigger to say so
+		case err != nil:
+			return fmt.Errorf("look up the table of watch %q: %w", name, err)
+		case !owner:
+			return fmt.Errorf("%w: must own table %s (or be superuser) to remove its watch", ErrNotTableOwner, quoted)
+		default:
+			if _, err := tx.Exec(ctx, `SELECT pgcast.watch_uninstall($1)`, prev.tableOID); err != nil {
+				return fmt.Errorf("drop the triggers of watch %q on %s: %w", name, quoted, err)
+			}
+		}
+	}
+	if _, err := tx.Exec(ctx, `DELETE FROM pgcast.object_classes WHERE id = $1`, prev.classID); err != nil {
+		return fmt.Errorf("remove watch %q: %w", name, err)
+	}
+	return nil
+}
