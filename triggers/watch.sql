@@ -94,34 +94,43 @@ BEGIN
     WHERE NOT EXISTS (SELECT 1 FROM pgcast.object_class_fields f WHERE f.object_class_id = w.object_class_id AND f.attnum = c.attnum)
     ON CONFLICT DO NOTHING;
     UPDATE pgcast.watches x
-    SET schema_name = n.nspname, table_name = r.relname,
-        shape_names = a.shape_names, shape_types = a.shape_types,
-        drop_cols = coalesce(a.drop_cols, '{}'), key_cols = coalesce(a.key_cols, '{}'),
-        int_key = cardinality(x.key_attnums) = 1 AND coalesce(a.int_key, false),
-        owner_cols = coalesce(a.owner_cols, '{}'), env_col = a.env_col, field_ids = coalesce(a.field_ids, '{}'),
-        healthy = coalesce(cardinality(a.key_cols), 0) = cardinality(x.key_attnums) AND (x.env_attnum IS NULL OR a.env_col IS NOT NULL),
-        updated_at = now()
-    FROM pg_catalog.pg_class r
-    JOIN pg_catalog.pg_namespace n ON n.oid = r.relnamespace
-    CROSS JOIN LATERAL (
-        SELECT array_agg(a.attname::text ORDER BY a.attnum) AS shape_names,
-               array_agg(a.atttypid ORDER BY a.attnum) AS shape_types,
-               array_agg(a.attname::text ORDER BY a.attnum) FILTER (WHERE NOT a.streamed) AS drop_cols,
-               array_agg(a.attname::text ORDER BY array_position(w.key_attnums, a.attnum))
-                   FILTER (WHERE a.attnum = ANY (w.key_attnums)) AS key_cols,
-               bool_and(a.atttypid IN ('pg_catalog.int2'::regtype, 'pg_catalog.int4'::regtype, 'pg_catalog.int8'::regtype))
-                   FILTER (WHERE a.attnum = ANY (w.key_attnums)) AS int_key,
-               array_agg(a.attname::text ORDER BY a.attnum) FILTER (WHERE a.attnum = ANY (w.owner_attnums)) AS owner_cols,
-               min(a.attname::text) FILTER (WHERE a.attnum = w.env_attnum) AS env_col,
-               jsonb_object_agg(a.attname::text, f.id) FILTER (WHERE f.id IS NOT NULL) AS field_ids
-        FROM (SELECT a.attnum, a.attname, a.atttypid,
-                     CASE WHEN w.include_attnums IS NULL THEN a.attnum <> ALL (w.exclude_attnums)
-                          ELSE a.attnum = ANY (w.include_attnums) END AS streamed
-              FROM pg_catalog.pg_attribute a
-              WHERE a.attrelid = w.table_oid AND a.attnum > 0 AND NOT a.attisdropped) a
-        LEFT JOIN pgcast.object_class_fields f ON f.object_class_id = w.object_class_id AND f.attnum = a.attnum
+    SET schema_name = a.schema_name, table_name = a.table_name,
+        shape_names = a.shape_names, shape_types = a.shape_types, drop_cols = a.drop_cols, key_cols = a.key_cols,
+        int_key = a.int_key, owner_cols = a.owner_cols, env_col = a.env_col, field_ids = a.field_ids,
+        healthy = a.healthy, updated_at = now()
+    FROM (
+        SELECT n.nspname::text AS schema_name, r.relname::text AS table_name, a.shape_names, a.shape_types,
+               coalesce(a.drop_cols, '{}') AS drop_cols, coalesce(a.key_cols, '{}') AS key_cols,
+               cardinality(w.key_attnums) = 1 AND coalesce(a.int_key, false) AS int_key,
+               coalesce(a.owner_cols, '{}') AS owner_cols, a.env_col, coalesce(a.field_ids, '{}') AS field_ids,
+               coalesce(cardinality(a.key_cols), 0) = cardinality(w.key_attnums) AND (w.env_attnum IS NULL OR a.env_col IS NOT NULL) AS healthy
+        FROM pg_catalog.pg_class r
+        JOIN pg_catalog.pg_namespace n ON n.oid = r.relnamespace
+        CROSS JOIN LATERAL (
+            SELECT array_agg(a.attname::text ORDER BY a.attnum) AS shape_names,
+                   array_agg(a.atttypid ORDER BY a.attnum) AS shape_types,
+                   array_agg(a.attname::text ORDER BY a.attnum) FILTER (WHERE NOT a.streamed) AS drop_cols,
+                   array_agg(a.attname::text ORDER BY array_position(w.key_attnums, a.attnum))
+                       FILTER (WHERE a.attnum = ANY (w.key_attnums)) AS key_cols,
+                   bool_and(a.atttypid IN ('pg_catalog.int2'::regtype, 'pg_catalog.int4'::regtype, 'pg_catalog.int8'::regtype))
+                       FILTER (WHERE a.attnum = ANY (w.key_attnums)) AS int_key,
+                   array_agg(a.attname::text ORDER BY a.attnum) FILTER (WHERE a.attnum = ANY (w.owner_attnums)) AS owner_cols,
+                   min(a.attname::text) FILTER (WHERE a.attnum = w.env_attnum) AS env_col,
+                   jsonb_object_agg(a.attname::text, f.id) FILTER (WHERE f.id IS NOT NULL) AS field_ids
+            FROM (SELECT a.attnum, a.attname, a.atttypid,
+                         CASE WHEN w.include_attnums IS NULL THEN a.attnum <> ALL (w.exclude_attnums)
+                              ELSE a.attnum = ANY (w.include_attnums) END AS streamed
+                  FROM pg_catalog.pg_attribute a
+                  WHERE a.attrelid = w.table_oid AND a.attnum > 0 AND NOT a.attisdropped) a
+            LEFT JOIN pgcast.object_class_fields f ON f.object_class_id = w.object_class_id AND f.attnum = a.attnum
+        ) a
+        WHERE r.oid = w.table_oid
     ) a
-    WHERE x.id = watch_id AND r.oid = x.table_oid;
+    WHERE x.id = watch_id
+      AND (x.schema_name, x.table_name, x.shape_names, x.shape_types, x.drop_cols, x.key_cols, x.int_key, x.owner_cols,
+           x.env_col, x.field_ids, x.healthy)
+          IS DISTINCT FROM (a.schema_name, a.table_name, a.shape_names, a.shape_types, a.drop_cols, a.key_cols, a.int_key,
+                            a.owner_cols, a.env_col, a.field_ids, a.healthy);
 END
 $$;
 
