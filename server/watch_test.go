@@ -198,3 +198,34 @@ func TestWatchListedAndRefusedByRecordEndpoints(t *testing.T) {
 		t.Fatalf("%d records created", n)
 	}
 }
+
+// Rows of a watch with env_column reach the subscribers of their own
+// environment only, whichever environment the watch was applied in.
+func TestWatchEnvironmentColumnRealtime(t *testing.T) {
+	t.Parallel()
+	s := newStack(t, nil)
+	s.exec(`INSERT INTO pgcast.environments (id, name) VALUES (2, 'two'), (3, 'three')`)
+	s.exec(`CREATE TABLE notes (id int PRIMARY KEY, tenant_id int NOT NULL, body text)`)
+	s.watch(db.WatchDefinition{Table: "notes", Read: "authenticated", EnvColumn: "tenant_id"})
+	two := s.rtConnect(s.token("u2", RoleAuthenticated, 2))
+	three := s.rtConnect(s.token("u3", RoleAuthenticated, 3))
+	for _, ws := range []*websocket.Conn{two, three} {
+		rtSubscribe(t, ws, "notes.*", "system.done")
+	}
+	s.exec(`INSERT INTO notes VALUES (1, 2, 'for two'), (2, 3, 'for three'), (3, 1, 'for one')`)
+	s.exec(`UPDATE notes SET tenant_id = 3 WHERE id = 1`)
+	s.publishDone(2, "end")
+	s.publishDone(3, "end")
+	for ws, want := range map[*websocket.Conn][]string{
+		two:   {"notes.created 1", "notes.deleted 1"},
+		three: {"notes.created 2", "notes.created 1"},
+	} {
+		var got []string
+		for _, e := range rtEventsUntilDone(t, ws, "end") {
+			got = append(got, fmt.Sprintf("%s %d", e.Type, e.recordID(t)))
+		}
+		if !slices.Equal(got, want) {
+			t.Errorf("got %v, want %v", got, want)
+		}
+	}
+}
