@@ -351,3 +351,25 @@ func TestWatchNeedsTableOwner(t *testing.T) {
 		t.Fatalf("remove as another role: %v", err)
 	}
 }
+
+// Without the event trigger that refuses it, dropping a key column stops
+// the capture, and list says why.
+func TestWatchKeyColumnDroppedWithoutEventTrigger(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	pool, _ := pgtest.NewPool(t)
+	mustExec(t, pool, `DROP EVENT TRIGGER pgcast_watch_ddl`)
+	mustExec(t, pool, `CREATE TABLE orders (id int PRIMARY KEY, status text)`)
+	if _, err := applyWatch(ctx, pool, 1, db.WatchDefinition{Table: "orders"}); err != nil {
+		t.Fatal(err)
+	}
+	mustExec(t, pool, `ALTER TABLE orders DROP COLUMN id`)
+	mustExec(t, pool, `INSERT INTO orders VALUES ('uncaptured')`)
+	if n := countRows(t, pool, `SELECT count(*) FROM pgcast.events WHERE kind <> 'collection_created'`); n != 0 {
+		t.Fatalf("%d entries without a key", n)
+	}
+	w := mustWatch(t, pool, "orders")
+	if w.Status != "drift" || !strings.Contains(strings.Join(w.Problems, "; "), "key column(s) #1 were dropped: nothing is captured") {
+		t.Fatalf("list: %+v", w)
+	}
+}
