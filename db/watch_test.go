@@ -373,3 +373,42 @@ func TestWatchKeyColumnDroppedWithoutEventTrigger(t *testing.T) {
 		t.Fatalf("list: %+v", w)
 	}
 }
+
+// Migrating below the watches' version drops the capture triggers from the
+// watched tables (the tables and their data stay); the way back up works.
+func TestWatchMigrateDown(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	pool, url := pgtest.NewPool(t)
+	mustExec(t, pool, `CREATE TABLE orders (id int PRIMARY KEY, status text)`)
+	mustExec(t, pool, `INSERT INTO orders VALUES (1, 'kept')`)
+	if _, err := applyWatch(ctx, pool, 1, db.WatchDefinition{Table: "orders", Counts: true}); err != nil {
+		t.Fatal(err)
+	}
+	m, err := db.NewMigrator(url, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	if err := m.Down(ctx, 1); err != nil {
+		t.Fatal(err)
+	}
+	for q, want := range map[string]int64{
+		`SELECT count(*) FROM pg_trigger WHERE tgrelid = 'orders'::regclass`:                  0,
+		`SELECT count(*) FROM pg_event_trigger WHERE evtname LIKE 'pgcast%'`:                  0,
+		`SELECT count(*) FROM pgcast.object_classes`:                                          0,
+		`SELECT count(*) FROM orders`:                                                         1,
+		`SELECT count(*) FROM information_schema.tables WHERE table_name = 'watches'`:         0,
+		`WITH w AS (INSERT INTO orders VALUES (2, 'x') RETURNING 1) SELECT count(*) FROM w`: 1,
+	} {
+		if n := countRows(t, pool, q); n != want {
+			t.Errorf("%s: %d, want %d", q, n, want)
+		}
+	}
+	if err := m.Up(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if res, err := applyWatch(ctx, pool, 1, db.WatchDefinition{Table: "orders", Counts: true}); err != nil || !res.Created {
+		t.Fatalf("apply after up: %+v %v", res, err)
+	}
+}
