@@ -294,6 +294,12 @@ func ApplyWatch(ctx context.Context, tx pgx.Tx, env int64, def WatchDefinition) 
 	if !t.owner {
 		return WatchApplyResult{}, fmt.Errorf("%w: must own table %s (or be superuser) to watch it", ErrNotTableOwner, t.quoted)
 	}
+	if problem, err := captureCannotRead(ctx, tx, t); err != nil || problem != "" {
+		if err == nil {
+			err = fmt.Errorf("%w: %s", ErrInvalidWatch, problem)
+		}
+		return WatchApplyResult{}, err
+	}
 	name := def.Name
 	if name == "" {
 		name = t.name
@@ -508,6 +514,27 @@ func seedCount(ctx context.Context, tx pgx.Tx, classID int64, name, read string,
 		return 0, fmt.Errorf("seed count of watch %q: %w", name, err)
 	}
 	return n, nil
+}
+
+// captureCannotRead says what to grant when the role that owns the capture
+// functions (they run as it) cannot read t: capturing a TRUNCATE reads the
+// rows before they go. (Transition tables need no privilege.)
+func captureCannotRead(ctx context.Context, q WatchQuerier, t *table) (string, error) {
+	var owner string
+	var ok bool
+	// By name, not a regprocedure constant: a cached plan would keep the oid
+	// of a function since replaced (pgcast migrate down and up).
+	err := q.QueryRow(ctx, `SELECT quote_ident(r.rolname), has_table_privilege(p.proowner, $1::oid, 'SELECT')
+		FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace JOIN pg_roles r ON r.oid = p.proowner
+		WHERE n.nspname = 'pgcast' AND p.proname = 'capture_watch_truncate'`, t.oid).Scan(&owner, &ok)
+	if err != nil {
+		return "", fmt.Errorf("read the privileges of pgcast's capture on %s: %w", t.quoted, err)
+	}
+	if ok {
+		return "", nil
+	}
+	return fmt.Sprintf("pgcast's capture runs as role %s, which cannot read table %s (a TRUNCATE is captured by reading its rows first): GRANT SELECT ON %s TO %s",
+		owner, t.quoted, t.quoted, owner), nil
 }
 
 // watchTriggers are the capture triggers of a watched table and the

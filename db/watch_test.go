@@ -412,3 +412,38 @@ func TestWatchMigrateDown(t *testing.T) {
 		t.Fatalf("apply after up: %+v %v", res, err)
 	}
 }
+
+// The capture functions run as their owner, which must be able to read
+// the table for TRUNCATE: apply says what to grant, list reports a revoked
+// grant.
+func TestWatchCaptureOwnerMustReadTable(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	pool, _ := pgtest.NewPool(t)
+	var pid int64
+	if err := pool.QueryRow(ctx, `SELECT pg_backend_pid()`).Scan(&pid); err != nil {
+		t.Fatal(err)
+	}
+	role := fmt.Sprintf("pgcast_fn_%d", pid)
+	mustExec(t, pool, `CREATE ROLE `+role+` NOLOGIN`)
+	t.Cleanup(func() {
+		_, _ = pool.Exec(context.Background(), `REASSIGN OWNED BY `+role+` TO CURRENT_USER`)
+		_, _ = pool.Exec(context.Background(), `DROP OWNED BY `+role)
+		_, _ = pool.Exec(context.Background(), `DROP ROLE `+role)
+	})
+	mustExec(t, pool, `ALTER FUNCTION pgcast.capture_watch_truncate() OWNER TO `+role)
+	mustExec(t, pool, `CREATE TABLE orders (id int PRIMARY KEY)`)
+	_, err := applyWatch(ctx, pool, 1, db.WatchDefinition{Table: "orders"})
+	want := fmt.Sprintf("pgcast's capture runs as role %s, which cannot read table public.orders (a TRUNCATE is captured by reading its rows first): GRANT SELECT ON public.orders TO %s", role, role)
+	if !errors.Is(err, db.ErrInvalidWatch) || !strings.Contains(err.Error(), want) {
+		t.Fatalf("apply: %v", err)
+	}
+	mustExec(t, pool, `GRANT SELECT ON orders TO `+role)
+	if _, err := applyWatch(ctx, pool, 1, db.WatchDefinition{Table: "orders"}); err != nil {
+		t.Fatal(err)
+	}
+	mustExec(t, pool, `REVOKE SELECT ON orders FROM `+role)
+	if w := mustWatch(t, pool, "orders"); w.Status != "drift" || !strings.Contains(strings.Join(w.Problems, "; "), want) {
+		t.Fatalf("list after revoke: %+v", w)
+	}
+}

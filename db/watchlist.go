@@ -185,6 +185,11 @@ func (w *watchRow) check(ctx context.Context, q WatchQuerier) error {
 	if err != nil {
 		return err
 	}
+	if p, err := captureCannotRead(ctx, q, t); err != nil {
+		return err
+	} else if p != "" {
+		problems = append(problems, p)
+	}
 	for _, p := range problems {
 		drift("%s: run pgcast watch apply", p)
 	}
