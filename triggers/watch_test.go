@@ -522,3 +522,21 @@ func TestWatchIncludeAndTypeChange(t *testing.T) {
 	}
 	jsonEq(t, "record", record(t, es[0]), `{"id": "1", "name": "b", "price": 2}`)
 }
+
+// INSERT ... ON CONFLICT DO UPDATE: created for the new rows, updated for
+// the existing ones, in one statement.
+func TestWatchUpsert(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	f.exec(`CREATE TABLE kv (k text PRIMARY KEY, v int)`)
+	f.exec(`INSERT INTO kv VALUES ('a', 1), ('b', 2)`)
+	f.watch(db.WatchDefinition{Table: "kv"})
+	f.skip()
+	f.exec(`INSERT INTO kv VALUES ('a', 10), ('b', 2), ('c', 3) ON CONFLICT (k) DO UPDATE SET v = EXCLUDED.v`)
+	es := f.newEntries()
+	// Postgres fires the statement's UPDATE triggers before its INSERT ones.
+	wantKinds(t, es, "record_updated", "record_created")
+	jsonEq(t, "updated", record(t, es[0]), `{"id": "a", "k": "a", "v": 10}`)
+	jsonEq(t, "old", mustJSON(t, es[0].Data["old"]), `{"v": 1}`)
+	jsonEq(t, "created", record(t, es[1]), `{"id": "c", "k": "c", "v": 3}`)
+}
