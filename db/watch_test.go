@@ -236,13 +236,13 @@ func TestWatchRemoveLeavesNoTrigger(t *testing.T) {
 		t.Fatal(err)
 	}
 	for q, want := range map[string]int64{
-		`SELECT count(*) FROM pg_trigger WHERE tgrelid = 'orders'::regclass`:                                      0,
-		`SELECT count(*) FROM pgcast.watches`:                                                                     0,
-		`SELECT count(*) FROM pgcast.object_classes`:                                                              0,
-		`SELECT count(*) FROM pgcast.object_class_fields`:                                                        0,
-		`SELECT count(*) FROM pgcast.object_class_counts`:                                                        0,
-		`SELECT count(*) FROM orders WHERE status = 'kept'`:                                                       1,
-		`WITH w AS (INSERT INTO orders VALUES (2, 'x') RETURNING 1) SELECT count(*) FROM w`:                       1,
+		`SELECT count(*) FROM pg_trigger WHERE tgrelid = 'orders'::regclass`:                                   0,
+		`SELECT count(*) FROM pgcast.watches`:                                                                  0,
+		`SELECT count(*) FROM pgcast.object_classes`:                                                           0,
+		`SELECT count(*) FROM pgcast.object_class_fields`:                                                      0,
+		`SELECT count(*) FROM pgcast.object_class_counts`:                                                      0,
+		`SELECT count(*) FROM orders WHERE status = 'kept'`:                                                    1,
+		`WITH w AS (INSERT INTO orders VALUES (2, 'x') RETURNING 1) SELECT count(*) FROM w`:                    1,
 		`SELECT count(*) FROM pgcast.events WHERE kind NOT IN ('collection_created', 'records_count_changed')`: 0,
 	} {
 		if n := countRows(t, pool, q); n != want {
@@ -339,7 +339,10 @@ func TestWatchNeedsTableOwner(t *testing.T) {
 			return f(tx)
 		})
 	}
-	err := as(func(tx pgx.Tx) error { _, err := db.ApplyWatch(ctx, tx, 1, db.WatchDefinition{Table: "orders"}); return err })
+	err := as(func(tx pgx.Tx) error {
+		_, err := db.ApplyWatch(ctx, tx, 1, db.WatchDefinition{Table: "orders"})
+		return err
+	})
 	if !errors.Is(err, db.ErrNotTableOwner) || !strings.Contains(err.Error(), "must own table public.orders (or be superuser) to watch it") {
 		t.Fatalf("apply as another role: %v", err)
 	}
@@ -394,11 +397,11 @@ func TestWatchMigrateDown(t *testing.T) {
 		t.Fatal(err)
 	}
 	for q, want := range map[string]int64{
-		`SELECT count(*) FROM pg_trigger WHERE tgrelid = 'orders'::regclass`:                  0,
-		`SELECT count(*) FROM pg_event_trigger WHERE evtname LIKE 'pgcast%'`:                  0,
-		`SELECT count(*) FROM pgcast.object_classes`:                                          0,
-		`SELECT count(*) FROM orders`:                                                         1,
-		`SELECT count(*) FROM information_schema.tables WHERE table_name = 'watches'`:         0,
+		`SELECT count(*) FROM pg_trigger WHERE tgrelid = 'orders'::regclass`:                0,
+		`SELECT count(*) FROM pg_event_trigger WHERE evtname LIKE 'pgcast%'`:                0,
+		`SELECT count(*) FROM pgcast.object_classes`:                                        0,
+		`SELECT count(*) FROM orders`:                                                       1,
+		`SELECT count(*) FROM information_schema.tables WHERE table_name = 'watches'`:       0,
 		`WITH w AS (INSERT INTO orders VALUES (2, 'x') RETURNING 1) SELECT count(*) FROM w`: 1,
 	} {
 		if n := countRows(t, pool, q); n != want {
