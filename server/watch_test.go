@@ -229,3 +229,44 @@ func TestWatchEnvironmentColumnRealtime(t *testing.T) {
 		}
 	}
 }
+
+func TestWatchesAPI(t *testing.T) {
+	t.Parallel()
+	s := newStack(t, nil)
+	s.exec(`INSERT INTO pgcast.environments (id, name) VALUES (2, 'two')`)
+	s.exec(`CREATE TABLE orders (id int PRIMARY KEY, customer text, card text)`)
+	s.exec(`CREATE TABLE nokey (a int)`)
+	admin := s.token("root", RoleAdmin, 1)
+	def := map[string]any{"table": "public.orders", "columns": map[string]any{"exclude": []string{"card"}}, "read": "owner", "owner_columns": []string{"customer"}}
+
+	for _, c := range []struct {
+		method, path, token string
+		body                any
+		status              int
+		want                string
+	}{
+		{http.MethodPut, "/api/watches/orders", s.token("u1", RoleAuthenticated, 1), def, 403, `"forbidden"`},
+		{http.MethodPut, "/api/watches/orders", s.token("root2", RoleAdmin, 2), def, 403, "only admins of environment 1"},
+		{http.MethodPut, "/api/watches/orders", admin, map[string]any{"table": "public.orders", "colums": map[string]any{}}, 400, `unknown key \"colums\"`},
+		{http.MethodPut, "/api/watches/nokey", admin, map[string]any{"table": "public.nokey"}, 400, "has no primary key"},
+		{http.MethodPut, "/api/watches/orders", admin, map[string]any{"table": "public.orders", "name": "other"}, 400, `differs from the path's`},
+		{http.MethodGet, "/api/watches/orders", admin, nil, 404, `no watch \"orders\"`},
+		{http.MethodPut, "/api/watches/orders", admin, def, 201, `"changes":["created watch orders`},
+		{http.MethodPut, "/api/watches/orders", admin, def, 200, `"changes":[]`},
+		{http.MethodPut, "/api/watches/orders2", admin, def, 409, `table public.orders is already watched as \"orders\"`},
+		{http.MethodGet, "/api/watches", admin, nil, 200, `"status":"ok"`},
+		{http.MethodGet, "/api/watches/orders", admin, nil, 200, `"excluded":["card"]`},
+		{http.MethodPost, "/api/watches/orders", admin, nil, 405, `"method_not_allowed"`},
+		{http.MethodDelete, "/api/watches/orders", admin, nil, 204, ``},
+		{http.MethodDelete, "/api/watches/orders", admin, nil, 404, `no watch \"orders\"`},
+		{http.MethodGet, "/api/watches", admin, nil, 200, `{"items":[]}`},
+	} {
+		r := s.do(c.method, c.path, c.token, c.body)
+		if r.status != c.status || !strings.Contains(string(r.body), c.want) {
+			t.Errorf("%s %s: %s; want %d …%s…", c.method, c.path, r, c.status, c.want)
+		}
+	}
+	if n := s.queryInt(`SELECT count(*) FROM pg_trigger WHERE tgrelid = 'orders'::regclass`); n != 0 {
+		t.Fatalf("%d triggers left after DELETE", n)
+	}
+}

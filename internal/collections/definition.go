@@ -30,7 +30,7 @@ var namePattern = regexp.MustCompile(`^[a-z][a-z0-9_]*$`)
 
 // reservedNames collide with routes under /api/ or with event namespaces
 // (a collection named "auth" would make "auth.login" ambiguous).
-var reservedNames = []string{"collections", "events", "realtime", "users", "auth", "storage", "function", "job", "system"}
+var reservedNames = []string{"collections", "events", "realtime", "users", "watches", "auth", "storage", "function", "job", "system"}
 
 // reservedFieldNames are keys every record has: a field of that name would
 // be shadowed by the server-managed value in every record and event.
