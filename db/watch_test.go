@@ -235,18 +235,21 @@ func TestWatchRemoveLeavesNoTrigger(t *testing.T) {
 	if err := remove("orders"); err != nil {
 		t.Fatal(err)
 	}
-	for q, want := range map[string]int64{
-		`SELECT count(*) FROM pg_trigger WHERE tgrelid = 'orders'::regclass`:                                   0,
-		`SELECT count(*) FROM pgcast.watches`:                                                                  0,
-		`SELECT count(*) FROM pgcast.object_classes`:                                                           0,
-		`SELECT count(*) FROM pgcast.object_class_fields`:                                                      0,
-		`SELECT count(*) FROM pgcast.object_class_counts`:                                                      0,
-		`SELECT count(*) FROM orders WHERE status = 'kept'`:                                                    1,
-		`WITH w AS (INSERT INTO orders VALUES (2, 'x') RETURNING 1) SELECT count(*) FROM w`:                    1,
-		`SELECT count(*) FROM pgcast.events WHERE kind NOT IN ('collection_created', 'records_count_changed')`: 0,
+	for _, c := range []struct {
+		q    string
+		want int64
+	}{
+		{`SELECT count(*) FROM pg_trigger WHERE tgrelid = 'orders'::regclass`, 0},
+		{`SELECT count(*) FROM pgcast.watches`, 0},
+		{`SELECT count(*) FROM pgcast.object_classes`, 0},
+		{`SELECT count(*) FROM pgcast.object_class_fields`, 0},
+		{`SELECT count(*) FROM pgcast.object_class_counts`, 0},
+		{`SELECT count(*) FROM orders WHERE status = 'kept'`, 1},
+		{`WITH w AS (INSERT INTO orders VALUES (2, 'x') RETURNING 1) SELECT count(*) FROM w`, 1},
+		{`SELECT count(*) FROM pgcast.events WHERE kind NOT IN ('collection_created', 'records_count_changed')`, 0},
 	} {
-		if n := countRows(t, pool, q); n != want {
-			t.Errorf("%s: %d, want %d", q, n, want)
+		if n := countRows(t, pool, c.q); n != c.want {
+			t.Errorf("%s: %d, want %d", c.q, n, c.want)
 		}
 	}
 	if err := remove("orders"); !errors.Is(err, db.ErrWatchNotFound) {
@@ -396,16 +399,19 @@ func TestWatchMigrateDown(t *testing.T) {
 	if err := m.Down(ctx, 1); err != nil {
 		t.Fatal(err)
 	}
-	for q, want := range map[string]int64{
-		`SELECT count(*) FROM pg_trigger WHERE tgrelid = 'orders'::regclass`:                0,
-		`SELECT count(*) FROM pg_event_trigger WHERE evtname LIKE 'pgcast%'`:                0,
-		`SELECT count(*) FROM pgcast.object_classes`:                                        0,
-		`SELECT count(*) FROM orders`:                                                       1,
-		`SELECT count(*) FROM information_schema.tables WHERE table_name = 'watches'`:       0,
-		`WITH w AS (INSERT INTO orders VALUES (2, 'x') RETURNING 1) SELECT count(*) FROM w`: 1,
+	for _, c := range []struct {
+		q    string
+		want int64
+	}{
+		{`SELECT count(*) FROM pg_trigger WHERE tgrelid = 'orders'::regclass`, 0},
+		{`SELECT count(*) FROM pg_event_trigger WHERE evtname LIKE 'pgcast%'`, 0},
+		{`SELECT count(*) FROM pgcast.object_classes`, 0},
+		{`SELECT count(*) FROM information_schema.tables WHERE table_name = 'watches'`, 0},
+		{`SELECT count(*) FROM orders`, 1},
+		{`WITH w AS (INSERT INTO orders VALUES (2, 'x') RETURNING 1) SELECT count(*) FROM w`, 1},
 	} {
-		if n := countRows(t, pool, q); n != want {
-			t.Errorf("%s: %d, want %d", q, n, want)
+		if n := countRows(t, pool, c.q); n != c.want {
+			t.Errorf("%s: %d, want %d", c.q, n, c.want)
 		}
 	}
 	if err := m.Up(ctx); err != nil {
