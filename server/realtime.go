@@ -338,7 +338,7 @@ func (c *rtConn) unsubscribe(channel string) {
 }
 
 // namespaceKnown reports whether ns is a built-in namespace, a collection of
-// the viewer's environment or a registered application namespace.
+// the viewer's environment (see namespaceQuery) or a registered application namespace.
 func (c *rtConn) namespaceKnown(ns string) (bool, error) {
 	switch ns {
 	case "auth", "storage", "function", "job", "system":
@@ -350,8 +350,7 @@ func (c *rtConn) namespaceKnown(ns string) (bool, error) {
 	ctx, cancel := context.WithTimeout(c.ctx, namespaceTimeout)
 	defer cancel()
 	var ok bool
-	err := c.h.pool.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM pgcast.object_classes WHERE environment_id = $1 AND name = $2)
-    OR EXISTS (SELECT 1 FROM pgcast.publish_namespaces WHERE name = $2)`, c.viewer.Environment, ns).Scan(&ok)
+	err := c.h.pool.QueryRow(ctx, namespaceQuery, c.viewer.Environment, ns).Scan(&ok)
 	if err != nil {
 		return false, err
 	}

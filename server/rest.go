@@ -38,6 +38,7 @@ const (
 //	POST   /api/collections         (admin) 201 collection
 //	GET    /api/collections/{name}  (admin) 200 collection
 //	POST   /api/events              (admin) 201 event
+//	GET    /api/watches[/{name}]    (admin) watches; PUT and DELETE /api/watches/{name}: rest_watches.go
 //
 // Patterns carry no method so that every response, 405 included, is JSON
 // (the mux's own 405 is text/plain) and so that they never conflict with a
@@ -50,6 +51,8 @@ func (s *Server) routeREST() error {
 	s.mux.Handle("/api/collections", s.api(s.handleCollections))
 	s.mux.Handle("/api/collections/{name}", s.api(s.handleCollection))
 	s.mux.Handle("/api/events", s.api(s.handleEvents))
+	s.mux.Handle("/api/watches", s.api(s.handleWatches))
+	s.mux.Handle("/api/watches/{name}", s.api(s.handleWatch))
 	s.mux.Handle("/api/{collection}", s.api(s.handleRecords))
 	s.mux.Handle("/api/{collection}/{id}", s.api(s.handleRecord))
 	return nil

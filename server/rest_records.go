@@ -106,7 +106,7 @@ func (s *Server) collection(r *http.Request, id Identity) (collections.Collectio
 	if errors.Is(err, collections.ErrNotFound) {
 		return collections.Collection{}, notFound("collection %q not found", name)
 	}
-	return c, err
+	return c, refuseWatched(c, err)
 }
 
 // authorize applies rule to the caller as far as it can without the

@@ -142,6 +142,9 @@ type Event struct {
 	Count       int64     // count events: the class's record count
 	Delta       int64     // count events: the change in count made by the statement
 	Record      json.RawMessage
+	// Old holds, for an update of a watched table's row, the old values
+	// of the changed columns ({"column": old value}); nil otherwise.
+	Old json.RawMessage
 	// Published events (and collection_created, Type "system.collection.created").
 	Type    string
 	Source  string
@@ -166,6 +169,7 @@ type entryData struct {
 	Delta        int64           `json:"delta"`
 	RecordID     *int64          `json:"record_id"`
 	recordFields                 // the record, or what it is built from
+	Old          json.RawMessage `json:"old"`
 	Name         string          `json:"name"`
 	Type         string          `json:"type"`
 	Source       string          `json:"source"`
@@ -208,6 +212,7 @@ func decode(en *entry) (*Event, error) {
 		FieldIDs:    d.FieldIDs,
 		DocumentID:  d.DocumentID,
 		Delta:       d.Delta,
+		Old:         d.Old,
 	}
 	if en.classID != nil {
 		ev.ClassID = *en.classID

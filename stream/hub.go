@@ -313,7 +313,9 @@ func (h *Hub) Publish(events []*Event) {
 		}
 		var d, x int
 		switch {
-		case ev.Kind.IsRecord():
+		case ev.Kind.IsRecord() && (ev.RecordID != 0 || ev.Kind == KindRecordsCountChanged):
+			// A watched table without one integer key column has no record
+			// id: its changes are realtime-only (docs/watch.md).
 			d, x = h.fanCatalyst(&env.records, ev)
 		case ev.Kind.IsTask():
 			d, x = h.fanCatalyst(&env.tasks, ev)

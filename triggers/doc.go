@@ -46,4 +46,11 @@
 // trigger cost a subquery per captured row). Together they let fan-out route
 // and check permissions without a query per subscriber. Payload size is unbounded: nothing travels through NOTIFY,
 // which only wakes a waiting reader, at most once per transaction.
+//
+// # Watched tables
+//
+// watch.sql captures the application's own tables (docs/watch.md) into the
+// same record kinds; their record entries carry the record itself
+// ({class, read, owners, assignees: [], record}, plus field_ids and old, the
+// changed columns' old values, for record_updated) instead of cells.
 package triggers

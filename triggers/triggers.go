@@ -5,9 +5,15 @@ import _ "embed"
 // SQL installs (or replaces) every trigger function and trigger. It is
 // idempotent: CREATE OR REPLACE for functions, DROP ... IF EXISTS before
 // CREATE for triggers.
-//
+var SQL = coreSQL + "\n" + watchSQL
+
 //go:embed triggers.sql
-var SQL string
+var coreSQL string
+
+// watchSQL is the capture of watched application tables (docs/watch.md).
+//
+//go:embed watch.sql
+var watchSQL string
 
 // NotifyChannel is the channel writers NOTIFY (with an empty payload) to
 // wake a waiting reader.

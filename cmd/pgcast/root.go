@@ -96,7 +96,7 @@ DATABASE_URL for --database-url) > defaults.`,
 	root.SetFlagErrorFunc(func(cmd *cobra.Command, err error) error {
 		return fmt.Errorf("%w (see '%s --help')", err, cmd.CommandPath())
 	})
-	root.AddCommand(a.serveCmd(), a.devCmd(), a.migrateCmd(), a.configCmd(), a.versionCmd(), a.benchCmd(), a.tokenCmd(), a.collectionsCmd())
+	root.AddCommand(a.serveCmd(), a.devCmd(), a.migrateCmd(), a.configCmd(), a.versionCmd(), a.benchCmd(), a.tokenCmd(), a.collectionsCmd(), a.watchCmd())
 	return root
 }
 

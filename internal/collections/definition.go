@@ -22,7 +22,7 @@ var namePattern = regexp.MustCompile(`^[a-z][a-z0-9_]*$`)
 
 // reservedNames collide with routes under /api/ or with event namespaces
 // (a collection named "auth" would make "auth.login" ambiguous).
-var reservedNames = []string{"collections", "events", "realtime", "users", "auth", "storage", "function", "job", "system"}
+var reservedNames = []string{"collections", "events", "realtime", "users", "watches", "auth", "storage", "function", "job", "system"}
 
 // reservedFieldNames are keys every record has: a field of that name would
 // be shadowed by the server-managed value in every record and event.
@@ -131,6 +131,9 @@ type Collection struct {
 	Name        string      `json:"name"`
 	Fields      []Field     `json:"fields"`
 	Permissions Permissions `json:"permissions"`
+	// Table is set when the collection is a watch (pgcast watch): the
+	// application's table it streams, whose rows are its records.
+	Table string `json:"table,omitempty"`
 }
 
 // Field returns the field called name.

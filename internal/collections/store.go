@@ -30,13 +30,14 @@ const selectCollections = `
 SELECT c.id, c.name, c.create_rule, c.read_rule, c.update_rule, c.delete_rule,
        COALESCE((SELECT jsonb_agg(jsonb_build_object('id', f.id, 'name', f.name, 'type', f.type, 'required', f.required)
                                   ORDER BY f.position, f.id)
-                 FROM pgcast.object_class_fields f WHERE f.object_class_id = c.id), '[]'::jsonb)
+                 FROM pgcast.object_class_fields f WHERE f.object_class_id = c.id), '[]'::jsonb),
+       coalesce((SELECT format('%I.%I', w.schema_name, w.table_name) FROM pgcast.watches w WHERE w.object_class_id = c.id), '')
 FROM pgcast.object_classes c
 WHERE c.environment_id = $1`
 
 func scanCollection(row pgx.Row) (Collection, error) {
 	var c Collection
-	err := row.Scan(&c.ID, &c.Name, &c.Permissions.Create, &c.Permissions.Read, &c.Permissions.Update, &c.Permissions.Delete, &c.Fields)
+	err := row.Scan(&c.ID, &c.Name, &c.Permissions.Create, &c.Permissions.Read, &c.Permissions.Update, &c.Permissions.Delete, &c.Fields, &c.Table)
 	return c, err
 }
 
@@ -184,6 +185,9 @@ func Apply(ctx context.Context, db DB, env int64, def Definition) (ApplyResult, 
 		c, err = scanCollection(tx.QueryRow(ctx, selectCollections+` AND c.name = $2 FOR UPDATE OF c`, env, def.Name))
 		if err != nil {
 			return fmt.Errorf("read collection %q: %w", def.Name, err)
+		}
+		if c.Table != "" {
+			return fmt.Errorf("%w: %q is the watch of table %s: change it with pgcast watch apply", ErrExists, def.Name, c.Table)
 		}
 		return update(ctx, tx, &c, def, &res)
 	})
