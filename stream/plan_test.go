@@ -56,22 +56,21 @@ SELECT 'published', 1, '{"type":"job.done","payload":{}}' FROM generate_series(1
 		if err != nil {
 			t.Fatal(err)
 		}
-		// The first page as the reader runs it: a prepared statement on
-		// the connection's generic plan; and the cursor over the rest.
-		name := "delta_" + strings.ReplaceAll(stats, " ", "_")
-		if _, err := tx.Exec(ctx, `PREPARE `+name+` AS `+deltaFirstPage); err != nil {
-			t.Fatal(err)
-		}
+		// The first page as the reader runs it, and a large delta's bounds
+		// and pages: prepared statements on the connection's generic plans.
+		suffix := "_" + strings.ReplaceAll(stats, " ", "_")
 		xmax := strconv.FormatUint(sn.xmax-5, 10)
-		var lines []string
-		for _, q := range []struct {
-			sql  string
-			args []any
-		}{
-			{fmt.Sprintf(`EXPLAIN EXECUTE %s('%s', '{%s}', %d, '{}', 1000)`, name, xmax, strings.Join(sn.xipText(), ","), int64(math.MaxInt64)), nil},
-			{`EXPLAIN ` + deltaCursor, []any{xmax, sn.xipText(), int64(math.MaxInt64), []int64{}}},
+		xip := "'{" + strings.Join(sn.xipText(), ",") + "}'"
+		var lines, pageLines []string
+		for _, q := range []struct{ name, sql, args string }{
+			{"first", deltaFirstPage, fmt.Sprintf(`'%s', %s, %d, '{}', 1000`, xmax, xip, int64(math.MaxInt64))},
+			{"bounds", deltaBounds, fmt.Sprintf(`'%s', %s, %d`, xmax, xip, int64(math.MaxInt64))},
+			{"page", deltaPage, fmt.Sprintf(`'%s', %s, %d, 100, 32100, '%s', 1000`, xmax, xip, int64(math.MaxInt64), snapText)},
 		} {
-			rows, err := tx.Query(ctx, q.sql, q.args...)
+			if _, err := tx.Exec(ctx, `PREPARE `+q.name+suffix+` AS `+q.sql); err != nil {
+				t.Fatal(err)
+			}
+			rows, err := tx.Query(ctx, `EXPLAIN EXECUTE `+q.name+suffix+`(`+q.args+`)`)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -79,10 +78,22 @@ SELECT 'published', 1, '{"type":"job.done","payload":{}}' FROM generate_series(1
 			if err != nil {
 				t.Fatal(err)
 			}
-			lines = append(lines, l...)
+			if q.name == "page" {
+				pageLines = l
+			} else {
+				lines = append(lines, l...)
+			}
 		}
 		_ = tx.Rollback(ctx)
 		plan := strings.Join(lines, "\n")
+		// A large delta's page walks a stretch of the primary key, never
+		// more.
+		pagePlan := strings.Join(pageLines, "\n")
+		if !strings.Contains(pagePlan, "Index Cond: ((id > $4) AND (id <= $5))") || strings.Contains(pagePlan, "events_xid_idx") {
+			t.Errorf("%s: a page of a large delta is not read from a stretch of the primary key:\n%s", stats, pagePlan)
+		}
+		lines = append(lines, pageLines...)
+		plan += "\n" + pagePlan
 		if strings.Count(plan, "events_xid_idx") < 2 {
 			t.Errorf("%s: the delta does not come from the xid index:\n%s", stats, plan)
 		}
@@ -93,7 +104,8 @@ SELECT 'published', 1, '{"type":"job.done","payload":{}}' FROM generate_series(1
 		}
 		// A scan of the primary key is fine over a range, never whole.
 		for i, line := range lines {
-			if strings.Contains(line, "Index Scan using events_pkey") && (i+1 == len(lines) || !strings.Contains(lines[i+1], "Index Cond: (id >")) {
+			if strings.Contains(line, "Index Scan using events_pkey") && (i+1 == len(lines) ||
+				!strings.Contains(lines[i+1], "Index Cond: (id >") && !strings.Contains(lines[i+1], "Index Cond: ((id > $4) AND (id <= $5))")) {
 				t.Errorf("%s: the delta's plan walks the whole primary key:\n%s", stats, plan)
 			}
 		}

@@ -57,11 +57,17 @@ type ReaderConfig struct {
 	// on a read it makes anyway.
 	PingInterval time.Duration
 	// QueryTimeout bounds every statement; a connection that stays silent
-	// this long is considered dead and replaced. Default 5 s.
+	// this long is considered dead and replaced. A statement that times out
+	// doubles the bound for the next connection's statements (up to 16
+	// times QueryTimeout, and at least a minute), and each read that
+	// completes halves it back: a slow statement is retried with more time
+	// rather than failing the same way for ever (see reader_timeout.go).
+	// Connection attempts keep QueryTimeout. Default 5 s.
 	QueryTimeout time.Duration
 	// PageSize is how many entries are fetched and handed over at once, which
-	// bounds the reader's memory under a statement of a million rows.
-	// Default 1000.
+	// bounds the reader's memory under a statement of a million rows; a
+	// delta larger than a page is read a page per statement (see
+	// reader_large.go). Default 1000.
 	PageSize int
 	// ReconnectMin and ReconnectMax bound the exponential backoff, with full
 	// jitter, between connection attempts. Defaults 100 ms and 5 s.
@@ -158,7 +164,12 @@ type Reader struct {
 
 	position  atomic.Int64 // last delivered position
 	connected atomic.Bool
-	lastRead  atomic.Int64 // unix nanos of the last successful read
+	// lastRead is when the last read, or page of a large read, completed
+	// (unix nanos): progress, for Ready.
+	lastRead atomic.Int64
+	// queryTimeout bounds the next statement (nanoseconds): QueryTimeout,
+	// stretched after timeouts (see reader_timeout.go).
+	queryTimeout atomic.Int64
 
 	mu      sync.Mutex
 	started bool
@@ -179,6 +190,7 @@ func NewReader(cfg ReaderConfig) (*Reader, error) {
 		return nil, err
 	}
 	r := &Reader{cfg: cfg, metrics: newReaderMetrics(), busy: cfg.DoorbellMaxRate < 0}
+	r.setTimeout(cfg.QueryTimeout)
 	if cfg.Registerer != nil {
 		if err := r.metrics.register(cfg.Registerer); err != nil {
 			return nil, fmt.Errorf("stream: register reader metrics: %w", err)
@@ -232,13 +244,16 @@ func (r *Reader) Stop(ctx context.Context) error {
 	}
 }
 
-// Ready reports whether the reader is connected and has read recently.
+// Ready reports whether the reader is connected and making progress: it
+// completed a read, or a page of a large read (a statement of a million
+// entries is read a thousand pages at a time), within three idle waits and
+// a statement's bound.
 func (r *Reader) Ready() error {
 	if !r.connected.Load() {
 		return errors.New("reader not connected")
 	}
 	last := time.Unix(0, r.lastRead.Load())
-	limit := 3*max(r.cfg.PollInterval, r.cfg.PingInterval) + r.cfg.QueryTimeout
+	limit := 3*max(r.cfg.PollInterval, r.cfg.PingInterval) + r.timeout()
 	if age := time.Since(last); age > limit {
 		return fmt.Errorf("reader has not read for %s", age.Round(time.Millisecond))
 	}

@@ -1,7 +1,6 @@
 package stream
 
 import (
-	"context"
 	"fmt"
 	"slices"
 	"strconv"
@@ -16,33 +15,26 @@ type pageEntry struct {
 	count pgtype.Int8 // a count event's class count, when the query computed it
 }
 
-func (r *Reader) fetchPage(ctx context.Context, conn *pgx.Conn, fetch string) ([]pageEntry, int, error) {
-	qctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), r.cfg.QueryTimeout)
-	defer cancel()
-	rows, err := conn.Query(qctx, fetch)
-	if err != nil {
-		return nil, 0, fmt.Errorf("fetch: %w", err)
-	}
-	return r.scanPage(rows)
-}
-
 // scanPage decodes one fetched page and returns it with the number of rows
-// fetched (undecodable entries are counted but skipped).
-func (r *Reader) scanPage(rows pgx.Rows) ([]pageEntry, int, error) {
+// fetched and the position of the last (undecodable entries are counted but
+// skipped).
+func (r *Reader) scanPage(rows pgx.Rows) ([]pageEntry, int, int64, error) {
 	defer rows.Close()
 	page := make([]pageEntry, 0, min(r.cfg.PageSize, 64))
 	raw := 0
+	var last int64
 	var en entry
 	var xid string
 	var count pgtype.Int8
 	for rows.Next() {
 		raw++
 		if err := rows.Scan(&en.id, &xid, &en.createdAt, &en.kind, &en.environment, &en.classID, &en.recordID, &en.taskID, &en.data, &count); err != nil {
-			return nil, 0, fmt.Errorf("scan entry: %w", err)
+			return nil, 0, 0, fmt.Errorf("scan entry: %w", err)
 		}
+		last = en.id
 		x, err := strconv.ParseUint(xid, 10, 64)
 		if err != nil {
-			return nil, 0, fmt.Errorf("entry %d: xid %q: %w", en.id, xid, err)
+			return nil, 0, 0, fmt.Errorf("entry %d: xid %q: %w", en.id, xid, err)
 		}
 		ev, err := decode(&en)
 		if err != nil {
@@ -55,9 +47,9 @@ func (r *Reader) scanPage(rows pgx.Rows) ([]pageEntry, int, error) {
 		page = append(page, pageEntry{Event: ev, xid: x, count: count})
 	}
 	if err := rows.Err(); err != nil {
-		return nil, 0, fmt.Errorf("fetch: %w", err)
+		return nil, 0, 0, fmt.Errorf("fetch: %w", err)
 	}
-	return page, raw, nil
+	return page, raw, last, nil
 }
 
 // fillCounts sets Count on count events to the class's count in the read's

@@ -18,6 +18,12 @@ import (
 // what it found. Its plan is the same whatever the parameters, so the first
 // page runs on the connection's cached generic plan: no planning per read.
 //
+// Of the transactions of $2 it looks only at those the read's snapshot
+// sees (deltaXip): one still running, say a statement writing a million
+// entries, has its entries in the xid index already, and every read would
+// otherwise visit them all in the heap only to find them invisible, slowing
+// every other event down for as long as that statement runs.
+//
 // The last column is a count event's class count in the read's snapshot,
 // for classes not among $4, whose counts the batch reads up front: the
 // classes of the count events of the last read that had any, likely those
@@ -25,17 +31,15 @@ import (
 // rather than a sum per count event), and never more than the last writes
 // touched.
 const (
-	deltaColumns = `SELECT id, xid::text, created_at, kind, environment_id, object_class_id, object_record_id, task_id, data::text,
+	deltaXip       = `ARRAY(SELECT x FROM unnest($2::text[]::xid8[]) x WHERE pg_visible_in_snapshot(x, pg_current_snapshot()))`
+	deltaWhere     = `(xid >= $1::text::xid8 OR xid = ANY (` + deltaXip + `) OR id > $3)`
+	deltaFirstPage = `SELECT id, xid::text, created_at, kind, environment_id, object_class_id, object_record_id, task_id, data::text,
   CASE WHEN kind = 'records_count_changed' AND object_class_id <> ALL ($4::bigint[])
     THEN (SELECT coalesce(sum(c.n), 0)::bigint FROM pgcast.object_class_counts c WHERE c.object_class_id = e.object_class_id) END
 FROM pgcast.events e
-WHERE (xid >= $1::text::xid8 OR xid = ANY ($2::text[]::xid8[]) OR id > $3)`
-	deltaFirstPage = deltaColumns + `
+WHERE ` + deltaWhere + `
 ORDER BY id + 0
 LIMIT $5`
-	// deltaCursor reads a delta larger than a page (see readLarge).
-	deltaCursor = `DECLARE pgcast_delta NO SCROLL CURSOR FOR ` + deltaColumns + `
-ORDER BY id + 0`
 )
 
 const countsQuery = `SELECT object_class_id, sum(n)::bigint FROM pgcast.object_class_counts WHERE object_class_id = ANY ($1) GROUP BY 1`
@@ -47,8 +51,8 @@ const countsQuery = `SELECT object_class_id, sum(n)::bigint FROM pgcast.object_c
 // takes its snapshot, reads the counts of the classes of the previous read,
 // reads the first page, commits and, when the reader stops waiting for the
 // doorbell, clears its flag. A first page shorter than PageSize is the whole
-// delta: one round trip. A full one is handed over and the delta is read
-// again through a cursor (readLarge), skipping what the page handed over.
+// delta: one round trip. A full one is handed over and the rest of the delta
+// is read a page per statement (readLarge), outside any transaction.
 //
 // At most once per PingInterval the snapshot's statement also samples the
 // NOTIFY queue's usage (the read is the ping): no statement or round trip
@@ -71,7 +75,7 @@ func (r *Reader) readDelta(ctx context.Context, conn *pgx.Conn) (int, error) {
 		counts map[int64]int64
 	)
 	page, raw, err := func() ([]pageEntry, int, error) {
-		qctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), r.cfg.QueryTimeout)
+		qctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), r.timeout())
 		defer cancel()
 		br, snap, cs, err := sendRead(qctx, conn, recent, usage, func(b *pgx.Batch) {
 			b.Queue(deltaFirstPage, append(r.deltaArgs(recent), r.cfg.PageSize)...)
@@ -90,7 +94,7 @@ func (r *Reader) readDelta(ctx context.Context, conn *pgx.Conn) (int, error) {
 		if err != nil {
 			return nil, 0, fmt.Errorf("read delta: %w", err)
 		}
-		page, raw, err := r.scanPage(rows)
+		page, raw, _, err := r.scanPage(rows)
 		if err != nil {
 			return nil, 0, err
 		}
@@ -121,9 +125,10 @@ func (r *Reader) readDelta(ctx context.Context, conn *pgx.Conn) (int, error) {
 	}
 	var txs int
 	total, lastID := r.handOver(page, counts, &txs)
+	r.progressed()
 	if raw >= r.cfg.PageSize {
 		r.interrupted(snap, lastID)
-		n, large, err := r.readLarge(ctx, conn, recent, &txs)
+		n, large, err := r.readLarge(ctx, conn, &txs)
 		if err != nil {
 			return 0, err
 		}
@@ -133,9 +138,8 @@ func (r *Reader) readDelta(ctx context.Context, conn *pgx.Conn) (int, error) {
 	if len(r.next) > 0 { // an idle poll keeps the classes of the last writes
 		r.recent, r.next = r.next, r.recent[:0]
 	}
-	now := time.Now()
-	r.lastRead.Store(now.UnixNano())
-	r.observe(now, txs)
+	r.eased()
+	r.observe(time.Now(), txs)
 	if total == 0 {
 		r.metrics.lag.Set(0)
 	}
@@ -222,83 +226,6 @@ func (r *Reader) handOver(page []pageEntry, counts map[int64]int64, txs *int) (i
 		}
 	}
 	return len(events), page[len(page)-1].Position
-}
-
-// readLarge reads a delta larger than a page, the way one batch cannot: in
-// a repeatable-read transaction of its own, through a cursor, a page at a
-// time (bounded memory however large the delta). Its snapshot, which it
-// returns, is newer than the first page's, so it also takes what committed
-// in between; what the first page handed over is skipped, as after an
-// interrupted read. Counts are those of its snapshot.
-func (r *Reader) readLarge(ctx context.Context, conn *pgx.Conn, recent []int64, txs *int) (int, snapshot, error) {
-	open := false
-	defer func() {
-		if open {
-			rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), r.cfg.QueryTimeout)
-			defer cancel()
-			_, _ = conn.Exec(rctx, `ROLLBACK`)
-		}
-	}()
-	fetch := `FETCH ` + strconv.Itoa(r.cfg.PageSize) + ` FROM pgcast_delta`
-	var (
-		text   string
-		counts map[int64]int64
-	)
-	page, raw, err := func() ([]pageEntry, int, error) {
-		qctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), r.cfg.QueryTimeout)
-		defer cancel()
-		open = true // from here on a failure may leave the transaction open
-		br, snap, cs, err := sendRead(qctx, conn, recent, nil, func(b *pgx.Batch) {
-			b.Queue(deltaCursor, r.deltaArgs(recent)...)
-			b.Queue(fetch)
-		})
-		if err != nil {
-			return nil, 0, err
-		}
-		defer br.Close()
-		text, counts = snap, cs
-		if _, err := br.Exec(); err != nil {
-			return nil, 0, fmt.Errorf("open delta: %w", err)
-		}
-		rows, err := br.Query()
-		if err != nil {
-			return nil, 0, fmt.Errorf("fetch: %w", err)
-		}
-		return r.scanPage(rows)
-	}()
-	if err != nil {
-		return 0, snapshot{}, err
-	}
-	snap, err := parseSnapshot(text)
-	if err != nil {
-		return 0, snapshot{}, err
-	}
-	total := 0
-	var lastID int64
-	for {
-		n, last := r.handOver(page, counts, txs)
-		total += n
-		if len(page) > 0 {
-			lastID = last
-		}
-		if raw < r.cfg.PageSize {
-			break // a short page is the cursor's last
-		}
-		if err := ctx.Err(); err != nil {
-			r.interrupted(snap, lastID)
-			return 0, snapshot{}, err
-		}
-		if page, raw, err = r.fetchPage(ctx, conn, fetch); err != nil {
-			r.interrupted(snap, lastID)
-			return 0, snapshot{}, err
-		}
-	}
-	if err := r.exec(ctx, conn, `COMMIT`); err != nil {
-		r.interrupted(snap, lastID)
-		return 0, snapshot{}, fmt.Errorf("end read: %w", err)
-	}
-	open = false
-	return total, snap, nil
 }
 
 // observe updates the commit-rate estimate with a read that found entries

@@ -15,11 +15,12 @@ import (
 )
 
 // session runs one connection until it fails or ctx ends.
-func (r *Reader) session(ctx context.Context, first chan<- error) error {
+func (r *Reader) session(ctx context.Context, first chan<- error) (err error) {
 	conn, err := r.connect(ctx)
 	if err != nil {
 		return err
 	}
+	defer func() { r.stretch(err) }()
 	defer func() {
 		closeCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Second)
 		defer cancel()
@@ -67,7 +68,7 @@ func (r *Reader) session(ctx context.Context, first chan<- error) error {
 			return err
 		}
 		r.prev = &sn
-		r.lastRead.Store(time.Now().UnixNano())
+		r.progressed()
 		if first != nil {
 			first <- nil
 		}
@@ -262,12 +263,12 @@ func (r *Reader) wait(ctx context.Context, conn *pgx.Conn, idle time.Duration) e
 	}
 }
 
-// Statements are bounded by QueryTimeout but never cut by Stop: cancelling a
+// Statements are bounded by timeout() but never cut by Stop: cancelling a
 // statement mid-flight makes pgx close the connection, and a clean stop
 // wants to unregister on it. Stop is honoured between statements.
 
 func (r *Reader) exec(ctx context.Context, conn *pgx.Conn, sql string, args ...any) error {
-	qctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), r.cfg.QueryTimeout)
+	qctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), r.timeout())
 	defer cancel()
 	_, err := conn.Exec(qctx, sql, args...)
 	return err
@@ -283,6 +284,6 @@ func (t timedRow) Scan(dest ...any) error { defer t.cancel(); return t.row.Scan(
 func (r *Reader) queryRow(ctx context.Context, q interface {
 	QueryRow(context.Context, string, ...any) pgx.Row
 }, sql string, args ...any) pgx.Row {
-	qctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), r.cfg.QueryTimeout)
+	qctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), r.timeout())
 	return timedRow{row: q.QueryRow(qctx, sql, args...), cancel: cancel}
 }
