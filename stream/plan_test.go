@@ -111,3 +111,79 @@ SELECT 'published', 1, '{"type":"job.done","payload":{}}' FROM generate_series(1
 		}
 	}
 }
+
+// A transaction still in progress, say a statement writing a million
+// entries, has its entries in the xid index already. Every read must not
+// visit them (only to find them invisible): that made every read, and every
+// other event, slower for as long as the statement ran.
+func TestDeltaSkipsTransactionsStillRunning(t *testing.T) {
+	t.Parallel()
+	pool, url := pgtest.NewPool(t)
+	ctx := t.Context()
+	r, err := NewReader(ReaderConfig{URL: url, Handler: func([]*Event) {}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	conn, err := r.connect(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(context.Background())
+	const running = 5000
+	big, err := pool.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer big.Rollback(context.Background())
+	if _, err := big.Exec(ctx, `INSERT INTO pgcast.events (kind, environment_id, data)
+SELECT 'published', 1, '{"type":"job.done","payload":{}}' FROM generate_series(1, $1)`, running); err != nil {
+		t.Fatal(err)
+	}
+	// A later transaction ends, so the running one is in the snapshot's
+	// in-progress list (not at or above its xmax).
+	if _, err := pool.Exec(ctx, `INSERT INTO pgcast.events (kind, environment_id, data) VALUES ('published', 1, '{"type":"job.done","payload":{}}')`); err != nil {
+		t.Fatal(err)
+	}
+	var snapText string
+	if err := conn.QueryRow(ctx, `SELECT pg_current_snapshot()::text`).Scan(&snapText); err != nil {
+		t.Fatal(err)
+	}
+	prev, err := parseSnapshot(snapText)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(prev.xip) == 0 {
+		t.Fatalf("snapshot %s: the running transaction is not in progress in it", snapText)
+	}
+	tx, err := conn.BeginTx(ctx, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tx.Rollback(context.Background())
+	if _, err := tx.Exec(ctx, `PREPARE running_delta AS `+deltaFirstPage); err != nil {
+		t.Fatal(err)
+	}
+	rows, err := tx.Query(ctx, fmt.Sprintf(`EXPLAIN (ANALYZE, TIMING OFF) EXECUTE running_delta('%d', '{%s}', %d, '{}', 1000)`,
+		prev.xmax, strings.Join(prev.xipText(), ","), int64(math.MaxInt64)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	lines, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		t.Fatal(err)
+	}
+	plan := strings.Join(lines, "\n")
+	found := false
+	for i, line := range lines {
+		if !strings.Contains(line, "Index Cond: (xid = ANY") {
+			continue
+		}
+		found = true
+		if !strings.Contains(lines[i-1], "rows=0 ") {
+			t.Fatalf("the read visits the entries of a transaction still running (%d of them):\n%s", running, plan)
+		}
+	}
+	if !found {
+		t.Fatalf("no index scan of the in-progress transactions in the plan:\n%s", plan)
+	}
+}
