@@ -175,15 +175,10 @@ func (r *Reader) connect(ctx context.Context) (*pgx.Conn, error) {
 	cc.RuntimeParams["application_name"] = "pgcast-reader"
 	// Flipping the unlogged waiting flag needs no durable commit.
 	cc.RuntimeParams["synchronous_commit"] = "off"
-	// Plan the delta for its real size: with the default cursor_tuple_fraction
-	// (0.1) the planner prefers to walk the whole primary key in id order,
-	// filtering on xid, over picking the few new entries from the xid index
-	// and sorting them, so every read would scan the entire log. (For the
-	// cursor of a large delta; the first page has a LIMIT.)
-	cc.RuntimeParams["cursor_tuple_fraction"] = "1"
-	// And plan it the same way before the log has statistics (a fresh or
-	// fast-growing log, before autovacuum's ANALYZE): without them every
-	// range looks like a third of the table, and the planner reads it all
+	// Plan the delta from the xid index also before the log has
+	// statistics (a fresh or fast-growing log, before autovacuum's
+	// ANALYZE): without them every range looks like a third of the table,
+	// and the planner reads it all
 	// by a sequential scan, or in parallel, paying a worker launch (~5 ms)
 	// on every read. With sequential scans priced out, the only way left is
 	// the bitmap of the index ranges, which costs what the delta holds.
@@ -201,10 +196,9 @@ func (r *Reader) connect(ctx context.Context) (*pgx.Conn, error) {
 	// once the queue is full every NOTIFY (every writer's commit that rings)
 	// fails. The reader never leaves one open: a read is one pipelined
 	// batch ending in COMMIT, and a read larger than a page (readLarge)
-	// keeps its transaction only across its FETCHes and the hand-over of
-	// each page, which the Handler must not block; any failure closes the
-	// connection. As a guard against a bug or a wedged Handler, the server
-	// ends the session after idleInTransactionTimeout idle in a transaction
+	// reads its pages in statements of their own; any failure closes the
+	// connection. As a guard against a bug, the server ends the session
+	// after idleInTransactionTimeout idle in a transaction
 	// (the reader then reconnects and resumes where it stopped, losing
 	// nothing): far above any legitimate gap, which is milliseconds.
 	cc.RuntimeParams["idle_in_transaction_session_timeout"] = strconv.FormatInt(idleInTransactionTimeout.Milliseconds(), 10)
