@@ -56,22 +56,21 @@ SELECT 'published', 1, '{"type":"job.done","payload":{}}' FROM generate_series(1
 		if err != nil {
 			t.Fatal(err)
 		}
-		// The first page as the reader runs it: a prepared statement on
-		// the connection's generic plan; and the cursor over the rest.
-		name := "delta_" + strings.ReplaceAll(stats, " ", "_")
-		if _, err := tx.Exec(ctx, `PREPARE `+name+` AS `+deltaFirstPage); err != nil {
-			t.Fatal(err)
-		}
+		// The first page as the reader runs it, and a large delta's bounds
+		// and pages: prepared statements on the connection's generic plans.
+		suffix := "_" + strings.ReplaceAll(stats, " ", "_")
 		xmax := strconv.FormatUint(sn.xmax-5, 10)
-		var lines []string
-		for _, q := range []struct {
-			sql  string
-			args []any
-		}{
-			{fmt.Sprintf(`EXPLAIN EXECUTE %s('%s', '{%s}', %d, '{}', 1000)`, name, xmax, strings.Join(sn.xipText(), ","), int64(math.MaxInt64)), nil},
-			{`EXPLAIN ` + deltaCursor, []any{xmax, sn.xipText(), int64(math.MaxInt64), []int64{}}},
+		xip := "'{" + strings.Join(sn.xipText(), ",") + "}'"
+		var lines, pageLines []string
+		for _, q := range []struct{ name, sql, args string }{
+			{"first", deltaFirstPage, fmt.Sprintf(`'%s', %s, %d, '{}', 1000`, xmax, xip, int64(math.MaxInt64))},
+			{"bounds", deltaBounds, fmt.Sprintf(`'%s', %s, %d`, xmax, xip, int64(math.MaxInt64))},
+			{"page", deltaPage, fmt.Sprintf(`'%s', %s, %d, 100, 32100, '%s', 1000`, xmax, xip, int64(math.MaxInt64), snapText)},
 		} {
-			rows, err := tx.Query(ctx, q.sql, q.args...)
+			if _, err := tx.Exec(ctx, `PREPARE `+q.name+suffix+` AS `+q.sql); err != nil {
+				t.Fatal(err)
+			}
+			rows, err := tx.Query(ctx, `EXPLAIN EXECUTE `+q.name+suffix+`(`+q.args+`)`)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -79,10 +78,22 @@ SELECT 'published', 1, '{"type":"job.done","payload":{}}' FROM generate_series(1
 			if err != nil {
 				t.Fatal(err)
 			}
-			lines = append(lines, l...)
+			if q.name == "page" {
+				pageLines = l
+			} else {
+				lines = append(lines, l...)
+			}
 		}
 		_ = tx.Rollback(ctx)
 		plan := strings.Join(lines, "\n")
+		// A large delta's page walks a stretch of the primary key, never
+		// more.
+		pagePlan := strings.Join(pageLines, "\n")
+		if !strings.Contains(pagePlan, "Index Cond: ((id > $4) AND (id <= $5))") || strings.Contains(pagePlan, "events_xid_idx") {
+			t.Errorf("%s: a page of a large delta is not read from a stretch of the primary key:\n%s", stats, pagePlan)
+		}
+		lines = append(lines, pageLines...)
+		plan += "\n" + pagePlan
 		if strings.Count(plan, "events_xid_idx") < 2 {
 			t.Errorf("%s: the delta does not come from the xid index:\n%s", stats, plan)
 		}
@@ -93,9 +104,86 @@ SELECT 'published', 1, '{"type":"job.done","payload":{}}' FROM generate_series(1
 		}
 		// A scan of the primary key is fine over a range, never whole.
 		for i, line := range lines {
-			if strings.Contains(line, "Index Scan using events_pkey") && (i+1 == len(lines) || !strings.Contains(lines[i+1], "Index Cond: (id >")) {
+			if strings.Contains(line, "Index Scan using events_pkey") && (i+1 == len(lines) ||
+				!strings.Contains(lines[i+1], "Index Cond: (id >") && !strings.Contains(lines[i+1], "Index Cond: ((id > $4) AND (id <= $5))")) {
 				t.Errorf("%s: the delta's plan walks the whole primary key:\n%s", stats, plan)
 			}
 		}
+	}
+}
+
+// A transaction still in progress, say a statement writing a million
+// entries, has its entries in the xid index already. Every read must not
+// visit them (only to find them invisible): that made every read, and every
+// other event, slower for as long as the statement ran.
+func TestDeltaSkipsTransactionsStillRunning(t *testing.T) {
+	t.Parallel()
+	pool, url := pgtest.NewPool(t)
+	ctx := t.Context()
+	r, err := NewReader(ReaderConfig{URL: url, Handler: func([]*Event) {}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	conn, err := r.connect(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(context.Background())
+	const running = 5000
+	big, err := pool.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer big.Rollback(context.Background())
+	if _, err := big.Exec(ctx, `INSERT INTO pgcast.events (kind, environment_id, data)
+SELECT 'published', 1, '{"type":"job.done","payload":{}}' FROM generate_series(1, $1)`, running); err != nil {
+		t.Fatal(err)
+	}
+	// A later transaction ends, so the running one is in the snapshot's
+	// in-progress list (not at or above its xmax).
+	if _, err := pool.Exec(ctx, `INSERT INTO pgcast.events (kind, environment_id, data) VALUES ('published', 1, '{"type":"job.done","payload":{}}')`); err != nil {
+		t.Fatal(err)
+	}
+	var snapText string
+	if err := conn.QueryRow(ctx, `SELECT pg_current_snapshot()::text`).Scan(&snapText); err != nil {
+		t.Fatal(err)
+	}
+	prev, err := parseSnapshot(snapText)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(prev.xip) == 0 {
+		t.Fatalf("snapshot %s: the running transaction is not in progress in it", snapText)
+	}
+	tx, err := conn.BeginTx(ctx, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tx.Rollback(context.Background())
+	if _, err := tx.Exec(ctx, `PREPARE running_delta AS `+deltaFirstPage); err != nil {
+		t.Fatal(err)
+	}
+	rows, err := tx.Query(ctx, fmt.Sprintf(`EXPLAIN (ANALYZE, TIMING OFF) EXECUTE running_delta('%d', '{%s}', %d, '{}', 1000)`,
+		prev.xmax, strings.Join(prev.xipText(), ","), int64(math.MaxInt64)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	lines, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		t.Fatal(err)
+	}
+	plan := strings.Join(lines, "\n")
+	found := false
+	for i, line := range lines {
+		if !strings.Contains(line, "Index Cond: (xid = ANY") {
+			continue
+		}
+		found = true
+		if !strings.Contains(lines[i-1], "rows=0 ") {
+			t.Fatalf("the read visits the entries of a transaction still running (%d of them):\n%s", running, plan)
+		}
+	}
+	if !found {
+		t.Fatalf("no index scan of the in-progress transactions in the plan:\n%s", plan)
 	}
 }

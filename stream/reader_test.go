@@ -6,7 +6,6 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"os"
-	"runtime"
 	"sync"
 	"testing"
 	"time"
@@ -280,61 +279,6 @@ func TestReaderConfigValidation(t *testing.T) {
 			t.Errorf("config %+v accepted", cfg)
 		}
 	}
-}
-
-// TestReaderPagesHugeStatement is reliability case R7 at the reader: one
-// statement appends 1,000,000 entries; the reader hands them over in pages
-// and its memory stays bounded (nothing retains the pages here, as a hub
-// that fans out and forgets would not).
-func TestReaderPagesHugeStatement(t *testing.T) {
-	t.Parallel()
-	pool, url := pgtest.NewPool(t)
-	const n = 1_000_000
-	var mu sync.Mutex
-	var got, pages int
-	var maxHeap uint64
-	var lastPos int64
-	done := make(chan struct{})
-	handler := func(evs []*stream.Event) {
-		mu.Lock()
-		defer mu.Unlock()
-		pages++
-		if len(evs) > 1000 {
-			t.Errorf("page of %d > PageSize", len(evs))
-		}
-		for _, ev := range evs {
-			if ev.Position <= lastPos {
-				t.Errorf("position %d after %d", ev.Position, lastPos)
-			}
-			lastPos = ev.Position
-		}
-		got += len(evs)
-		if pages%100 == 0 {
-			runtime.GC()
-			var ms runtime.MemStats
-			runtime.ReadMemStats(&ms)
-			maxHeap = max(maxHeap, ms.HeapAlloc)
-		}
-		if got == n {
-			close(done)
-		}
-	}
-	startReader(t, stream.ReaderConfig{URL: url, Handler: handler, PollInterval: 50 * time.Millisecond, QueryTimeout: 30 * time.Second})
-	mustExec(t, pool, `INSERT INTO pgcast.events (kind, environment_id, data)
-SELECT 'published', 1, '{"type":"job.completed","source":"jobs","payload":{"filler":"xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"}}'
-FROM generate_series(1, $1)`, n)
-	select {
-	case <-done:
-	case <-time.After(5 * time.Minute):
-		t.Fatalf("only %d of %d delivered", got, n)
-	}
-	mu.Lock()
-	defer mu.Unlock()
-	// A million decoded events held at once would take several hundred MB.
-	if maxHeap > 96<<20 {
-		t.Fatalf("heap reached %d MiB while paging", maxHeap>>20)
-	}
-	t.Logf("%d events in %d pages, max heap %d MiB", got, pages, maxHeap>>20)
 }
 
 var _ = pgx.ErrNoRows

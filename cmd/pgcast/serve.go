@@ -27,6 +27,7 @@ type serveOptions struct {
 	pollInterval      time.Duration
 	pollOnly          bool
 	doorbellMaxRate   int
+	readerTimeout     time.Duration
 	retention         time.Duration
 	auth              authOptions
 	messageLimit      int
@@ -56,6 +57,7 @@ func (o *serveOptions) addFlags(fs *pflag.FlagSet) {
 	fs.DurationVar(&o.schemaWait, "schema-wait", 60*time.Second, "without --migrate, how long to wait for another node to migrate a schema that is behind this binary before giving up (0: fail at once); a schema ahead fails at once")
 	fs.DurationVar(&o.pollInterval, "poll-interval", time.Second, "how often the reader reads the event log without a doorbell (a lost NOTIFY costs at most this much latency)")
 	fs.BoolVar(&o.pollOnly, "poll-only", false, "never use LISTEN/NOTIFY: writers never ring, the reader polls every --poll-interval")
+	fs.DurationVar(&o.readerTimeout, "reader-query-timeout", 5*time.Second, "bound on each statement of the log reader; a connection silent this long is replaced (after a timeout the next connection's statements get twice as long, up to 16 times this or a minute, and each completed read halves it back)")
 	fs.IntVar(&o.doorbellMaxRate, "doorbell-max-rate", 1500, "commits/s above which the reader stops waiting for the doorbell and reads every millisecond instead, so writers stop ringing (a NOTIFY serialises commits); below two thirds of it every commit wakes the reader; negative: never wait while the log is busy")
 	fs.DurationVar(&o.retention, "retention", 24*time.Hour, "how long event-log entries are kept (pruned by one node at a time)")
 	o.auth.addFlags(fs)
@@ -155,6 +157,7 @@ func (a *app) serve(ctx context.Context, url string, o *serveOptions) error {
 		PollInterval:    o.pollInterval,
 		PollOnly:        o.pollOnly,
 		DoorbellMaxRate: o.doorbellMaxRate,
+		QueryTimeout:    o.readerTimeout,
 		Logger:          a.logger.With("component", "reader"),
 		Registerer:      reg,
 	})
