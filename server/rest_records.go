@@ -1,11 +1,9 @@
 package server
 
 import (
-	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"math"
 	"net/http"
 	"slices"
@@ -404,6 +402,9 @@ func fieldValue(f collections.Field, raw json.RawMessage) (json.RawMessage, *col
 		if strings.IndexByte(s, 0) >= 0 {
 			return bad("type", `must not contain the NUL character (\u0000)`)
 		}
+		if loneSurrogate(raw) {
+			return bad("type", loneSurrogateMessage)
+		}
 		if f.Type == collections.TypeString && utf8.RuneCountInString(s) > collections.MaxStringLen {
 			return bad("max_length", "is %d characters, at most %d allowed (use a text field for longer values)", utf8.RuneCountInString(s), collections.MaxStringLen)
 		}
@@ -451,6 +452,9 @@ func fieldValue(f collections.Field, raw json.RawMessage) (json.RawMessage, *col
 		if hasNUL(raw) {
 			return bad("type", `must not contain the NUL character (\u0000) in any string`)
 		}
+		if loneSurrogate(raw) {
+			return bad("type", loneSurrogateMessage)
+		}
 		return raw, nil
 	}
 	return bad("type", "has type %q, which this server does not know", f.Type)
@@ -464,38 +468,4 @@ func formatDatetime(t time.Time) string {
 		return t.Format("2006-01-02T15:04:05.000Z")
 	}
 	return t.Format(time.RFC3339Nano)
-}
-
-func jsonString(raw json.RawMessage) (string, bool) {
-	if len(raw) == 0 || raw[0] != '"' {
-		return "", false
-	}
-	var s string
-	return s, json.Unmarshal(raw, &s) == nil
-}
-
-func isNumber(raw json.RawMessage) bool {
-	return len(raw) > 0 && (raw[0] == '-' || (raw[0] >= '0' && raw[0] <= '9'))
-}
-
-// hasNUL reports whether a JSON value has a string or key containing
-// U+0000, which Postgres's jsonb cannot store.
-func hasNUL(raw json.RawMessage) bool {
-	if !bytes.Contains(raw, []byte(`\u0000`)) {
-		return false // the only way JSON text can hold a NUL
-	}
-	dec := json.NewDecoder(bytes.NewReader(raw))
-	dec.UseNumber()
-	for {
-		tok, err := dec.Token()
-		if err == io.EOF {
-			return false
-		}
-		if err != nil {
-			return true // cannot happen: raw was decoded once already
-		}
-		if s, ok := tok.(string); ok && strings.IndexByte(s, 0) >= 0 {
-			return true
-		}
-	}
 }
