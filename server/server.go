@@ -43,6 +43,9 @@ type Config struct {
 	// ReadHeaderTimeout bounds how long a client may take to send request
 	// headers (slowloris). Default 10 s.
 	ReadHeaderTimeout time.Duration
+	// HTTP are the other bounds of plain HTTP requests (timeouts, requests
+	// in flight per client address, the byte budget of a list page).
+	HTTP HTTPConfig
 	// ReadyChecks are run by /readyz besides the database and schema checks.
 	ReadyChecks []ReadyCheck
 	// Hub routes events to WebSocket connections. Without it (and Auth) the
@@ -99,6 +102,7 @@ func (c Config) withDefaults() Config {
 	if c.CloseBatchPause == 0 {
 		c.CloseBatchPause = 20 * time.Millisecond
 	}
+	c.HTTP = c.HTTP.withDefaults()
 	c.WS = c.WS.withDefaults()
 	c.Catalyst = c.Catalyst.withDefaults()
 	return c
@@ -117,7 +121,7 @@ func (c Config) validate() error {
 	if c.WS.MessageRate > 0 && c.WS.MessageBurst < 1 {
 		return fmt.Errorf("server: client message burst must be ≥ 1, got %d", c.WS.MessageBurst)
 	}
-	return nil
+	return c.HTTP.validate()
 }
 
 // NewRegistry returns a metrics registry with the Go runtime and process
@@ -131,8 +135,12 @@ func NewRegistry() *prometheus.Registry {
 // Server is pgcast's HTTP server.
 type Server struct {
 	cfg      Config
-	mux      *http.ServeMux
+	mux      *routes
 	draining atomic.Bool
+
+	httpMetrics *httpMetrics
+	requests    *requestCap
+	connStates  *connStates
 
 	conns   *connRegistry
 	tickets *TicketStore
@@ -155,7 +163,16 @@ func New(cfg Config) (*Server, error) {
 	if err := cfg.validate(); err != nil {
 		return nil, err
 	}
-	s := &Server{cfg: cfg, mux: http.NewServeMux(), done: make(chan struct{}), conns: newConnRegistry()}
+	hm, err := newHTTPMetrics(cfg.Registry)
+	if err != nil {
+		return nil, fmt.Errorf("server: register metrics: %w", err)
+	}
+	s := &Server{
+		cfg: cfg, done: make(chan struct{}), conns: newConnRegistry(),
+		httpMetrics: hm, connStates: newConnStates(hm),
+		requests: &requestCap{max: cfg.HTTP.MaxRequestsPerIP, trusted: cfg.WS.TrustedProxies, inFlight: map[string]int{}},
+	}
+	s.mux = &routes{ServeMux: http.NewServeMux(), s: s}
 	s.mux.HandleFunc("GET /livez", s.handleLivez)
 	s.mux.HandleFunc("GET /readyz", s.handleReadyz)
 	if cfg.Hub != nil {
@@ -204,7 +221,7 @@ func (s *Server) routeStreams() error {
 }
 
 // Handler is the public handler (for tests and embedding).
-func (s *Server) Handler() http.Handler { return s.mux }
+func (s *Server) Handler() http.Handler { return s }
 
 // Addr is the bound public address (after Start).
 func (s *Server) Addr() net.Addr { s.mu.Lock(); defer s.mu.Unlock(); return s.addr }
@@ -234,7 +251,11 @@ func (s *Server) Start(ctx context.Context) error {
 		}
 	}
 	errLog := slog.NewLogLogger(s.cfg.Logger.Handler(), slog.LevelDebug)
-	s.public = &http.Server{Handler: s.mux, ReadHeaderTimeout: s.cfg.ReadHeaderTimeout, ErrorLog: errLog}
+	h := s.cfg.HTTP
+	s.public = &http.Server{
+		Handler: s, ErrorLog: errLog, ConnState: s.connStates.track,
+		ReadHeaderTimeout: s.cfg.ReadHeaderTimeout, ReadTimeout: h.ReadTimeout, WriteTimeout: h.WriteTimeout, IdleTimeout: h.IdleTimeout,
+	}
 	s.addr = ln.Addr()
 	s.started = true
 	var wg sync.WaitGroup
@@ -243,7 +264,10 @@ func (s *Server) Start(ctx context.Context) error {
 	if iln != nil {
 		imux := http.NewServeMux()
 		imux.Handle("GET /metrics", promhttp.HandlerFor(s.cfg.Registry, promhttp.HandlerOpts{ErrorLog: errLog}))
-		s.internal = &http.Server{Handler: imux, ReadHeaderTimeout: s.cfg.ReadHeaderTimeout, ErrorLog: errLog}
+		s.internal = &http.Server{
+			Handler: imux, ErrorLog: errLog,
+			ReadHeaderTimeout: s.cfg.ReadHeaderTimeout, ReadTimeout: h.ReadTimeout, WriteTimeout: h.WriteTimeout, IdleTimeout: h.IdleTimeout,
+		}
 		s.intAddr = iln.Addr()
 		wg.Add(1)
 		go func() { defer wg.Done(); s.serve(s.internal, iln, "internal") }()
@@ -371,8 +395,10 @@ func (s *Server) handleReadyz(w http.ResponseWriter, r *http.Request) {
 }
 
 // writeJSON writes v with the JSON content type every pgcast response has.
-func writeJSON(w http.ResponseWriter, code int, v any) {
+// An error is the connection's (the client is gone, or too slow): there is
+// nothing left to answer.
+func writeJSON(w http.ResponseWriter, code int, v any) error {
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(code)
-	_ = json.NewEncoder(w).Encode(v)
+	return json.NewEncoder(w).Encode(v)
 }

@@ -41,6 +41,11 @@ type serveOptions struct {
 	maxConnsPerIP     int
 	trustedProxies    []string
 	ticketTTL         time.Duration
+	httpIdleTimeout   time.Duration
+	httpReadTimeout   time.Duration
+	httpWriteTimeout  time.Duration
+	maxRequestsPerIP  int
+	maxListBytes      int
 	// seed, when set, runs after the schema check and before serving
 	// (`pgcast dev` seeds a demo collection).
 	seed func(context.Context, *pgxpool.Pool) error
@@ -70,6 +75,11 @@ func (o *serveOptions) addFlags(fs *pflag.FlagSet) {
 	fs.IntVar(&o.maxConnsPerIP, "max-conns-per-ip", 0, "WebSocket connections one client IP address may hold on this node; more are refused with 429; 0: no cap (behind a proxy, set --trusted-proxies, else every client has the proxy's address)")
 	fs.StringSliceVar(&o.trustedProxies, "trusted-proxies", nil, "addresses or CIDRs of the proxies in front of pgcast, comma-separated: for their requests the client address (for --max-conns-per-ip) is taken from X-Forwarded-For")
 	fs.DurationVar(&o.ticketTTL, "ticket-ttl", 60*time.Second, "lifetime of a /api/users/ws-auth/ ticket")
+	fs.DurationVar(&o.httpIdleTimeout, "http-idle-timeout", server.DefaultHTTPIdleTimeout, "close a keep-alive HTTP connection idle this long; behind a load balancer keep it above the balancer's idle timeout (60s on AWS ALB and nginx)")
+	fs.DurationVar(&o.httpReadTimeout, "http-read-timeout", server.DefaultHTTPReadTimeout, "most time to read an HTTP request, body included (a body not received by then is answered 408); WebSockets are not affected")
+	fs.DurationVar(&o.httpWriteTimeout, "http-write-timeout", server.DefaultHTTPWriteTimeout, "most time from an HTTP request's headers to the end of its response (a client that does not read it is cut); WebSockets are not affected")
+	fs.IntVar(&o.maxRequestsPerIP, "max-requests-per-ip", server.DefaultMaxRequestsPerIP, "HTTP requests one client address may have in flight (WebSockets excepted; the address as for --max-conns-per-ip); more are refused with 429; 0: no cap")
+	fs.IntVar(&o.maxListBytes, "max-list-bytes", server.DefaultMaxListBytes, `byte budget of a GET /api/{collection} page: the page stops before the record that would exceed it and says "truncated": true (its first record is always served); 0: no budget`)
 }
 
 func (a *app) serveCmd() *cobra.Command {
@@ -192,6 +202,13 @@ func (a *app) serve(ctx context.Context, url string, o *serveOptions) error {
 			TrustedProxies:  trusted,
 		},
 		Catalyst: server.CatalystConfig{MessageLimit: o.messageLimit, MessageTime: o.messageTime},
+		HTTP: server.HTTPConfig{
+			IdleTimeout:      o.httpIdleTimeout,
+			ReadTimeout:      o.httpReadTimeout,
+			WriteTimeout:     o.httpWriteTimeout,
+			MaxRequestsPerIP: noneIfZero(o.maxRequestsPerIP),
+			MaxListBytes:     noneIfZero(o.maxListBytes),
+		},
 	})
 	if err != nil {
 		return err
@@ -226,6 +243,15 @@ func (a *app) serve(ctx context.Context, url string, o *serveOptions) error {
 }
 
 func schemaVersion() (uint, error) { return pgsql.LatestVersion() }
+
+// noneIfZero maps a flag's 0, which says "none", to the negative value that
+// says it in server.Config (where 0 is the default).
+func noneIfZero[T int | time.Duration](v T) T {
+	if v == 0 {
+		return -1
+	}
+	return v
+}
 
 // stopWithin stops a component with a bounded context, for deferred,
 // ordered shutdown.
