@@ -244,7 +244,12 @@ func (rt route) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	rt.h.ServeHTTP(w, r)
 }
 
-// ServeHTTP is the public handler.
+// ServeHTTP is the public handler: the routes; what no route takes is
+// answered by the mux in JSON (see muxWriter).
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	h, _ := s.mux.Handler(r)
+	if _, ours := h.(route); !ours {
+		w = &muxWriter{ResponseWriter: w}
+	}
 	s.mux.ServeHTTP(w, r)
 }

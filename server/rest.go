@@ -60,7 +60,8 @@ func (s *Server) routeREST() error {
 // apiError is a REST error response:
 // {"error":{"code","message","details":[{"field","rule","message"}]}}.
 // Codes: validation_error, bad_request, unauthorized, forbidden, not_found,
-// method_not_allowed, too_many_requests (429), and internal for a 500.
+// method_not_allowed, too_many_requests (429), moved (a 307 to the canonical
+// path, see muxWriter), and internal for a 500.
 type apiError struct {
 	status  int
 	code    string
