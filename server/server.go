@@ -66,6 +66,13 @@ type Config struct {
 	// CloseBatchPause between batches. Defaults 500 and 20 ms.
 	CloseBatch      int
 	CloseBatchPause time.Duration
+	// ShutdownGrace is how long Stop keeps serving, with /readyz already
+	// answering 503, before it closes the first WebSocket and stops
+	// accepting connections: load balancers that poll readiness take the
+	// node out before any client is cut. It is taken within Stop's context
+	// and never more than half of the time that context leaves, so that
+	// closing has the other half. Default 5 s; negative: none.
+	ShutdownGrace time.Duration
 }
 
 // ReadyCheck is one named readiness condition.
@@ -101,6 +108,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.CloseBatchPause == 0 {
 		c.CloseBatchPause = 20 * time.Millisecond
+	}
+	if c.ShutdownGrace == 0 {
+		c.ShutdownGrace = 5 * time.Second
 	}
 	c.HTTP = c.HTTP.withDefaults()
 	c.WS = c.WS.withDefaults()
@@ -321,7 +331,8 @@ func (s *Server) serve(hs *http.Server, ln net.Listener, name string) {
 // clients, without closing anything yet.
 func (s *Server) SetDraining() { s.draining.Store(true) }
 
-// Stop turns readiness off, stops accepting connections and waits for
+// Stop turns readiness off, keeps serving for the shutdown grace, then
+// closes the WebSockets, stops accepting connections and waits for
 // in-flight requests until ctx ends. Idempotent.
 func (s *Server) Stop(ctx context.Context) error {
 	s.SetDraining()
@@ -333,6 +344,7 @@ func (s *Server) Stop(ctx context.Context) error {
 	s.stopped = true
 	s.mu.Unlock()
 	s.stopBackground()
+	s.shutdownGrace(ctx)
 	// WebSockets are hijacked: http.Server.Shutdown does not see them.
 	s.conns.closeAll(ctx, s.cfg.CloseBatch, s.cfg.CloseBatchPause)
 	var errs []error
@@ -348,6 +360,24 @@ func (s *Server) Stop(ctx context.Context) error {
 	}
 	<-s.done
 	return errors.Join(errs...)
+}
+
+// shutdownGrace waits, readiness failing, for Config.ShutdownGrace or half
+// of the time ctx leaves, whichever is shorter.
+func (s *Server) shutdownGrace(ctx context.Context) {
+	d := s.cfg.ShutdownGrace
+	if deadline, ok := ctx.Deadline(); ok {
+		d = min(d, time.Until(deadline)/2)
+	}
+	if d <= 0 {
+		return
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+	case <-ctx.Done():
+	}
 }
 
 func (s *Server) handleLivez(w http.ResponseWriter, _ *http.Request) {

@@ -46,6 +46,7 @@ type serveOptions struct {
 	httpWriteTimeout  time.Duration
 	maxRequestsPerIP  int
 	maxListBytes      int
+	shutdownGrace     time.Duration
 	// seed, when set, runs after the schema check and before serving
 	// (`pgcast dev` seeds a demo collection).
 	seed func(context.Context, *pgxpool.Pool) error
@@ -80,6 +81,7 @@ func (o *serveOptions) addFlags(fs *pflag.FlagSet) {
 	fs.DurationVar(&o.httpWriteTimeout, "http-write-timeout", server.DefaultHTTPWriteTimeout, "most time from an HTTP request's headers to the end of its response (a client that does not read it is cut); WebSockets are not affected")
 	fs.IntVar(&o.maxRequestsPerIP, "max-requests-per-ip", server.DefaultMaxRequestsPerIP, "HTTP requests one client address may have in flight (WebSockets excepted; the address as for --max-conns-per-ip); more are refused with 429; 0: no cap")
 	fs.IntVar(&o.maxListBytes, "max-list-bytes", server.DefaultMaxListBytes, `byte budget of a GET /api/{collection} page: the page stops before the record that would exceed it and says "truncated": true (its first record is always served); 0: no budget`)
+	fs.DurationVar(&o.shutdownGrace, "shutdown-grace", 5*time.Second, "on SIGINT/SIGTERM, how long /readyz answers 503 before the first WebSocket is closed and new connections are refused, so load balancers take the node out first; taken within --shutdown-timeout, at most half of it; 0: none")
 }
 
 func (a *app) serveCmd() *cobra.Command {
@@ -209,6 +211,7 @@ func (a *app) serve(ctx context.Context, url string, o *serveOptions) error {
 			MaxRequestsPerIP: noneIfZero(o.maxRequestsPerIP),
 			MaxListBytes:     noneIfZero(o.maxListBytes),
 		},
+		ShutdownGrace: noneIfZero(o.shutdownGrace),
 	})
 	if err != nil {
 		return err
