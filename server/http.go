@@ -244,11 +244,18 @@ func (rt route) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	rt.h.ServeHTTP(w, r)
 }
 
-// ServeHTTP is the public handler: the routes; what no route takes is
-// answered by the mux in JSON (see muxWriter).
+// ServeHTTP is the public handler: CORS (but for WebSocket endpoints), then
+// the routes; what no route takes is answered by the mux in JSON (see
+// muxWriter).
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	h, _ := s.mux.Handler(r)
-	if _, ours := h.(route); !ours {
+	rt, ours := h.(route)
+	if !ours || !rt.ws {
+		if s.cors(w, r) {
+			return // a preflight, answered
+		}
+	}
+	if !ours {
 		w = &muxWriter{ResponseWriter: w}
 	}
 	s.mux.ServeHTTP(w, r)

@@ -67,7 +67,7 @@ func (o *serveOptions) addFlags(fs *pflag.FlagSet) {
 	fs.IntVar(&o.messageLimit, "message-limit", 1000, "Catalyst endpoints: most items per frame; a full frame is sent at once")
 	fs.DurationVar(&o.messageTime, "message-time", 5*time.Second, "Catalyst endpoints: batching period, measured from each connection's start")
 	fs.IntVar(&o.maxBuffer, "max-buffer", 100_000, "most items buffered per connection; a client that falls further behind is closed with 4008")
-	fs.StringSliceVar(&o.allowedOrigins, "allowed-origins", nil, `Origins (scheme://host[:port]) allowed to open WebSockets, comma-separated; default same-origin only; requests without Origin are always allowed`)
+	fs.StringSliceVar(&o.allowedOrigins, "allowed-origins", nil, `Origins (scheme://host[:port]) allowed to open WebSockets and, from a browser, to call the REST API and /api/users/ws-auth/ (CORS), comma-separated; default same-origin only; requests without Origin are always allowed`)
 	fs.DurationVar(&o.pingInterval, "ping-interval", 30*time.Second, "WebSocket keep-alive ping period")
 	fs.DurationVar(&o.pongWait, "pong-wait", 60*time.Second, "close a WebSocket that has not answered for this long")
 	fs.Float64Var(&o.messageRate, "client-message-rate", 20, "messages (frames and pings) a WebSocket client may send per second, sustained; over it messages are refused, and a client that keeps on is closed with 1008; negative: no limit")
