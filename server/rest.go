@@ -6,6 +6,7 @@ import (
 	"io"
 	"mime"
 	"net/http"
+	"os"
 	"strings"
 	"unicode/utf8"
 
@@ -29,7 +30,8 @@ const (
 // /api/events (see ../shared/spec/realtime.md):
 //
 //	GET    /api/{collection}        {"items":[record…]} newest first; ?limit= (default 100, at most 1000)
-//	                                 and ?before=<id> (records with a smaller id: the next page)
+//	                                 and ?before=<id> (records with a smaller id: the next page);
+//	                                 "truncated":true added when the page stopped at HTTPConfig.MaxListBytes
 //	POST   /api/{collection}        201 record
 //	GET    /api/{collection}/{id}   200 record
 //	PUT    /api/{collection}/{id}   200 record (partial update: only the fields given)
@@ -61,7 +63,8 @@ func (s *Server) routeREST() error {
 // apiError is a REST error response:
 // {"error":{"code","message","details":[{"field","rule","message"}]}}.
 // Codes: validation_error, bad_request, unauthorized, forbidden, not_found,
-// method_not_allowed, and internal for a 500.
+// method_not_allowed, too_many_requests (429), moved (a 307 to the canonical
+// path, see muxWriter), and internal for a 500.
 type apiError struct {
 	status  int
 	code    string
@@ -136,20 +139,28 @@ func (s *Server) api(h func(http.ResponseWriter, *http.Request) error) http.Hand
 				s.cfg.Logger.ErrorContext(r.Context(), "rest request failed", "method", r.Method, "path", r.URL.Path, "err", ae.cause)
 			}
 		}
-		if ae.allow != "" {
-			w.Header().Set("Allow", ae.allow)
+		if ae.status == http.StatusRequestTimeout {
+			s.httpMetrics.timeouts.WithLabelValues(timeoutRead).Inc()
 		}
-		if ae.status == http.StatusUnauthorized {
-			// RFC 6750: tell the client which scheme is expected.
-			w.Header().Set("WWW-Authenticate", `Bearer realm="pgcast"`)
-		}
-		var body apiErrorBody
-		body.Error.Code, body.Error.Message, body.Error.Details = ae.code, ae.message, ae.details
-		if body.Error.Details == nil {
-			body.Error.Details = []collections.Problem{}
-		}
-		writeJSON(w, ae.status, body)
+		writeAPIError(w, ae)
 	})
+}
+
+// writeAPIError writes e as the REST error body.
+func writeAPIError(w http.ResponseWriter, e *apiError) {
+	if e.allow != "" {
+		w.Header().Set("Allow", e.allow)
+	}
+	if e.status == http.StatusUnauthorized {
+		// RFC 6750: tell the client which scheme is expected.
+		w.Header().Set("WWW-Authenticate", `Bearer realm="pgcast"`)
+	}
+	var body apiErrorBody
+	body.Error.Code, body.Error.Message, body.Error.Details = e.code, e.message, e.details
+	if body.Error.Details == nil {
+		body.Error.Details = []collections.Problem{}
+	}
+	_ = writeJSON(w, e.status, body)
 }
 
 // identity is the caller: anonymous (environment 1) without an
@@ -230,6 +241,9 @@ func readBody(w http.ResponseWriter, r *http.Request) ([]byte, error) {
 		var tooBig *http.MaxBytesError
 		if errors.As(err, &tooBig) {
 			return nil, &apiError{status: http.StatusRequestEntityTooLarge, code: "bad_request", message: fmt.Sprintf("request body is larger than %d bytes", MaxRESTBody)}
+		}
+		if errors.Is(err, os.ErrDeadlineExceeded) { // HTTPConfig.ReadTimeout
+			return nil, &apiError{status: http.StatusRequestTimeout, code: "bad_request", message: "the request body did not arrive in time"}
 		}
 		return nil, badRequest("read request body: %v", err)
 	}

@@ -136,6 +136,10 @@ func (s *Server) handleEvents(w http.ResponseWriter, r *http.Request) error {
 				ps = append(ps, collections.Problem{Field: "payload", Rule: "type", Message: `payload must not contain the NUL character (\u0000) in any string`})
 				continue
 			}
+			if loneSurrogate(m.Value) {
+				ps = append(ps, collections.Problem{Field: "payload", Rule: "type", Message: "payload " + loneSurrogateMessage})
+				continue
+			}
 			payload = m.Value
 		default:
 			ps = append(ps, collections.Problem{Field: m.Key, Rule: "unknown", Message: fmt.Sprintf("unknown key %q (known: type, payload)", m.Key)})

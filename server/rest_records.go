@@ -1,11 +1,9 @@
 package server
 
 import (
-	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"math"
 	"net/http"
 	"slices"
@@ -145,55 +143,6 @@ func ownerParam(ownerOnly bool, id Identity) *string {
 	return &id.UserID
 }
 
-func (s *Server) listRecords(w http.ResponseWriter, r *http.Request, id Identity, c collections.Collection) error {
-	ownerOnly, err := authorize(c.Permissions.Read, id, "list "+c.Name)
-	if err != nil {
-		return err
-	}
-	q := r.URL.Query()
-	limit := DefaultListLimit
-	var ps collections.Problems
-	if v := q.Get("limit"); v != "" {
-		n, err := strconv.Atoi(v)
-		if err != nil || n < 1 || n > MaxListLimit {
-			ps = append(ps, collections.Problem{Field: "limit", Rule: "range", Message: fmt.Sprintf("limit must be an integer from 1 to %d", MaxListLimit)})
-		}
-		limit = n
-	}
-	var before *int64
-	if v := q.Get("before"); v != "" {
-		n, err := strconv.ParseInt(v, 10, 64)
-		if err != nil || n < 1 {
-			ps = append(ps, collections.Problem{Field: "before", Rule: "type", Message: "before must be a record id (a positive integer)"})
-		}
-		before = &n
-	}
-	if ps != nil {
-		return validationError(ps)
-	}
-	rows, err := s.cfg.Pool.Query(r.Context(), `
-		SELECT `+recordJSON+`
-		FROM pgcast.object_records r
-		WHERE r.object_class_id = $1
-		  AND ($2::text IS NULL OR $2::text = ANY (r.owners) OR $2::text = ANY (r.assignees))
-		  AND ($3::bigint IS NULL OR r.id < $3::bigint)
-		ORDER BY r.id DESC
-		LIMIT $4`, c.ID, ownerParam(ownerOnly, id), before, limit)
-	if err != nil {
-		return fmt.Errorf("list %s: %w", c.Name, err)
-	}
-	items, err := pgx.CollectRows(rows, pgx.RowTo[[]byte])
-	if err != nil {
-		return fmt.Errorf("list %s: %w", c.Name, err)
-	}
-	raw := make([]json.RawMessage, len(items))
-	for i, it := range items {
-		raw[i] = it
-	}
-	writeJSON(w, http.StatusOK, map[string]any{"items": raw})
-	return nil
-}
-
 func (s *Server) createRecord(w http.ResponseWriter, r *http.Request, id Identity, c collections.Collection) error {
 	// For create, "owner" admits any signed-in caller: it becomes the owner.
 	if _, err := authorize(c.Permissions.Create, id, "create "+c.Name+" records"); err != nil {
@@ -219,8 +168,7 @@ func (s *Server) createRecord(w http.ResponseWriter, r *http.Request, id Identit
 	if err != nil {
 		return writeErr(err, c)
 	}
-	writeJSON(w, http.StatusCreated, json.RawMessage(rec))
-	return nil
+	return s.writeRecord(w, http.StatusCreated, rec)
 }
 
 func (s *Server) getRecord(w http.ResponseWriter, r *http.Request, id Identity, c collections.Collection, recID int64) error {
@@ -245,8 +193,7 @@ func (s *Server) getRecord(w http.ResponseWriter, r *http.Request, id Identity, 
 	if ownerOnly && !slices.Contains(owners, id.UserID) && !slices.Contains(assignees, id.UserID) {
 		return denied(id, fmt.Sprintf("read %s record %d", c.Name, recID))
 	}
-	writeJSON(w, http.StatusOK, json.RawMessage(rec))
-	return nil
+	return s.writeRecord(w, http.StatusOK, rec)
 }
 
 // targetRecord is the record a PUT or DELETE is about, locked, with whether
@@ -294,8 +241,7 @@ func (s *Server) updateRecord(w http.ResponseWriter, r *http.Request, id Identit
 	if !allowed {
 		return denied(id, fmt.Sprintf("update %s record %d", c.Name, recID))
 	}
-	writeJSON(w, http.StatusOK, json.RawMessage(rec))
-	return nil
+	return s.writeRecord(w, http.StatusOK, rec)
 }
 
 func (s *Server) deleteRecord(w http.ResponseWriter, r *http.Request, id Identity, c collections.Collection, recID int64) error {
@@ -404,6 +350,9 @@ func fieldValue(f collections.Field, raw json.RawMessage) (json.RawMessage, *col
 		if strings.IndexByte(s, 0) >= 0 {
 			return bad("type", `must not contain the NUL character (\u0000)`)
 		}
+		if loneSurrogate(raw) {
+			return bad("type", loneSurrogateMessage)
+		}
 		if f.Type == collections.TypeString && utf8.RuneCountInString(s) > collections.MaxStringLen {
 			return bad("max_length", "is %d characters, at most %d allowed (use a text field for longer values)", utf8.RuneCountInString(s), collections.MaxStringLen)
 		}
@@ -451,6 +400,9 @@ func fieldValue(f collections.Field, raw json.RawMessage) (json.RawMessage, *col
 		if hasNUL(raw) {
 			return bad("type", `must not contain the NUL character (\u0000) in any string`)
 		}
+		if loneSurrogate(raw) {
+			return bad("type", loneSurrogateMessage)
+		}
 		return raw, nil
 	}
 	return bad("type", "has type %q, which this server does not know", f.Type)
@@ -464,38 +416,4 @@ func formatDatetime(t time.Time) string {
 		return t.Format("2006-01-02T15:04:05.000Z")
 	}
 	return t.Format(time.RFC3339Nano)
-}
-
-func jsonString(raw json.RawMessage) (string, bool) {
-	if len(raw) == 0 || raw[0] != '"' {
-		return "", false
-	}
-	var s string
-	return s, json.Unmarshal(raw, &s) == nil
-}
-
-func isNumber(raw json.RawMessage) bool {
-	return len(raw) > 0 && (raw[0] == '-' || (raw[0] >= '0' && raw[0] <= '9'))
-}
-
-// hasNUL reports whether a JSON value has a string or key containing
-// U+0000, which Postgres's jsonb cannot store.
-func hasNUL(raw json.RawMessage) bool {
-	if !bytes.Contains(raw, []byte(`\u0000`)) {
-		return false // the only way JSON text can hold a NUL
-	}
-	dec := json.NewDecoder(bytes.NewReader(raw))
-	dec.UseNumber()
-	for {
-		tok, err := dec.Token()
-		if err == io.EOF {
-			return false
-		}
-		if err != nil {
-			return true // cannot happen: raw was decoded once already
-		}
-		if s, ok := tok.(string); ok && strings.IndexByte(s, 0) >= 0 {
-			return true
-		}
-	}
 }

@@ -39,6 +39,9 @@ type Config struct {
 	// ReadHeaderTimeout bounds how long a client may take to send request
 	// headers (slowloris). Default 10 s.
 	ReadHeaderTimeout time.Duration
+	// HTTP are the other bounds of plain HTTP requests (timeouts, requests
+	// in flight per client address, the byte budget of a list page).
+	HTTP HTTPConfig
 	// ReadyChecks are run by /readyz besides the database and schema checks.
 	ReadyChecks []ReadyCheck
 	// Hub routes events to WebSocket connections. Without it (and Auth) the
@@ -59,6 +62,13 @@ type Config struct {
 	// CloseBatchPause between batches. Defaults 500 and 20 ms.
 	CloseBatch      int
 	CloseBatchPause time.Duration
+	// ShutdownGrace is how long Stop keeps serving, with /readyz already
+	// answering 503, before it closes the first WebSocket and stops
+	// accepting connections: load balancers that poll readiness take the
+	// node out before any client is cut. It is taken within Stop's context
+	// and never more than half of the time that context leaves, so that
+	// closing has the other half. Default 5 s; negative: none.
+	ShutdownGrace time.Duration
 }
 
 // ReadyCheck is one named readiness condition.
@@ -95,6 +105,10 @@ func (c Config) withDefaults() Config {
 	if c.CloseBatchPause == 0 {
 		c.CloseBatchPause = 20 * time.Millisecond
 	}
+	if c.ShutdownGrace == 0 {
+		c.ShutdownGrace = 5 * time.Second
+	}
+	c.HTTP = c.HTTP.withDefaults()
 	c.WS = c.WS.withDefaults()
 	c.Catalyst = c.Catalyst.withDefaults()
 	return c
@@ -113,7 +127,7 @@ func (c Config) validate() error {
 	if c.WS.MessageRate > 0 && c.WS.MessageBurst < 1 {
 		return fmt.Errorf("server: client message burst must be ≥ 1, got %d", c.WS.MessageBurst)
 	}
-	return nil
+	return c.HTTP.validate()
 }
 
 // NewRegistry returns a metrics registry with the Go runtime and process
@@ -127,8 +141,12 @@ func NewRegistry() *prometheus.Registry {
 // Server is pgcast's HTTP server.
 type Server struct {
 	cfg      Config
-	mux      *http.ServeMux
+	mux      *routes
 	draining atomic.Bool
+
+	httpMetrics *httpMetrics
+	requests    *requestCap
+	connStates  *connStates
 
 	conns   *connRegistry
 	tickets *TicketStore
@@ -151,7 +169,16 @@ func New(cfg Config) (*Server, error) {
 	if err := cfg.validate(); err != nil {
 		return nil, err
 	}
-	s := &Server{cfg: cfg, mux: http.NewServeMux(), done: make(chan struct{}), conns: newConnRegistry()}
+	hm, err := newHTTPMetrics(cfg.Registry)
+	if err != nil {
+		return nil, fmt.Errorf("server: register metrics: %w", err)
+	}
+	s := &Server{
+		cfg: cfg, done: make(chan struct{}), conns: newConnRegistry(),
+		httpMetrics: hm, connStates: newConnStates(hm),
+		requests: &requestCap{max: cfg.HTTP.MaxRequestsPerIP, trusted: cfg.WS.TrustedProxies, inFlight: map[string]int{}},
+	}
+	s.mux = &routes{ServeMux: http.NewServeMux(), s: s}
 	s.mux.HandleFunc("GET /livez", s.handleLivez)
 	s.mux.HandleFunc("GET /readyz", s.handleReadyz)
 	if cfg.Hub != nil {
@@ -200,7 +227,7 @@ func (s *Server) routeStreams() error {
 }
 
 // Handler is the public handler (for tests and embedding).
-func (s *Server) Handler() http.Handler { return s.mux }
+func (s *Server) Handler() http.Handler { return s }
 
 // Addr is the bound public address (after Start).
 func (s *Server) Addr() net.Addr { s.mu.Lock(); defer s.mu.Unlock(); return s.addr }
@@ -230,7 +257,11 @@ func (s *Server) Start(ctx context.Context) error {
 		}
 	}
 	errLog := slog.NewLogLogger(s.cfg.Logger.Handler(), slog.LevelDebug)
-	s.public = &http.Server{Handler: s.mux, ReadHeaderTimeout: s.cfg.ReadHeaderTimeout, ErrorLog: errLog}
+	h := s.cfg.HTTP
+	s.public = &http.Server{
+		Handler: s, ErrorLog: errLog, ConnState: s.connStates.track,
+		ReadHeaderTimeout: s.cfg.ReadHeaderTimeout, ReadTimeout: h.ReadTimeout, WriteTimeout: h.WriteTimeout, IdleTimeout: h.IdleTimeout,
+	}
 	s.addr = ln.Addr()
 	s.started = true
 	var wg sync.WaitGroup
@@ -239,7 +270,10 @@ func (s *Server) Start(ctx context.Context) error {
 	if iln != nil {
 		imux := http.NewServeMux()
 		imux.Handle("GET /metrics", promhttp.HandlerFor(s.cfg.Registry, promhttp.HandlerOpts{ErrorLog: errLog}))
-		s.internal = &http.Server{Handler: imux, ReadHeaderTimeout: s.cfg.ReadHeaderTimeout, ErrorLog: errLog}
+		s.internal = &http.Server{
+			Handler: imux, ErrorLog: errLog,
+			ReadHeaderTimeout: s.cfg.ReadHeaderTimeout, ReadTimeout: h.ReadTimeout, WriteTimeout: h.WriteTimeout, IdleTimeout: h.IdleTimeout,
+		}
 		s.intAddr = iln.Addr()
 		wg.Add(1)
 		go func() { defer wg.Done(); s.serve(s.internal, iln, "internal") }()
@@ -293,7 +327,8 @@ func (s *Server) serve(hs *http.Server, ln net.Listener, name string) {
 // clients, without closing anything yet.
 func (s *Server) SetDraining() { s.draining.Store(true) }
 
-// Stop turns readiness off, stops accepting connections and waits for
+// Stop turns readiness off, keeps serving for the shutdown grace, then
+// closes the WebSockets, stops accepting connections and waits for
 // in-flight requests until ctx ends. Idempotent.
 func (s *Server) Stop(ctx context.Context) error {
 	s.SetDraining()
@@ -305,6 +340,7 @@ func (s *Server) Stop(ctx context.Context) error {
 	s.stopped = true
 	s.mu.Unlock()
 	s.stopBackground()
+	s.shutdownGrace(ctx)
 	// WebSockets are hijacked: http.Server.Shutdown does not see them.
 	s.conns.closeAll(ctx, s.cfg.CloseBatch, s.cfg.CloseBatchPause)
 	var errs []error
@@ -320,6 +356,24 @@ func (s *Server) Stop(ctx context.Context) error {
 	}
 	<-s.done
 	return errors.Join(errs...)
+}
+
+// shutdownGrace waits, readiness failing, for Config.ShutdownGrace or half
+// of the time ctx leaves, whichever is shorter.
+func (s *Server) shutdownGrace(ctx context.Context) {
+	d := s.cfg.ShutdownGrace
+	if deadline, ok := ctx.Deadline(); ok {
+		d = min(d, time.Until(deadline)/2)
+	}
+	if d <= 0 {
+		return
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+	case <-ctx.Done():
+	}
 }
 
 func (s *Server) handleLivez(w http.ResponseWriter, _ *http.Request) {
@@ -367,8 +421,10 @@ func (s *Server) handleReadyz(w http.ResponseWriter, r *http.Request) {
 }
 
 // writeJSON writes v with the JSON content type every pgcast response has.
-func writeJSON(w http.ResponseWriter, code int, v any) {
+// An error is the connection's (the client is gone, or too slow): there is
+// nothing left to answer.
+func writeJSON(w http.ResponseWriter, code int, v any) error {
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(code)
-	_ = json.NewEncoder(w).Encode(v)
+	return json.NewEncoder(w).Encode(v)
 }

@@ -77,7 +77,8 @@ func newStackOn(t *testing.T, pool *pgxpool.Pool, url string, mutate func(*Confi
 	if err != nil {
 		t.Fatal(err)
 	}
-	cfg := Config{Addr: "127.0.0.1:0", InternalAddr: "off", Pool: pool, Logger: logger, Registry: reg, Hub: hub, Auth: auth}
+	cfg := Config{Addr: "127.0.0.1:0", InternalAddr: "off", Pool: pool, Logger: logger, Registry: reg, Hub: hub, Auth: auth,
+		ShutdownGrace: 10 * time.Millisecond} // tests that need a longer grace set it
 	if mutate != nil {
 		mutate(&cfg)
 	}

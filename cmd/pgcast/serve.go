@@ -42,6 +42,12 @@ type serveOptions struct {
 	maxConnsPerIP     int
 	trustedProxies    []string
 	ticketTTL         time.Duration
+	httpIdleTimeout   time.Duration
+	httpReadTimeout   time.Duration
+	httpWriteTimeout  time.Duration
+	maxRequestsPerIP  int
+	maxListBytes      int
+	shutdownGrace     time.Duration
 	// seed, when set, runs after the schema check and before serving
 	// (`pgcast dev` seeds a demo collection).
 	seed func(context.Context, *pgxpool.Pool) error
@@ -64,7 +70,7 @@ func (o *serveOptions) addFlags(fs *pflag.FlagSet) {
 	fs.IntVar(&o.messageLimit, "message-limit", 1000, "Catalyst endpoints: most items per frame; a full frame is sent at once")
 	fs.DurationVar(&o.messageTime, "message-time", 5*time.Second, "Catalyst endpoints: batching period, measured from each connection's start")
 	fs.IntVar(&o.maxBuffer, "max-buffer", 100_000, "most items buffered per connection; a client that falls further behind is closed with 4008; at least --message-limit + 2000 (two reader pages), so that one statement cannot close a client that reads")
-	fs.StringSliceVar(&o.allowedOrigins, "allowed-origins", nil, `Origins (scheme://host[:port]) allowed to open WebSockets, comma-separated; default same-origin only; requests without Origin are always allowed`)
+	fs.StringSliceVar(&o.allowedOrigins, "allowed-origins", nil, `Origins (scheme://host[:port]) allowed to open WebSockets and, from a browser, to call the REST API and /api/users/ws-auth/ (CORS), comma-separated; default same-origin only; requests without Origin are always allowed`)
 	fs.DurationVar(&o.pingInterval, "ping-interval", 30*time.Second, "WebSocket keep-alive ping period")
 	fs.DurationVar(&o.pongWait, "pong-wait", 60*time.Second, "close a WebSocket that has not answered a ping (with a pong) for this long")
 	fs.Float64Var(&o.messageRate, "client-message-rate", 20, "frames of any kind (data, continuation, ping, pong, close) a WebSocket client may send per second, sustained; over it frames are refused, and a client that keeps on is closed with 1008; negative: no limit")
@@ -73,6 +79,12 @@ func (o *serveOptions) addFlags(fs *pflag.FlagSet) {
 	fs.IntVar(&o.maxConnsPerIP, "max-conns-per-ip", 0, "WebSocket connections one client IP address may hold on this node; more are refused with 429; 0: no cap (behind a proxy, set --trusted-proxies, else every client has the proxy's address)")
 	fs.StringSliceVar(&o.trustedProxies, "trusted-proxies", nil, "addresses or CIDRs of the proxies in front of pgcast, comma-separated: for their requests the client address (for --max-conns-per-ip) is taken from X-Forwarded-For")
 	fs.DurationVar(&o.ticketTTL, "ticket-ttl", 60*time.Second, "lifetime of a /api/users/ws-auth/ ticket")
+	fs.DurationVar(&o.httpIdleTimeout, "http-idle-timeout", server.DefaultHTTPIdleTimeout, "close a keep-alive HTTP connection idle this long; behind a load balancer keep it above the balancer's idle timeout (60s on AWS ALB and nginx)")
+	fs.DurationVar(&o.httpReadTimeout, "http-read-timeout", server.DefaultHTTPReadTimeout, "most time to read an HTTP request, body included (a body not received by then is answered 408); WebSockets are not affected")
+	fs.DurationVar(&o.httpWriteTimeout, "http-write-timeout", server.DefaultHTTPWriteTimeout, "most time from an HTTP request's headers to the end of its response (a client that does not read it is cut); WebSockets are not affected")
+	fs.IntVar(&o.maxRequestsPerIP, "max-requests-per-ip", server.DefaultMaxRequestsPerIP, "HTTP requests one client address may have in flight (WebSockets excepted; the address as for --max-conns-per-ip); more are refused with 429; 0: no cap")
+	fs.IntVar(&o.maxListBytes, "max-list-bytes", server.DefaultMaxListBytes, `byte budget of a GET /api/{collection} page: the page stops before the record that would exceed it and says "truncated": true (its first record is always served); 0: no budget`)
+	fs.DurationVar(&o.shutdownGrace, "shutdown-grace", 5*time.Second, "on SIGINT/SIGTERM, how long /readyz answers 503 before the first WebSocket is closed and new connections are refused, so load balancers take the node out first; taken within --shutdown-timeout, at most half of it; 0: none")
 }
 
 func (a *app) serveCmd() *cobra.Command {
@@ -201,6 +213,14 @@ func (a *app) serve(ctx context.Context, url string, o *serveOptions) error {
 			TrustedProxies:  trusted,
 		},
 		Catalyst: server.CatalystConfig{MessageLimit: o.messageLimit, MessageTime: o.messageTime},
+		HTTP: server.HTTPConfig{
+			IdleTimeout:      o.httpIdleTimeout,
+			ReadTimeout:      o.httpReadTimeout,
+			WriteTimeout:     o.httpWriteTimeout,
+			MaxRequestsPerIP: noneIfZero(o.maxRequestsPerIP),
+			MaxListBytes:     noneIfZero(o.maxListBytes),
+		},
+		ShutdownGrace: noneIfZero(o.shutdownGrace),
 	})
 	if err != nil {
 		return err
@@ -235,6 +255,15 @@ func (a *app) serve(ctx context.Context, url string, o *serveOptions) error {
 }
 
 func schemaVersion() (uint, error) { return pgsql.LatestVersion() }
+
+// noneIfZero maps a flag's 0, which says "none", to the negative value that
+// says it in server.Config (where 0 is the default).
+func noneIfZero[T int | time.Duration](v T) T {
+	if v == 0 {
+		return -1
+	}
+	return v
+}
 
 // stopWithin stops a component with a bounded context, for deferred,
 // ordered shutdown.
