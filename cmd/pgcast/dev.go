@@ -71,6 +71,10 @@ with; each says so on stderr.`,
 		},
 	}
 	o.addFlags(cmd.Flags())
+	// No load balancer watches a development server's readiness: Ctrl-C
+	// should not wait out serve's grace.
+	_ = cmd.Flags().Set("shutdown-grace", "0")
+	cmd.Flags().Lookup("shutdown-grace").DefValue = "0s"
 	cmd.Flags().StringVar(&pgBin, "pg-bin", "", "directory holding the Postgres binaries (initdb, postgres); default: searched")
 	cmd.Flags().StringVar(&dir, "dir", defaultDevDir, "directory for the private cluster (as root: for dev.json only; the cluster lives in /var/tmp/pgcast-dev-<hash of dir>)")
 	return cmd
