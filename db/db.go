@@ -11,6 +11,10 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 )
 
+// Pool is pgcast's connection pool (NewPool), under a name the packages
+// above db use without importing pgx.
+type Pool = pgxpool.Pool
+
 // Config configures the connection pool. The zero value (with URL set) means
 // the defaults below.
 type Config struct {

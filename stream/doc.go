@@ -2,7 +2,10 @@
 // the event model and its encodings, the Reader that reads new log entries
 // in commit-safe order and decodes each one once, the Hub that fans events
 // out to the subscriptions that may read them, Replay of the log for
-// resuming subscribers, and the Pruner that enforces retention.
+// resuming subscribers, and the Pruner that enforces retention. It owns the
+// policy (what to read when, commit safety, the doorbell, timeouts,
+// reconnection, decoding, fan-out); every SQL statement it runs is package
+// db's, behind typed functions: stream imports neither pgx nor triggers.
 //
 // # Commit-safe reading
 //

@@ -6,7 +6,7 @@ import (
 	"slices"
 	"time"
 
-	"github.com/pgcast/pgcast/triggers"
+	"github.com/pgcast/pgcast/db"
 )
 
 // Kind is the kind of an event.
@@ -75,25 +75,25 @@ func (k Kind) IsRecord() bool { return k >= KindRecordCreated && k <= KindRecord
 func (k Kind) IsTask() bool { return k >= KindTaskCreated && k <= KindTaskDeleted }
 
 var kindsByEntry = map[string]Kind{
-	triggers.KindRecordCreated:           KindRecordCreated,
-	triggers.KindRecordUpdated:           KindRecordValueChanged,
-	triggers.KindRecordDeleted:           KindRecordDeleted,
-	triggers.KindRecordOwnerAdded:        KindRecordOwnerAdded,
-	triggers.KindRecordOwnerRemoved:      KindRecordOwnerRemoved,
-	triggers.KindRecordAssigneeAdded:     KindRecordAssigneeAdded,
-	triggers.KindRecordAssigneeRemoved:   KindRecordAssigneeRemoved,
-	triggers.KindRecordDocumentGenerated: KindRecordDocumentGenerated,
-	triggers.KindRecordsCountChanged:     KindRecordsCountChanged,
-	triggers.KindTaskCreated:             KindTaskCreated,
-	triggers.KindTaskValueChanged:        KindTaskValueChanged,
-	triggers.KindTaskStatusChanged:       KindTaskStatusChanged,
-	triggers.KindTaskOwnerAdded:          KindTaskOwnerAdded,
-	triggers.KindTaskOwnerRemoved:        KindTaskOwnerRemoved,
-	triggers.KindTaskAssigneeAdded:       KindTaskAssigneeAdded,
-	triggers.KindTaskAssigneeRemoved:     KindTaskAssigneeRemoved,
-	triggers.KindTaskDeleted:             KindTaskDeleted,
-	triggers.KindCollectionCreated:       KindCollectionCreated,
-	triggers.KindPublished:               KindPublished,
+	db.KindRecordCreated:           KindRecordCreated,
+	db.KindRecordUpdated:           KindRecordValueChanged,
+	db.KindRecordDeleted:           KindRecordDeleted,
+	db.KindRecordOwnerAdded:        KindRecordOwnerAdded,
+	db.KindRecordOwnerRemoved:      KindRecordOwnerRemoved,
+	db.KindRecordAssigneeAdded:     KindRecordAssigneeAdded,
+	db.KindRecordAssigneeRemoved:   KindRecordAssigneeRemoved,
+	db.KindRecordDocumentGenerated: KindRecordDocumentGenerated,
+	db.KindRecordsCountChanged:     KindRecordsCountChanged,
+	db.KindTaskCreated:             KindTaskCreated,
+	db.KindTaskValueChanged:        KindTaskValueChanged,
+	db.KindTaskStatusChanged:       KindTaskStatusChanged,
+	db.KindTaskOwnerAdded:          KindTaskOwnerAdded,
+	db.KindTaskOwnerRemoved:        KindTaskOwnerRemoved,
+	db.KindTaskAssigneeAdded:       KindTaskAssigneeAdded,
+	db.KindTaskAssigneeRemoved:     KindTaskAssigneeRemoved,
+	db.KindTaskDeleted:             KindTaskDeleted,
+	db.KindCollectionCreated:       KindCollectionCreated,
+	db.KindPublished:               KindPublished,
 }
 
 // Rule is an object class permission rule.
@@ -176,35 +176,22 @@ type entryData struct {
 	Payload      json.RawMessage `json:"payload"`
 }
 
-// entry is one raw row of pgcast.events.
-type entry struct {
-	id          int64
-	xid         uint64
-	createdAt   time.Time
-	kind        string
-	environment int64
-	classID     *int64
-	recordID    *int64
-	taskID      *int64
-	data        []byte
-}
-
 // decode turns a raw entry into an Event. It fails on an unknown kind or
 // malformed data, which would mean triggers and binary disagree.
-func decode(en *entry) (*Event, error) {
-	k, ok := kindsByEntry[en.kind]
+func decode(en *db.Entry) (*Event, error) {
+	k, ok := kindsByEntry[en.Kind]
 	if !ok {
-		return nil, fmt.Errorf("entry %d: unknown kind %q", en.id, en.kind)
+		return nil, fmt.Errorf("entry %d: unknown kind %q", en.ID, en.Kind)
 	}
 	var d entryData
-	if err := json.Unmarshal(en.data, &d); err != nil {
-		return nil, fmt.Errorf("entry %d (%s): decode data: %w", en.id, en.kind, err)
+	if err := json.Unmarshal(en.Data, &d); err != nil {
+		return nil, fmt.Errorf("entry %d (%s): decode data: %w", en.ID, en.Kind, err)
 	}
 	ev := &Event{
-		Position:    en.id,
+		Position:    en.ID,
 		Kind:        k,
-		Time:        en.createdAt.UTC(),
-		Environment: en.environment,
+		Time:        en.CreatedAt.UTC(),
+		Environment: en.Environment,
 		ClassName:   d.Class,
 		Owners:      d.Owners,
 		Assignees:   d.Assignees,
@@ -214,27 +201,27 @@ func decode(en *entry) (*Event, error) {
 		Delta:       d.Delta,
 		Old:         d.Old,
 	}
-	if en.classID != nil {
-		ev.ClassID = *en.classID
+	if en.ClassID != nil {
+		ev.ClassID = *en.ClassID
 	}
-	if en.recordID != nil {
-		ev.RecordID = *en.recordID
+	if en.RecordID != nil {
+		ev.RecordID = *en.RecordID
 	}
-	if en.taskID != nil {
-		ev.TaskID = *en.taskID
+	if en.TaskID != nil {
+		ev.TaskID = *en.TaskID
 	}
 	if d.RecordID != nil && ev.RecordID == 0 {
 		ev.RecordID = *d.RecordID
 	}
 	rec, err := d.record(ev.RecordID)
 	if err != nil {
-		return nil, fmt.Errorf("entry %d (%s): %w", en.id, en.kind, err)
+		return nil, fmt.Errorf("entry %d (%s): %w", en.ID, en.Kind, err)
 	}
 	ev.Record = rec
 	if d.Read != "" {
 		r, ok := ParseRule(d.Read)
 		if !ok {
-			return nil, fmt.Errorf("entry %d: unknown read rule %q", en.id, d.Read)
+			return nil, fmt.Errorf("entry %d: unknown read rule %q", en.ID, d.Read)
 		}
 		ev.Read = r
 	}
@@ -242,7 +229,7 @@ func decode(en *entry) (*Event, error) {
 	case KindPublished:
 		ev.Type, ev.Source, ev.Payload = d.Type, d.Source, d.Payload
 		if ev.Type == "" {
-			return nil, fmt.Errorf("entry %d: published event without type", en.id)
+			return nil, fmt.Errorf("entry %d: published event without type", en.ID)
 		}
 	case KindCollectionCreated:
 		ev.ClassName = d.Name

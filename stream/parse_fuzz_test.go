@@ -6,6 +6,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/pgcast/pgcast/db"
 )
 
 // FuzzParseSnapshot: whatever the database (or a proxy in between) sends as
@@ -70,7 +72,7 @@ func FuzzDecode(f *testing.F) {
 	}
 	f.Fuzz(func(t *testing.T, kind, data string) {
 		one, two := int64(2), int64(3)
-		ev, err := decode(&entry{id: 1, xid: 9, createdAt: time.Unix(1, 0), kind: kind, environment: 1, classID: &one, recordID: &two, data: []byte(data)})
+		ev, err := decode(&db.Entry{ID: 1, Xid: 9, CreatedAt: time.Unix(1, 0), Kind: kind, Environment: 1, ClassID: &one, RecordID: &two, Data: []byte(data)})
 		if err != nil {
 			return
 		}
@@ -99,7 +101,7 @@ func TestDecodeReadsBothRecordShapes(t *testing.T) {
 			`"fields":{"1":"title","2":"n"},"created_at":"2026-01-02T03:04:05.678901","updated_at":"2026-01-02T03:04:05"}`,
 	} {
 		seven := int64(7)
-		ev, err := decode(&entry{id: 1, kind: "record_created", environment: 1, recordID: &seven, data: []byte(data)})
+		ev, err := decode(&db.Entry{ID: 1, Kind: "record_created", Environment: 1, RecordID: &seven, Data: []byte(data)})
 		if err != nil {
 			t.Fatalf("%s: %v", name, err)
 		}

@@ -10,8 +10,9 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/jackc/pgx/v5"
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/pgcast/pgcast/db"
 )
 
 // ReaderConfig configures a Reader. The zero value, with URL and Handler set,
@@ -122,7 +123,7 @@ func (c ReaderConfig) validate() error {
 	case c.ReconnectMin > c.ReconnectMax:
 		return errors.New("stream: ReaderConfig.ReconnectMin exceeds ReconnectMax")
 	}
-	if _, err := pgx.ParseConfig(c.URL); err != nil {
+	if err := db.CheckURL(c.URL); err != nil {
 		return fmt.Errorf("stream: ReaderConfig.URL: %w", err)
 	}
 	return nil
@@ -140,7 +141,7 @@ type Reader struct {
 	waiting  bool      // our listeners row says waiting
 	// backend is the current (or last) connection's backend, retired when
 	// the next connection starts (see retire).
-	backend backend
+	backend db.Backend
 	// serverStart identifies the Postgres instance prev was taken on
 	// (pg_postmaster_start_time). maxPos is the highest position handed
 	// over. afterRestart, when non-zero, is maxPos at the moment a restart

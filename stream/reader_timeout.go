@@ -6,7 +6,7 @@ import (
 	"os"
 	"time"
 
-	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/pgcast/pgcast/db"
 )
 
 // A statement that outlasts its bound cannot be told from a connection gone
@@ -58,5 +58,5 @@ func (r *Reader) eased() {
 func (r *Reader) progressed() { r.lastRead.Store(time.Now().UnixNano()) }
 
 func isTimeout(err error) bool {
-	return pgconn.Timeout(err) || errors.Is(err, context.DeadlineExceeded) || errors.Is(err, os.ErrDeadlineExceeded)
+	return db.IsTimeout(err) || errors.Is(err, context.DeadlineExceeded) || errors.Is(err, os.ErrDeadlineExceeded)
 }

@@ -6,9 +6,8 @@ import (
 	"fmt"
 	"log/slog"
 	"strings"
-	"time"
 
-	"github.com/jackc/pgx/v5"
+	"github.com/pgcast/pgcast/db"
 )
 
 // ErrPruned is returned by Replay when entries after the requested position
@@ -18,10 +17,7 @@ var ErrPruned = errors.New("stream: resume position is older than the event log'
 
 // Querier is what Replay needs from a database handle; *pgxpool.Pool and
 // *pgx.Conn satisfy it.
-type Querier interface {
-	Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error)
-	QueryRow(ctx context.Context, sql string, args ...any) pgx.Row
-}
+type Querier = db.RowsQuerier
 
 // ReplayOptions describes a replay. The zero value of an optional field
 // means its default.
@@ -49,29 +45,6 @@ type ReplayOptions struct {
 	Acquire func(context.Context) (release func(), err error)
 }
 
-// replayQuery reads one page. The pruning horizon is read in the same
-// statement, hence the same snapshot, as the page (the LEFT JOIN yields one
-// row of NULLs when the page is empty).
-const replayQuery = `SELECT l.pruned_through, e.id, e.created_at, e.kind, e.environment_id, e.object_class_id, e.object_record_id, e.task_id, e.data::text
-FROM pgcast.event_log l
-LEFT JOIN LATERAL (
-    SELECT id, created_at, kind, environment_id, object_class_id, object_record_id, task_id, data
-    FROM pgcast.events
-    WHERE environment_id = $1 AND id > $2 AND id <= $3 %s
-    ORDER BY id
-    LIMIT $4
-) e ON true
-ORDER BY e.id`
-
-// namespaceFilter keeps the entries whose realtime type is in namespace $5.
-// It mirrors RealtimeType: record events are "<class>.<verb>",
-// collection_created is "system.collection.created", published events carry
-// their type. starts_with, unlike LIKE, treats "_" literally.
-const namespaceFilter = `AND (
-        (kind IN ('record_created', 'record_updated', 'record_deleted') AND data->>'class' = $5)
-        OR (kind = 'collection_created' AND $5 = 'system')
-        OR (kind = 'published' AND starts_with(data->>'type', $5 || '.')))`
-
 // Replay calls fn, in position order, for the committed entries of an
 // environment with a position above o.After, up to the last position
 // committed when Replay starts: it ends even while writers keep appending.
@@ -92,7 +65,7 @@ const namespaceFilter = `AND (
 // entries after o.After (or deletes them while the replay runs), Replay
 // returns ErrPruned; events passed to fn before that were genuine. An error
 // returned by fn ends the replay and is returned as is.
-func Replay(ctx context.Context, db Querier, o ReplayOptions, fn func(*Event) error) error {
+func Replay(ctx context.Context, q Querier, o ReplayOptions, fn func(*Event) error) error {
 	if o.Environment < 1 {
 		return errors.New("stream: Replay needs an environment")
 	}
@@ -112,28 +85,20 @@ func Replay(ctx context.Context, db Querier, o ReplayOptions, fn func(*Event) er
 	if err != nil {
 		return err
 	}
-	var through int64
-	err = db.QueryRow(ctx, `SELECT coalesce(max(id), 0) FROM pgcast.events`).Scan(&through)
+	through, err := db.LogEnd(ctx, q)
 	release()
 	if err != nil {
 		return fmt.Errorf("replay: find log end: %w", err)
 	}
-	query := fmt.Sprintf(replayQuery, "")
-	args := []any{o.Environment, o.After, through, o.PageSize}
-	if o.Namespace != "" {
-		query = fmt.Sprintf(replayQuery, namespaceFilter)
-		args = append(args, o.Namespace)
-	}
-	cursor := o.After
+	p := db.ReplayPage{Environment: o.Environment, After: o.After, Through: through, Limit: o.PageSize, Namespace: o.Namespace}
 	page := make([]*Event, 0, o.PageSize)
 	for {
-		args[1] = cursor
 		release, err := o.Acquire(ctx)
 		if err != nil {
 			return err
 		}
 		var full bool
-		page, cursor, full, err = replayPage(ctx, db, query, args, cursor, page[:0], o.PageSize, o.Logger)
+		page, p.After, full, err = replayPage(ctx, q, p, page[:0], o.Logger)
 		release()
 		if err != nil {
 			return err
@@ -150,49 +115,24 @@ func Replay(ctx context.Context, db Querier, o ReplayOptions, fn func(*Event) er
 	}
 }
 
-// replayPage reads the page after cursor into page and returns it with the
+// replayPage reads the page after p.After into page and returns it with the
 // position of its last entry (decodable or not) and whether it was full.
-func replayPage(ctx context.Context, db Querier, query string, args []any, cursor int64, page []*Event, size int, logger *slog.Logger) ([]*Event, int64, bool, error) {
-	rows, err := db.Query(ctx, query, args...)
-	if err != nil {
-		return nil, 0, false, fmt.Errorf("replay: read page after %d: %w", cursor, err)
-	}
-	defer rows.Close()
-	var (
-		pruned    int64
-		id, env   *int64 // NULL in the LEFT JOIN's row for an empty page
-		createdAt *time.Time
-		kind      *string
-		en        entry
-		n         int
-	)
-	last := cursor
-	for rows.Next() {
-		if err := rows.Scan(&pruned, &id, &createdAt, &kind, &env, &en.classID, &en.recordID, &en.taskID, &en.data); err != nil {
-			return nil, 0, false, fmt.Errorf("replay: scan entry: %w", err)
-		}
-		// pruned_through is read in the page's own snapshot: if retention
-		// has deleted anything after the cursor, this page may have a hole.
-		if pruned > cursor {
-			return nil, 0, false, ErrPruned
-		}
-		if id == nil {
-			continue // no entries: the LEFT JOIN's single row
-		}
-		n++
-		en.id, last = *id, *id
-		en.createdAt, en.kind, en.environment = *createdAt, *kind, *env
-		ev, err := decode(&en)
+func replayPage(ctx context.Context, q Querier, p db.ReplayPage, page []*Event, logger *slog.Logger) ([]*Event, int64, bool, error) {
+	n, last, err := db.ReadReplayPage(ctx, q, p, func(en *db.Entry) {
+		ev, err := decode(en)
 		if err != nil {
-			logger.Error("replay: skipping undecodable log entry", "position", en.id, "err", err)
-			continue
+			logger.Error("replay: skipping undecodable log entry", "position", en.ID, "err", err)
+			return
 		}
 		page = append(page, ev)
+	})
+	if errors.Is(err, db.ErrPruned) {
+		return nil, 0, false, ErrPruned
 	}
-	if err := rows.Err(); err != nil {
-		return nil, 0, false, fmt.Errorf("replay: read page after %d: %w", cursor, err)
+	if err != nil {
+		return nil, 0, false, err
 	}
-	return page, last, n == size, nil
+	return page, last, n == p.Limit, nil
 }
 
 // ChannelMatches reports whether a realtime channel ("posts.created",

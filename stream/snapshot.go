@@ -58,16 +58,6 @@ func (s snapshot) sees(xid uint64) bool {
 	return !found
 }
 
-// xipText returns the in-progress list as decimal strings (pgx sends them as
-// text[] cast to xid8[]).
-func (s snapshot) xipText() []string {
-	out := make([]string, len(s.xip))
-	for i, x := range s.xip {
-		out[i] = strconv.FormatUint(x, 10)
-	}
-	return out
-}
-
 // running reports whether xid was in progress when the snapshot was taken.
 func (s snapshot) running(xid uint64) bool {
 	_, found := slices.BinarySearch(s.xip, xid)

@@ -1,4 +1,4 @@
-package stream
+package db_test
 
 import (
 	"context"
@@ -7,9 +7,11 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 
+	"github.com/pgcast/pgcast/db"
 	"github.com/pgcast/pgcast/internal/pgtest"
 )
 
@@ -29,15 +31,7 @@ SELECT 'published', 1, '{"type":"job.done","payload":{}}' FROM generate_series(1
 			t.Fatal(err)
 		}
 	}
-	r, err := NewReader(ReaderConfig{URL: url, Handler: func([]*Event) {}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	conn, err := r.connect(ctx) // the reader's own connection settings
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close(context.Background())
+	conn := listen(t, url) // the reader's own connection settings
 	for _, stats := range []string{"without statistics", "after ANALYZE"} {
 		if stats == "after ANALYZE" {
 			if _, err := pool.Exec(ctx, `ANALYZE pgcast.events`); err != nil {
@@ -63,9 +57,9 @@ SELECT 'published', 1, '{"type":"job.done","payload":{}}' FROM generate_series(1
 		xip := "'{" + strings.Join(sn.xipText(), ",") + "}'"
 		var lines, pageLines []string
 		for _, q := range []struct{ name, sql, args string }{
-			{"first", deltaFirstPage, fmt.Sprintf(`'%s', %s, %d, '{}', 1000`, xmax, xip, int64(math.MaxInt64))},
-			{"bounds", deltaBounds, fmt.Sprintf(`'%s', %s, %d`, xmax, xip, int64(math.MaxInt64))},
-			{"page", deltaPage, fmt.Sprintf(`'%s', %s, %d, 100, 32100, '%s', 1000`, xmax, xip, int64(math.MaxInt64), snapText)},
+			{"first", db.DeltaFirstPage, fmt.Sprintf(`'%s', %s, %d, '{}', 1000`, xmax, xip, int64(math.MaxInt64))},
+			{"bounds", db.DeltaBounds, fmt.Sprintf(`'%s', %s, %d`, xmax, xip, int64(math.MaxInt64))},
+			{"page", db.DeltaPage, fmt.Sprintf(`'%s', %s, %d, 100, 32100, '%s', 1000`, xmax, xip, int64(math.MaxInt64), snapText)},
 		} {
 			if _, err := tx.Exec(ctx, `PREPARE `+q.name+suffix+` AS `+q.sql); err != nil {
 				t.Fatal(err)
@@ -120,15 +114,7 @@ func TestDeltaSkipsTransactionsStillRunning(t *testing.T) {
 	t.Parallel()
 	pool, url := pgtest.NewPool(t)
 	ctx := t.Context()
-	r, err := NewReader(ReaderConfig{URL: url, Handler: func([]*Event) {}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	conn, err := r.connect(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close(context.Background())
+	conn := listen(t, url)
 	const running = 5000
 	big, err := pool.Begin(ctx)
 	if err != nil {
@@ -160,7 +146,7 @@ SELECT 'published', 1, '{"type":"job.done","payload":{}}' FROM generate_series(1
 		t.Fatal(err)
 	}
 	defer tx.Rollback(context.Background())
-	if _, err := tx.Exec(ctx, `PREPARE running_delta AS `+deltaFirstPage); err != nil {
+	if _, err := tx.Exec(ctx, `PREPARE running_delta AS `+db.DeltaFirstPage); err != nil {
 		t.Fatal(err)
 	}
 	rows, err := tx.Query(ctx, fmt.Sprintf(`EXPLAIN (ANALYZE, TIMING OFF) EXECUTE running_delta('%d', '{%s}', %d, '{}', 1000)`,
@@ -186,4 +172,54 @@ SELECT 'published', 1, '{"type":"job.done","payload":{}}' FROM generate_series(1
 	if !found {
 		t.Fatalf("no index scan of the in-progress transactions in the plan:\n%s", plan)
 	}
+}
+
+// listen opens the reader's connection (db.Listen, registered as the reader
+// registers it), closed when the test ends.
+func listen(t *testing.T, url string) *pgx.Conn {
+	t.Helper()
+	lc, err := db.Listen(t.Context(), db.ListenConfig{URL: url, Register: true, Timeout: 5 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { lc.Close(context.Background()) })
+	return lc.PgxConn()
+}
+
+// snapshot is a parsed pg_current_snapshot()::text, "xmin:xmax:xip,...":
+// the tests' own (the reader's is package stream's).
+type snapshot struct {
+	xmax uint64
+	xip  []uint64
+}
+
+func parseSnapshot(s string) (snapshot, error) {
+	parts := strings.Split(s, ":")
+	if len(parts) != 3 {
+		return snapshot{}, fmt.Errorf("parse snapshot %q: want xmin:xmax:xip", s)
+	}
+	var sn snapshot
+	var err error
+	if sn.xmax, err = strconv.ParseUint(parts[1], 10, 64); err != nil {
+		return snapshot{}, fmt.Errorf("parse snapshot %q: xmax: %w", s, err)
+	}
+	if parts[2] != "" {
+		for _, p := range strings.Split(parts[2], ",") {
+			x, err := strconv.ParseUint(p, 10, 64)
+			if err != nil {
+				return snapshot{}, fmt.Errorf("parse snapshot %q: xip: %w", s, err)
+			}
+			sn.xip = append(sn.xip, x)
+		}
+	}
+	return sn, nil
+}
+
+// xipText is the in-progress list as decimal strings.
+func (s snapshot) xipText() []string {
+	out := make([]string, len(s.xip))
+	for i, x := range s.xip {
+		out[i] = strconv.FormatUint(x, 10)
+	}
+	return out
 }
