@@ -29,7 +29,8 @@ import (
 //   - Known namespaces are the viewer's environment's collections, the five
 //     built-in ones, and the application namespaces registered in
 //     pgcast.publish_namespaces (they can be published to, so they can be
-//     subscribed to). "*" alone names no namespace: forbidden.
+//     subscribed to). Another namespace gets unknown_namespace, a channel
+//     no event can match invalid_channel (see realtime_channels.go).
 //   - A database failure while checking a namespace is answered with code
 //     internal_error (the connection stays open; retrying may work).
 //   - Resume: "since" must be a string "evt_<position>" (digits only); any
@@ -187,8 +188,8 @@ type rtConn struct {
 	// release uncounts the connection from the per-user and per-IP caps.
 	release func()
 
-	known      map[string]struct{} // namespaces found in the database
-	workerDone chan struct{}       // non-nil once the replay worker runs
+	known      map[string]nsKind // namespaces found in the database
+	workerDone chan struct{}     // non-nil once the replay worker runs
 }
 
 // open sets the connection up and starts it; its read loop runs on a
@@ -200,7 +201,7 @@ func (h *realtimeHandler) open(parent context.Context, conn *wsConn, viewer stre
 		h.metrics.frames.WithLabelValues(realtimeEndpoint), h.metrics.items.WithLabelValues(realtimeEndpoint))
 	out.gate = &h.gate
 	conn.out = out
-	c := &rtConn{h: h, conn: conn, out: out, viewer: viewer, ctx: ctx, cancel: cancel, release: release, known: map[string]struct{}{}}
+	c := &rtConn{h: h, conn: conn, out: out, viewer: viewer, ctx: ctx, cancel: cancel, release: release, known: map[string]nsKind{}}
 	refused := h.metrics.refusedMsgs.WithLabelValues(realtimeEndpoint)
 	conn.onRefused = func() {
 		refused.Inc()
@@ -292,17 +293,10 @@ func (c *rtConn) subscribe(m clientMessage) {
 		c.reply(errSubscriptionLimit.frame())
 		return
 	}
-	ns, _, _ := strings.Cut(m.channel, ".")
-	known, err := c.namespaceKnown(ns)
-	if err != nil {
-		if c.ctx.Err() == nil {
-			c.h.logger.Warn("realtime: look up channel namespace", "err", err)
-			c.reply((&clientError{code: "internal_error", message: "Could not check the channel; try again"}).frame())
+	if reply, ok := c.checkChannel(m.channel); !ok {
+		if reply != nil {
+			c.reply(reply)
 		}
-		return
-	}
-	if !known {
-		c.reply((&clientError{code: "forbidden", message: fmt.Sprintf("Channel %q is not readable: unknown namespace", m.channel)}).frame())
 		return
 	}
 	if !m.resume {
@@ -335,32 +329,6 @@ func (c *rtConn) unsubscribe(channel string) {
 	if c.out.unsubscribe(channel, channelReply("unsubscribed", channel)) {
 		c.conn.notify()
 	}
-}
-
-// namespaceKnown reports whether ns is a built-in namespace, a collection of
-// the viewer's environment (see namespaceQuery) or a registered application namespace.
-func (c *rtConn) namespaceKnown(ns string) (bool, error) {
-	switch ns {
-	case "auth", "storage", "function", "job", "system":
-		return true, nil
-	}
-	if _, ok := c.known[ns]; ok {
-		return true, nil
-	}
-	ctx, cancel := context.WithTimeout(c.ctx, namespaceTimeout)
-	defer cancel()
-	var ok bool
-	err := c.h.pool.QueryRow(ctx, namespaceQuery, c.viewer.Environment, ns).Scan(&ok)
-	if err != nil {
-		return false, err
-	}
-	if ok {
-		if len(c.known) >= knownNamespacesCache {
-			clear(c.known)
-		}
-		c.known[ns] = struct{}{}
-	}
-	return ok, nil
 }
 
 // replayWorker runs the connection's resumes one at a time, off the read

@@ -271,16 +271,16 @@ func (s *Server) deleteRecord(w http.ResponseWriter, r *http.Request, id Identit
 }
 
 // writeErr maps a write's database error: the collection deleted meanwhile
-// is a 404; a value Postgres cannot store (jsonb refuses \u0000) a
-// validation error.
+// is a 404; a value Postgres cannot store (jsonb refuses \u0000) or cells
+// the triggers refuse (a field changed meanwhile) a validation error.
 func writeErr(err error, c collections.Collection) error {
 	var pe *pgconn.PgError
 	if errors.As(err, &pe) {
 		switch pe.Code {
 		case "23503": // foreign key: the class is gone
 			return notFound("collection %q not found", c.Name)
-		case "22P05": // untranslatable character
-			return validationError(collections.Problems{{Field: "", Rule: "type", Message: "a value cannot be stored: " + pe.Message}})
+		case "22P05", "23514": // untranslatable character; check of the cells
+			return validationError(collections.Problems{storeProblem(pe)})
 		}
 	}
 	return fmt.Errorf("write %s record: %w", c.Name, err)

@@ -1,7 +1,6 @@
 package stream
 
 import (
-	"encoding/json"
 	"strconv"
 	"time"
 	"unicode/utf8"
@@ -86,18 +85,66 @@ func AppendRealtimeEvent(b []byte, ev *Event, typ string) []byte {
 	}
 	b = appendJSONString(b, source)
 	b = append(b, `,"payload":`...)
-	payload := ev.Payload
-	if ev.Kind.IsRecord() {
-		payload = ev.Record
+	switch {
+	case ev.Kind.IsRecord() && len(ev.Record) > 0:
+		b = append(b, ev.Record...) // compact already (see recordFields.record)
+	case ev.Kind.IsRecord() || len(ev.Payload) == 0:
+		b = append(b, "{}"...)
+	default:
+		// As Postgres printed it: compacted as REST writes it.
+		b = appendCompact(b, ev.Payload)
 	}
-	if len(payload) == 0 {
-		payload = json.RawMessage(`{}`)
-	}
-	b = append(b, payload...)
 	return append(b, "}}"...)
 }
 
 const hexDigits = "0123456789abcdef"
+
+// appendCompact appends the JSON value src (valid JSON, as Postgres prints
+// jsonb: `{"a": [1, 2]}`) compacted and with <, >, &, U+2028 and U+2029
+// escaped in strings: the bytes encoding/json writes for src as a
+// json.RawMessage, which is how the REST API writes records and payloads
+// (writeJSON), so that both APIs show one value byte for byte alike.
+func appendCompact(b, src []byte) []byte {
+	inString := false
+	start := 0 // src[start:i] is still to be copied
+	for i := 0; i < len(src); i++ {
+		c := src[i]
+		if inString {
+			switch {
+			case c == '\\':
+				i++ // the escaped byte is copied with the run
+			case c == '"':
+				inString = false
+			case c == '<' || c == '>' || c == '&':
+				b = append(b, src[start:i]...)
+				b = append(b, '\\', 'u', '0', '0', hexDigits[c>>4], hexDigits[c&0xf])
+				start = i + 1
+			case c == 0xE2 && i+2 < len(src) && src[i+1] == 0x80 && src[i+2]&^1 == 0xA8:
+				b = append(b, src[start:i]...)
+				b = append(b, '\\', 'u', '2', '0', '2', hexDigits[src[i+2]&0xf])
+				i += 2
+				start = i + 1
+			}
+			continue
+		}
+		switch c {
+		case '"':
+			inString = true
+		case ' ', '\t', '\n', '\r':
+			b = append(b, src[start:i]...)
+			start = i + 1
+		}
+	}
+	return append(b, src[start:]...)
+}
+
+// compact is appendCompact into a new slice; nil stays nil.
+func compact(src []byte) []byte {
+	if src == nil {
+		return nil
+	}
+	return appendCompact(make([]byte, 0, len(src)), src)
+}
 
 // appendJSONString appends s as a JSON string, escaping what JSON requires
 // plus <, >, & (safe inside HTML) and invalid UTF-8 (as U+FFFD).

@@ -94,9 +94,10 @@ func FuzzDecode(f *testing.F) {
 // record, so a log that spans an upgrade is read whole.
 func TestDecodeReadsBothRecordShapes(t *testing.T) {
 	t.Parallel()
-	const want = `{"n": 3, "id": 7, "title": "x", "createdAt": "2026-01-02T03:04:05.678Z", "updatedAt": "2026-01-02T03:04:05.000Z"}`
+	const want = `{"n":3,"id":7,"title":"x","createdAt":"2026-01-02T03:04:05.678Z","updatedAt":"2026-01-02T03:04:05.000Z"}`
 	for name, data := range map[string]string{
-		"built by the trigger (before version 4)": `{"class":"posts","read":"public","owners":[],"assignees":[],"record":` + want + `}`,
+		"built by the trigger (before version 4)": `{"class":"posts","read":"public","owners":[],"assignees":[],"record":` +
+			`{"n": 3, "id": 7, "title": "x", "createdAt": "2026-01-02T03:04:05.678Z", "updatedAt": "2026-01-02T03:04:05.000Z"}}`,
 		"built by the reader": `{"class":"posts","read":"public","owners":[],"assignees":[],"cells":{"1":"x","2":3,"5":true},` +
 			`"fields":{"1":"title","2":"n"},"created_at":"2026-01-02T03:04:05.678901","updated_at":"2026-01-02T03:04:05"}`,
 	} {

@@ -14,12 +14,14 @@ import (
 // once per entry, the record as the realtime API shows it. (The trigger used
 // to build it, and looking the names up cost a subquery per captured row.)
 //
-// The result is the JSON that the REST API's recordJSON (server package)
-// returns for the same row: the cells under their fields' names (cells of
-// unknown field ids are left out), then "id", "createdAt" and "updatedAt"
-// (UTC, milliseconds, "Z"), which win over a field of the same name, with
-// the keys in jsonb's order (shorter keys first, then bytewise) and the
-// cell values exactly as Postgres printed them.
+// The result is, byte for byte, the JSON that the REST API answers for the
+// same row (recordJSON in the server package, written by encoding/json): the
+// cells under their fields' names (cells of unknown field ids are left out),
+// then "id", "createdAt" and "updatedAt" (UTC, milliseconds, "Z"), which win
+// over a field of the same name, with the keys in jsonb's order (shorter
+// keys first, then bytewise), compact, and the cell values as Postgres
+// printed them, compacted as encoding/json compacts them (see
+// appendCompact).
 
 // recordFields are an entry's keys that hold its record (record_deleted,
 // and record entries written before schema version 4) or that it is built
@@ -46,11 +48,11 @@ func EntryRecord(recordID int64, data []byte) (json.RawMessage, error) {
 	return d.record(recordID)
 }
 
-// record is the record of record id that the entry holds (Record) or that
-// is built from its cells, field names and timestamps.
+// record is the record of record id that the entry holds (Record,
+// compacted) or that is built from its cells, field names and timestamps.
 func (f *recordFields) record(id int64) (json.RawMessage, error) {
 	if f.Cells == nil {
-		return f.Record, nil
+		return compact(f.Record), nil
 	}
 	return buildRecord(id, f)
 }
@@ -86,17 +88,17 @@ func buildRecord(id int64, f *recordFields) (json.RawMessage, error) {
 	})
 	n := 2
 	for _, m := range members {
-		n += len(m.key) + len(m.value) + 6
+		n += len(m.key) + len(m.value) + 4
 	}
 	out := make([]byte, 0, n)
 	out = append(out, '{')
 	for i, m := range members {
 		if i > 0 {
-			out = append(out, ", "...)
+			out = append(out, ',')
 		}
 		out = appendJSONString(out, m.key)
-		out = append(out, ": "...)
-		out = append(out, m.value...)
+		out = append(out, ':')
+		out = appendCompact(out, m.value)
 	}
 	return append(out, '}'), nil
 }

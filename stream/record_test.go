@@ -2,6 +2,7 @@ package stream_test
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"testing"
 
@@ -13,7 +14,8 @@ import (
 
 // recordSQL is the record as the REST API builds it in SQL (recordJSON in
 // package server) and as the capture triggers built it before the reader
-// did: the reference the reader's record must equal byte for byte.
+// did; encoding/json's compaction of it is what REST answers, the reference the reader's
+// record must equal byte for byte.
 const recordSQL = `(COALESCE((SELECT jsonb_object_agg(f.name, r.cells -> f.id::text)
           FROM pgcast.object_class_fields f
           WHERE f.object_class_id = r.object_class_id AND r.cells ? f.id::text), '{}'::jsonb)
@@ -23,10 +25,10 @@ const recordSQL = `(COALESCE((SELECT jsonb_object_agg(f.name, r.cells -> f.id::t
     'updatedAt', to_char(r.updated_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"')))::text`
 
 // The record the reader builds from a record entry (cells, field names,
-// timestamps) is, byte for byte, the one Postgres builds from the row: key
-// order, names, values as printed, timestamps in UTC with milliseconds
-// whatever the writer's time zone, the server-managed keys winning over
-// fields of the same name, cells of unknown fields left out.
+// timestamps) is, byte for byte, the one REST answers for the row: key
+// order, names, values as printed and compacted, timestamps in UTC with
+// milliseconds whatever the writer's time zone, the server-managed keys
+// winning over fields of the same name, cells of unknown fields left out.
 func TestEntryRecordIsTheRecordPostgresBuilds(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
@@ -54,6 +56,11 @@ func TestEntryRecordIsTheRecordPostgresBuilds(t *testing.T) {
 	cells := fmt.Sprintf(`{"%d": 1, "%d": "two", "%d": 1.50, "%d": 3e2, "%d": "the id field", "%d": "é \" \\ \u2028 😀 <&>",
 		"%d": null, "%d": {"k": [1, {"x": true}], "e": {}}, "999999": "no such field", "note": "not a field id"}`,
 		fields["b"], fields["a"], fields["bb"], fields["aa"], fields["id"], fields["title"], fields["z9_long_name"], fields["nested"])
+	// Cells of unknown fields cannot be written since the triggers check
+	// cells; records written before may have them.
+	if _, err := conn.Exec(ctx, `ALTER TABLE pgcast.object_records DISABLE TRIGGER pgcast_check_cells_insert, DISABLE TRIGGER pgcast_check_cells_update`); err != nil {
+		t.Fatal(err)
+	}
 	rows := []struct{ created, updated string }{
 		{"2026-01-02 03:04:05.678901+00", "2026-01-02 03:04:05+00"},
 		{"10000-01-01 00:00:00.5+00", "0044-03-15 00:00:00.0789+00 BC"},
@@ -115,7 +122,12 @@ WHERE e.kind IN ('record_created', 'record_updated') ORDER BY e.id`)
     FROM pgcast.object_records r, pgcast.events e WHERE r.id = $1 AND e.id = $4) r`, e.record, created, updated, e.id).Scan(&want); err != nil {
 			t.Fatal(err)
 		}
-		if string(got) != want {
+		// REST writes the record with encoding/json (writeJSON).
+		rest, err := json.Marshal(json.RawMessage(want))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if want := string(rest); string(got) != want {
 			t.Errorf("entry %d (%s):\nreader   %s\npostgres %s", e.id, e.kind, got, want)
 		}
 	}

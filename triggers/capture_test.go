@@ -101,6 +101,14 @@ func (f *fixture) record(classID int64, cells string, owners, assignees []string
 		classID, cells, owners, assignees)
 }
 
+// withoutCellsCheck turns the check of record cells off in the test's
+// database, so that a test can write cells as they could be written before
+// the check existed.
+func (f *fixture) withoutCellsCheck() {
+	f.t.Helper()
+	f.exec(`ALTER TABLE pgcast.object_records DISABLE TRIGGER pgcast_check_cells_insert, DISABLE TRIGGER pgcast_check_cells_update`)
+}
+
 // newEntries returns the entries appended since the previous call.
 func (f *fixture) newEntries() []entry {
 	f.t.Helper()
@@ -265,6 +273,8 @@ func TestRecordCreated(t *testing.T) {
 	f.skip()
 
 	cells := fmt.Sprintf(`{"%d": "hello", "%d": 42, "%d": {"a": [1, 2]}, "999999": "not a field of the class"}`, title, views, meta)
+	// Written as records written before the triggers checked cells were.
+	f.withoutCellsCheck()
 	id := f.record(classID, cells, []string{"u1", "u2"}, []string{"u3"})
 
 	es := f.newEntries()
@@ -416,7 +426,9 @@ func TestRecordUpdated(t *testing.T) {
 	}
 	wantKinds(t, f.newEntries())
 
-	// Keys that are not field ids are not reported as fields.
+	// Keys that are not field ids are not reported as fields (the check
+	// refuses them now; records written before it may have them).
+	f.withoutCellsCheck()
 	f.exec(`UPDATE pgcast.object_records SET cells = cells || '{"note": 1}' WHERE id = $1`, id)
 	wantKinds(t, f.newEntries())
 }
@@ -450,19 +462,20 @@ func TestMultiRowUpdate(t *testing.T) {
 func TestRolledBackTransactionLeavesNothing(t *testing.T) {
 	t.Parallel()
 	f := newFixture(t)
-	classID, _ := f.class("posts", "public")
+	classID, fl := f.class("posts", "public", "a")
 	f.record(classID, `{}`, nil, nil)
 	f.skip()
 	tx, err := f.pool.Begin(f.ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
+	defer tx.Rollback(f.ctx) // on a failure: the pool's Close would wait for it
 	for _, q := range []string{
-		`INSERT INTO pgcast.object_records (object_class_id) VALUES ($1)`,
-		`UPDATE pgcast.object_records SET cells = '{"1": 1}', owners = '{x}' WHERE object_class_id = $1`,
-		`DELETE FROM pgcast.object_records WHERE object_class_id = $1`,
+		`INSERT INTO pgcast.object_records (object_class_id) SELECT $1 WHERE $2 <> ''`,
+		`UPDATE pgcast.object_records SET cells = jsonb_build_object($2::text, 1), owners = '{x}' WHERE object_class_id = $1`,
+		`DELETE FROM pgcast.object_records WHERE object_class_id = $1 AND $2 <> ''`,
 	} {
-		if _, err := tx.Exec(f.ctx, q, classID); err != nil {
+		if _, err := tx.Exec(f.ctx, q, classID, fmt.Sprint(fl["a"])); err != nil {
 			t.Fatalf("%s: %v", q, err)
 		}
 	}
@@ -481,7 +494,7 @@ func TestRolledBackTransactionLeavesNothing(t *testing.T) {
 func TestOwnersAndAssigneesDiff(t *testing.T) {
 	t.Parallel()
 	f := newFixture(t)
-	classID, _ := f.class("posts", "owner")
+	classID, fl := f.class("posts", "owner", "title")
 	id := f.record(classID, `{}`, []string{"a", "c"}, []string{"x"})
 	f.skip()
 
@@ -517,11 +530,11 @@ func TestOwnersAndAssigneesDiff(t *testing.T) {
 	// change in one statement give the value entry first.
 	f.exec(`UPDATE pgcast.object_records SET owners = '{b,a}' WHERE id = $1`, id)
 	wantKinds(t, f.newEntries())
-	f.exec(`UPDATE pgcast.object_records SET owners = '{}', cells = '{"7": 1}' WHERE id = $1`, id)
+	f.exec(`UPDATE pgcast.object_records SET owners = '{}', cells = jsonb_build_object($2::text, 1) WHERE id = $1`, id, fmt.Sprint(fl["title"]))
 	es = f.newEntries()
 	wantKinds(t, es, triggers.KindRecordUpdated, triggers.KindRecordOwnerRemoved, triggers.KindRecordOwnerRemoved)
 	wantData(t, es[0], "owners", strs())
-	wantData(t, es[0], "field_ids", nums(7))
+	wantData(t, es[0], "field_ids", nums(fl["title"]))
 }
 
 func TestRecordDeleted(t *testing.T) {
@@ -905,7 +918,7 @@ func (f *fixture) ding(conn *pgx.Conn, d time.Duration) (*pgconn.Notification, b
 func TestDoorbell(t *testing.T) {
 	t.Parallel()
 	f := newFixture(t)
-	classID, _ := f.class("posts", "public")
+	classID, fl := f.class("posts", "public", "a")
 	l := f.listen()
 
 	// Nobody waits: writes ring no bell.
@@ -922,13 +935,14 @@ func TestDoorbell(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	defer tx.Rollback(context.Background()) // on a failure: the pool's Close would wait for it
 	var rang []string
 	for _, q := range []string{
-		`INSERT INTO pgcast.object_records (object_class_id) VALUES ($1)`,
-		`UPDATE pgcast.object_records SET cells = '{"1": 1}' WHERE object_class_id = $1`,
-		`DELETE FROM pgcast.object_records WHERE object_class_id = $1`,
+		`INSERT INTO pgcast.object_records (object_class_id) SELECT $1 WHERE $2 <> ''`,
+		`UPDATE pgcast.object_records SET cells = jsonb_build_object($2::text, 1) WHERE object_class_id = $1`,
+		`DELETE FROM pgcast.object_records WHERE object_class_id = $1 AND $2 <> ''`,
 	} {
-		if _, err := tx.Exec(f.ctx, q, classID); err != nil {
+		if _, err := tx.Exec(f.ctx, q, classID, fmt.Sprint(fl["a"])); err != nil {
 			t.Fatalf("%s: %v", q, err)
 		}
 		var s *string

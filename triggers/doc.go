@@ -15,6 +15,14 @@
 // sharded rows per class; a statement appends one count entry per class with
 // its delta, and the reader turns deltas into counts (see package stream).
 //
+// # Checks
+//
+// Record cells must be keyed by field ids of the record's class, and every
+// required field must have a cell that is not null (an UPDATE: for what it
+// changes). A write that breaks this fails with SQLSTATE 23514, constraint
+// object_records_cells_known or object_records_cells_required (statement-
+// level triggers pgcast_check_cells_insert and pgcast_check_cells_update).
+//
 // # Entries
 //
 // Every entry has kind, environment_id, object_class_id (except published

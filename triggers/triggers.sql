@@ -192,6 +192,146 @@ CREATE TRIGGER pgcast_refuse_class_change
     FOR EACH ROW WHEN (OLD.object_class_id IS DISTINCT FROM NEW.object_class_id)
     EXECUTE FUNCTION pgcast.refuse_record_class_change();
 
+-- Cells are keyed by the ids of the class's fields (as text), and every
+-- required field has a cell that is not null: a write through SQL is held
+-- to what the REST API checks before it writes (cells keyed by field name,
+-- the first thing one tries, would otherwise stream records without their
+-- fields). A write that breaks either rule fails with SQLSTATE 23514
+-- (check_violation), constraint object_records_cells_known or
+-- object_records_cells_required, a message naming the key or field and a
+-- hint with the field ids.
+--
+-- An UPDATE is held to the rules for what it changes: a key it adds or
+-- whose value it changes, a required cell it removes or sets to null. Cells
+-- of fields deleted since, and required fields added to a class after its
+-- records were written, do not block other changes to those records.
+--
+-- Statement-level, like the capture: a first pass over the new rows (one
+-- index probe for the class, one for its required fields) finds nothing in
+-- the common case; only an UPDATE whose new rows break a rule pairs them
+-- with their old rows to see whether it broke it. Types are not checked
+-- here (the REST API does; a Catalyst writer keeps its own).
+
+-- The problems of cells new_cells (old_cells: before an UPDATE, NULL for an
+-- INSERT) of a record of class cls, whose field names by id are names:
+-- ('unknown', key) or ('missing' | 'null', required field id).
+-- Plain SQL, so that the planner inlines it into the checking queries.
+CREATE OR REPLACE FUNCTION pgcast.cells_problems(cls bigint, names jsonb, new_cells jsonb, old_cells jsonb)
+RETURNS TABLE (problem text, key text)
+LANGUAGE sql STABLE SECURITY INVOKER AS $$
+    SELECT 'unknown', k.key
+    FROM jsonb_object_keys(new_cells) k(key)
+    WHERE NOT names ? k.key
+      AND (old_cells IS NULL OR (old_cells -> k.key) IS DISTINCT FROM (new_cells -> k.key))
+    UNION ALL
+    SELECT CASE WHEN new_cells ? f.id::text THEN 'null' ELSE 'missing' END, f.id::text
+    FROM pgcast.object_class_fields f
+    WHERE f.object_class_id = cls AND f.required
+      AND coalesce(new_cells -> f.id::text, 'null'::jsonb) = 'null'::jsonb
+      AND (old_cells IS NULL OR coalesce(old_cells -> f.id::text, 'null'::jsonb) <> 'null'::jsonb)
+$$;
+
+-- Raises the error for a problem found by pgcast.cells_problems.
+CREATE OR REPLACE FUNCTION pgcast.refuse_cells(record_id bigint, class_name text, names jsonb, problem text, key text)
+RETURNS void
+LANGUAGE plpgsql SECURITY INVOKER AS $$
+DECLARE
+    msg        text;
+    hint       text;
+    constr     text;
+    field_id   text;
+    field_list text;
+BEGIN
+    IF refuse_cells.problem = 'unknown' THEN
+        constr := 'object_records_cells_known';
+        msg := format('invalid cells for object class %s: key %s is not a field id', class_name, to_json(refuse_cells.key));
+        SELECT f.key INTO field_id FROM jsonb_each_text(names) f WHERE f.value = refuse_cells.key;
+        IF field_id IS NOT NULL THEN
+            hint := format('Cells are keyed by field id, not name: field "%s" has id %s, so write {"%s": …} (pgcast collections list shows the ids).',
+                           refuse_cells.key, field_id, field_id);
+        ELSE
+            SELECT string_agg(format('"%s" (id %s)', f.value, f.key), ', ' ORDER BY f.key::bigint) INTO field_list
+            FROM jsonb_each_text(names) f;
+            hint := CASE WHEN field_list IS NULL THEN format('Cells are keyed by field id, and object class %s has no fields.', class_name)
+                         ELSE format('Cells are keyed by field id; the fields of object class %s are %s.', class_name, field_list) END;
+        END IF;
+    ELSE
+        constr := 'object_records_cells_required';
+        msg := format('invalid cells for object class %s: required field "%s" (id %s) %s', class_name, names ->> refuse_cells.key,
+                      refuse_cells.key, CASE refuse_cells.problem WHEN 'null' THEN 'is null' ELSE 'has no cell' END);
+        hint := format('Cells are keyed by field id: write {"%s": …} with a value that is not null.', refuse_cells.key);
+    END IF;
+    IF record_id IS NULL THEN
+        RAISE EXCEPTION USING MESSAGE = msg, HINT = hint, ERRCODE = 'check_violation', CONSTRAINT = constr,
+            SCHEMA = 'pgcast', TABLE = 'object_records', COLUMN = 'cells';
+    END IF;
+    RAISE EXCEPTION USING MESSAGE = msg, HINT = hint, ERRCODE = 'check_violation', CONSTRAINT = constr,
+        SCHEMA = 'pgcast', TABLE = 'object_records', COLUMN = 'cells', DETAIL = format('Object record %s.', record_id);
+END
+$$;
+
+CREATE OR REPLACE FUNCTION pgcast.check_object_records_insert() RETURNS trigger
+LANGUAGE plpgsql SECURITY INVOKER AS $$
+DECLARE
+    bad record;
+BEGIN
+    SELECT c.name, c.field_names, p.problem, p.key INTO bad
+    FROM pgcast_new_records n
+    CROSS JOIN LATERAL (SELECT c.name, c.field_names FROM pgcast.object_classes c WHERE c.id = n.object_class_id OFFSET 0) c
+    CROSS JOIN LATERAL pgcast.cells_problems(n.object_class_id, c.field_names, n.cells, NULL) p
+    LIMIT 1;
+    IF FOUND THEN
+        PERFORM pgcast.refuse_cells(NULL, bad.name, bad.field_names, bad.problem, bad.key);
+    END IF;
+    RETURN NULL;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION pgcast.check_object_records_update() RETURNS trigger
+LANGUAGE plpgsql SECURITY INVOKER AS $$
+DECLARE
+    bad record;
+BEGIN
+    IF NOT EXISTS (
+        SELECT FROM pgcast_new_records n
+        CROSS JOIN LATERAL (SELECT c.field_names FROM pgcast.object_classes c WHERE c.id = n.object_class_id OFFSET 0) c
+        CROSS JOIN LATERAL pgcast.cells_problems(n.object_class_id, c.field_names, n.cells, NULL) p
+    ) THEN
+        RETURN NULL;
+    END IF;
+    -- Pair each NEW row with its OLD row (same id) without a join.
+    SELECT d.id, c.name, c.field_names, p.problem, p.key INTO bad
+    FROM (
+        SELECT u.v, u.id, u.object_class_id, u.cells, lag(u.v) OVER w AS old_v, lag(u.cells) OVER w AS old_cells
+        FROM (
+            SELECT 0 AS v, o.id, o.object_class_id, o.cells FROM pgcast_old_records o
+            UNION ALL
+            SELECT 1, n.id, n.object_class_id, n.cells FROM pgcast_new_records n
+        ) u
+        WINDOW w AS (PARTITION BY u.id ORDER BY u.v)
+    ) d
+    CROSS JOIN LATERAL (SELECT c.name, c.field_names FROM pgcast.object_classes c WHERE c.id = d.object_class_id OFFSET 0) c
+    CROSS JOIN LATERAL pgcast.cells_problems(d.object_class_id, c.field_names, d.cells, d.old_cells) p
+    WHERE d.v = 1 AND d.old_v = 0 AND d.cells IS DISTINCT FROM d.old_cells
+    LIMIT 1;
+    IF FOUND THEN
+        PERFORM pgcast.refuse_cells(bad.id, bad.name, bad.field_names, bad.problem, bad.key);
+    END IF;
+    RETURN NULL;
+END
+$$;
+
+DROP TRIGGER IF EXISTS pgcast_check_cells_insert ON pgcast.object_records;
+CREATE TRIGGER pgcast_check_cells_insert
+    AFTER INSERT ON pgcast.object_records
+    REFERENCING NEW TABLE AS pgcast_new_records
+    FOR EACH STATEMENT EXECUTE FUNCTION pgcast.check_object_records_insert();
+DROP TRIGGER IF EXISTS pgcast_check_cells_update ON pgcast.object_records;
+CREATE TRIGGER pgcast_check_cells_update
+    AFTER UPDATE ON pgcast.object_records
+    REFERENCING OLD TABLE AS pgcast_old_records NEW TABLE AS pgcast_new_records
+    FOR EACH STATEMENT EXECUTE FUNCTION pgcast.check_object_records_update();
+
 -- record_created per inserted row, then one records_count_changed per class
 -- (delta = rows inserted) and the delta added to this backend's count shard.
 -- On INSERT the initial owners and assignees travel in record_created only.
