@@ -3,6 +3,8 @@ package stream
 import (
 	"encoding/json"
 	"testing"
+
+	"github.com/pgcast/pgcast/db"
 )
 
 // restBytes is what the REST API writes for src, a JSON value as Postgres
@@ -49,8 +51,8 @@ func FuzzAppendCompact(f *testing.F) {
 func TestRealtimeEventPayloadIsCompact(t *testing.T) {
 	t.Parallel()
 	one := int64(1)
-	ev, err := decode(&entry{id: 9, kind: "published", environment: 1, classID: &one,
-		data: []byte(`{"type": "job.completed", "source": "jobs", "payload": {"a": [1, 2], "b": "<x> & y"}}`)})
+	ev, err := decode(&db.Entry{ID: 9, Kind: "published", Environment: 1, ClassID: &one,
+		Data: []byte(`{"type": "job.completed", "source": "jobs", "payload": {"a": [1, 2], "b": "<x> & y"}}`)})
 	if err != nil {
 		t.Fatal(err)
 	}
