@@ -101,3 +101,46 @@ func TestNewPoolErrors(t *testing.T) {
 		t.Errorf("malformed URL error leaks or is nil: %v", err)
 	}
 }
+
+// The check of record cells belongs to schema version 5: migrating down
+// removes it (a binary of version 4 does not know it exists), migrating up
+// installs it again.
+func TestMigrateDownRemovesCellsCheck(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	pool, url := pgtest.NewPool(t)
+	m, err := db.NewMigrator(url, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	// The check's two triggers and four functions.
+	checks := func() int {
+		t.Helper()
+		var n int
+		if err := pool.QueryRow(ctx, `SELECT (SELECT count(*) FROM pg_trigger WHERE tgname LIKE 'pgcast\_check\_cells\_%')
+    + (SELECT count(*) FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
+       WHERE n.nspname = 'pgcast' AND (p.proname IN ('cells_problems', 'refuse_cells') OR p.proname LIKE 'check\_object\_records\_%'))`).Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	if n := checks(); n != 6 {
+		t.Fatalf("%d triggers and functions of the cells check at the latest version, want 6", n)
+	}
+	if err := m.Down(ctx, 1); err != nil {
+		t.Fatal(err)
+	}
+	if st, err := m.Status(ctx); err != nil || st.Current != 4 {
+		t.Fatalf("after one step down: %+v %v", st, err)
+	}
+	if n := checks(); n != 0 {
+		t.Fatalf("%d triggers and functions of the cells check left at version 4", n)
+	}
+	if err := m.Up(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if n := checks(); n != 6 {
+		t.Fatalf("%d triggers and functions of the cells check after up, want 6", n)
+	}
+}

@@ -21,7 +21,8 @@
 // required field must have a cell that is not null (an UPDATE: for what it
 // changes). A write that breaks this fails with SQLSTATE 23514, constraint
 // object_records_cells_known or object_records_cells_required (statement-
-// level triggers pgcast_check_cells_insert and pgcast_check_cells_update).
+// level triggers pgcast_check_cells_insert and pgcast_check_cells_update,
+// part of schema version 5: sql/000005_cells_check.down.sql removes them).
 //
 // # Entries
 //

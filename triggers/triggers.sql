@@ -199,7 +199,8 @@ CREATE TRIGGER pgcast_refuse_class_change
 -- fields). A write that breaks either rule fails with SQLSTATE 23514
 -- (check_violation), constraint object_records_cells_known or
 -- object_records_cells_required, a message naming the key or field and a
--- hint with the field ids.
+-- hint with the field ids. They belong to schema version 5, whose down
+-- migration removes them.
 --
 -- An UPDATE is held to the rules for what it changes: a key it adds or
 -- whose value it changes, a required cell it removes or sets to null. Cells
