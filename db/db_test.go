@@ -128,11 +128,12 @@ func TestMigrateDownRemovesCellsCheck(t *testing.T) {
 	if n := checks(); n != 6 {
 		t.Fatalf("%d triggers and functions of the cells check at the latest version, want 6", n)
 	}
-	if err := m.Down(ctx, 1); err != nil {
+	// Down to version 4: the watches (version 6), then the cells check.
+	if err := m.Down(ctx, 2); err != nil {
 		t.Fatal(err)
 	}
 	if st, err := m.Status(ctx); err != nil || st.Current != 4 {
-		t.Fatalf("after one step down: %+v %v", st, err)
+		t.Fatalf("after two steps down: %+v %v", st, err)
 	}
 	if n := checks(); n != 0 {
 		t.Fatalf("%d triggers and functions of the cells check left at version 4", n)

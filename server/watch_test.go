@@ -151,7 +151,7 @@ func TestWatchCatalyst(t *testing.T) {
 	if !slices.Equal(changes, want) || !slices.Equal(fieldIDs, []int64{int64(status)}) {
 		t.Fatalf("items %v, want %v; field ids %v, want [%d]", changes, want, fieldIDs, status)
 	}
-	if m := rtRead(t, rt, 10*time.Second); m.Event == nil || m.Event.Type != "skus.created" || !strings.Contains(string(m.Event.Payload), `"id": "A-1"`) {
+	if m := rtRead(t, rt, 10*time.Second); m.Event == nil || m.Event.Type != "skus.created" || !strings.Contains(string(m.Event.Payload), `"id":"A-1"`) {
 		t.Fatalf("skus on realtime: %s", m)
 	}
 	expectSilence(t, ws, 300*time.Millisecond)

@@ -199,7 +199,7 @@ func decode(en *db.Entry) (*Event, error) {
 		FieldIDs:    d.FieldIDs,
 		DocumentID:  d.DocumentID,
 		Delta:       d.Delta,
-		Old:         d.Old,
+		Old:         compact(d.Old),
 	}
 	if en.ClassID != nil {
 		ev.ClassID = *en.ClassID

@@ -146,7 +146,7 @@ func TestReaderDecodesWatchedUpdate(t *testing.T) {
 	if ev.RecordID != 7 || ev.ClassID != watch.Watch.ClassID || ev.ClassName != "orders" || len(ev.FieldIDs) != 2 || ev.FieldIDs[0] != ids[0] || ev.FieldIDs[1] != ids[1] {
 		t.Fatalf("event %+v (fields %v)", ev, watch.Watch.Columns)
 	}
-	if string(ev.Record) != `{"id": 7, "total": 6, "status": "paid"}` || string(ev.Old) != `{"total": 5, "status": "new"}` {
+	if string(ev.Record) != `{"id":7,"total":6,"status":"paid"}` || string(ev.Old) != `{"total":5,"status":"new"}` {
 		t.Fatalf("record %s, old %s", ev.Record, ev.Old)
 	}
 }
