@@ -169,7 +169,8 @@ type entryData struct {
 	Delta        int64           `json:"delta"`
 	RecordID     *int64          `json:"record_id"`
 	recordFields                 // the record, or what it is built from
-	Old          json.RawMessage `json:"old"`
+	Old          json.RawMessage `json:"old"`      // watched tables: {column: old value}
+	OldCells     json.RawMessage `json:"old_cells"` // pgcast's records: {field id: old value}
 	Name         string          `json:"name"`
 	Type         string          `json:"type"`
 	Source       string          `json:"source"`
@@ -212,6 +213,13 @@ func decode(en *db.Entry) (*Event, error) {
 	}
 	if d.RecordID != nil && ev.RecordID == 0 {
 		ev.RecordID = *d.RecordID
+	}
+	if d.OldCells != nil {
+		old, err := oldByName(d.OldCells, d.Fields)
+		if err != nil {
+			return nil, fmt.Errorf("entry %d (%s): %w", en.ID, en.Kind, err)
+		}
+		ev.Old = old
 	}
 	rec, err := d.record(ev.RecordID)
 	if err != nil {

@@ -430,11 +430,15 @@ BEGIN
     CROSS JOIN LATERAL (
         SELECT 'record_updated' AS kind, d.owners, d.assignees,
                jsonb_build_object(
-                   'field_ids', ch.ids,
+                   'field_ids', ch.ids, 'old_cells', ch.old,
                    'cells', d.cells, 'fields', c.field_names,
                    'created_at', d.created_at AT TIME ZONE 'UTC', 'updated_at', d.updated_at AT TIME ZONE 'UTC') AS extra
         FROM (
-            SELECT array_agg(k.key::bigint ORDER BY k.key::bigint) AS ids
+            -- old: the changed cells' old values (null where the cell was
+            -- absent), so a subscription filter can tell a record leaving
+            -- it from one that never matched (package stream, Event.Old).
+            SELECT array_agg(k.key::bigint ORDER BY k.key::bigint) AS ids,
+                   jsonb_object_agg(k.key, COALESCE(d.old_cells -> k.key, 'null'::jsonb)) AS old
             FROM (
                 SELECT ne.key FROM jsonb_each(d.cells) ne
                 WHERE (d.old_cells -> ne.key) IS DISTINCT FROM ne.value
