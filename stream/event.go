@@ -169,7 +169,7 @@ type entryData struct {
 	Delta        int64           `json:"delta"`
 	RecordID     *int64          `json:"record_id"`
 	recordFields                 // the record, or what it is built from
-	Old          json.RawMessage `json:"old"`      // watched tables: {column: old value}
+	Old          json.RawMessage `json:"old"`       // watched tables: {column: old value}
 	OldCells     json.RawMessage `json:"old_cells"` // pgcast's records: {field id: old value}
 	Name         string          `json:"name"`
 	Type         string          `json:"type"`
