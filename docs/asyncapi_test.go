@@ -133,14 +133,18 @@ func TestAsyncAPIDescribesEveryRealtimeErrorCode(t *testing.T) {
 	code := map[string]bool{}
 	for _, f := range parseSources(t, "../server") {
 		ast.Inspect(f.file, func(n ast.Node) bool {
-			if s, ok := compositeField(n, "clientError", "code"); ok {
-				code[s] = true
+			// clientError, and channelError: the errors about a channel,
+			// which may list the channels that exist.
+			for _, typ := range []string{"clientError", "channelError"} {
+				if s, ok := compositeField(n, typ, "code"); ok {
+					code[s] = true
+				}
 			}
 			return true
 		})
 	}
 	requireFloor(t, "realtime error codes", code, "invalid_json", "invalid_action", "invalid_channel",
-		"invalid_since", "subscription_limit", "forbidden", "internal_error", "rate_limited")
+		"invalid_since", "subscription_limit", "unknown_namespace", "internal_error", "rate_limited")
 	enum := map[string]bool{}
 	for _, v := range sequence(t, doc, "#/components/messages/error/payload/properties/code/enum") {
 		enum[v.(string)] = true
