@@ -53,22 +53,6 @@ func AppendCatalystItem(b []byte, ev *Event) []byte {
 	return append(b, '}')
 }
 
-// RealtimeType is the /api/realtime event type of ev ("posts.created",
-// "job.completed", ...), or "" when ev has no realtime form.
-func RealtimeType(ev *Event) string {
-	switch ev.Kind {
-	case KindRecordCreated:
-		return ev.ClassName + ".created"
-	case KindRecordValueChanged:
-		return ev.ClassName + ".updated"
-	case KindRecordDeleted:
-		return ev.ClassName + ".deleted"
-	case KindCollectionCreated, KindPublished:
-		return ev.Type
-	}
-	return ""
-}
-
 // AppendRealtimeEvent appends the /api/realtime event message for ev, whose
 // realtime type is typ.
 func AppendRealtimeEvent(b []byte, ev *Event, typ string) []byte {
