@@ -41,19 +41,34 @@ LEFT JOIN LATERAL (
 ) e ON true
 ORDER BY e.id`
 
-// namespaceFilter keeps the entries whose realtime type is in namespace $5.
-// It mirrors stream.RealtimeType: record events are "<class>.<verb>",
-// collection_created is "system.collection.created", published events carry
-// their type. starts_with, unlike LIKE, treats "_" literally.
-const namespaceFilter = `AND (
-        (kind IN ('record_created', 'record_updated', 'record_deleted') AND data->>'class' = $5)
-        OR (kind = 'collection_created' AND $5 = 'system')
-        OR (kind = 'published' AND starts_with(data->>'type', $5 || '.')))`
+// typeFilter keeps the entries a TypeFilter describes ($5 to $9).
+const typeFilter = `AND (
+        (kind = ANY ($5::text[]) AND data->>'class' = $6)
+        OR kind = ANY ($7::text[])
+        OR (kind = ANY ($8::text[]) AND starts_with(data->>'type', $9)))`
 
 var (
-	replayAll       = fmt.Sprintf(replayQuery, "")
-	replayNamespace = fmt.Sprintf(replayQuery, namespaceFilter)
+	replayAll      = fmt.Sprintf(replayQuery, "")
+	replayFiltered = fmt.Sprintf(replayQuery, typeFilter)
 )
+
+// TypeFilter keeps the entries of some realtime types. The rule that gives
+// an entry its type is stream's (stream.RealtimeType), which builds the
+// filter for a namespace; db only applies it. An entry is kept when one of
+// the three conditions holds (nil kinds: none). starts_with, unlike LIKE, treats "_"
+// literally.
+type TypeFilter struct {
+	// ClassKinds and Class: entries of these kinds (pgcast.events.kind)
+	// whose data.class is Class.
+	ClassKinds []string
+	Class      string
+	// Kinds: entries of these kinds, whatever their data.
+	Kinds []string
+	// TypeKinds and TypePrefix: entries of these kinds whose data.type
+	// starts with TypePrefix.
+	TypeKinds  []string
+	TypePrefix string
+}
 
 // ReplayPage describes one page of a replay.
 type ReplayPage struct {
@@ -63,9 +78,9 @@ type ReplayPage struct {
 	After, Through int64
 	// Limit is the page's size.
 	Limit int
-	// Namespace, when set, keeps the entries whose realtime type is in
-	// that namespace (see stream.ReplayOptions).
-	Namespace string
+	// Types, when set, keeps only the entries it describes (see
+	// stream.ReplayOptions.Namespace).
+	Types *TypeFilter
 }
 
 // ReadReplayPage reads one page of a replay in one statement, handing each
@@ -74,8 +89,8 @@ type ReplayPage struct {
 // when retention deleted entries after p.After: the page may have a hole.
 func ReadReplayPage(ctx context.Context, q RowsQuerier, p ReplayPage, each func(*Entry)) (int, int64, error) {
 	query, args := replayAll, []any{p.Environment, p.After, p.Through, p.Limit}
-	if p.Namespace != "" {
-		query, args = replayNamespace, append(args, p.Namespace)
+	if f := p.Types; f != nil {
+		query, args = replayFiltered, append(args, f.ClassKinds, f.Class, f.Kinds, f.TypeKinds, f.TypePrefix)
 	}
 	rows, err := q.Query(ctx, query, args...)
 	if err != nil {

@@ -6,6 +6,10 @@
 // policy (what to read when, commit safety, the doorbell, timeouts,
 // reconnection, decoding, fan-out); every SQL statement it runs is package
 // db's, behind typed functions: stream imports neither pgx nor triggers.
+// Its domain rules each live in one file that every API uses: who may read
+// what (permission.go, also the REST API's), channels and realtime types
+// (channel.go, also the replay's SQL condition and the realtime API's
+// channel checks), and the record's JSON (record.go, also REST's records).
 //
 // # Commit-safe reading
 //

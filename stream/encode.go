@@ -53,22 +53,6 @@ func AppendCatalystItem(b []byte, ev *Event) []byte {
 	return append(b, '}')
 }
 
-// RealtimeType is the /api/realtime event type of ev ("posts.created",
-// "job.completed", ...), or "" when ev has no realtime form.
-func RealtimeType(ev *Event) string {
-	switch ev.Kind {
-	case KindRecordCreated:
-		return ev.ClassName + ".created"
-	case KindRecordValueChanged:
-		return ev.ClassName + ".updated"
-	case KindRecordDeleted:
-		return ev.ClassName + ".deleted"
-	case KindCollectionCreated, KindPublished:
-		return ev.Type
-	}
-	return ""
-}
-
 // AppendRealtimeEvent appends the /api/realtime event message for ev, whose
 // realtime type is typ.
 func AppendRealtimeEvent(b []byte, ev *Event, typ string) []byte {
@@ -104,7 +88,11 @@ const hexDigits = "0123456789abcdef"
 // escaped in strings: the bytes encoding/json writes for src as a
 // json.RawMessage, which is how the REST API writes records and payloads
 // (writeJSON), so that both APIs show one value byte for byte alike.
-func appendCompact(b, src []byte) []byte {
+func appendCompact(b, src []byte) []byte { return appendCompactJSON(b, src, true) }
+
+// appendCompactJSON is appendCompact, escaping <, >, &, U+2028 and U+2029
+// only with escapeHTML: without, it is what json.Compact writes.
+func appendCompactJSON(b, src []byte, escapeHTML bool) []byte {
 	inString := false
 	start := 0 // src[start:i] is still to be copied
 	for i := 0; i < len(src); i++ {
@@ -115,6 +103,7 @@ func appendCompact(b, src []byte) []byte {
 				i++ // the escaped byte is copied with the run
 			case c == '"':
 				inString = false
+			case !escapeHTML:
 			case c == '<' || c == '>' || c == '&':
 				b = append(b, src[start:i]...)
 				b = append(b, '\\', 'u', '0', '0', hexDigits[c>>4], hexDigits[c&0xf])
@@ -144,6 +133,53 @@ func compact(src []byte) []byte {
 		return nil
 	}
 	return appendCompact(make([]byte, 0, len(src)), src)
+}
+
+// appendPGString appends s as Postgres prints a JSON string (\b, \f, \n,
+// \r, \t, \" and \\, other control characters as \u00XX), and with
+// escapeHTML also <, >, &, U+2028 and U+2029 escaped as encoding/json
+// escapes them when it writes a json.RawMessage.
+func appendPGString(b []byte, s string, escapeHTML bool) []byte {
+	b = append(b, '"')
+	start := 0 // s[start:i] is still to be copied
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		var esc string
+		switch c {
+		case '"':
+			esc = `\"`
+		case '\\':
+			esc = `\\`
+		case '\b':
+			esc = `\b`
+		case '\f':
+			esc = `\f`
+		case '\n':
+			esc = `\n`
+		case '\r':
+			esc = `\r`
+		case '\t':
+			esc = `\t`
+		default:
+			switch {
+			case c < 0x20 || (escapeHTML && (c == '<' || c == '>' || c == '&')):
+				b = append(b, s[start:i]...)
+				b = append(b, '\\', 'u', '0', '0', hexDigits[c>>4], hexDigits[c&0xf])
+				start = i + 1
+			case escapeHTML && c == 0xE2 && i+2 < len(s) && s[i+1] == 0x80 && s[i+2]&^1 == 0xA8:
+				b = append(b, s[start:i]...)
+				b = append(b, '\\', 'u', '2', '0', '2', hexDigits[s[i+2]&0xf])
+				i += 2
+				start = i + 1
+			}
+			continue
+		}
+		b = append(b, s[start:i]...)
+		b = append(b, esc...)
+		start = i + 1
+	}
+	b = append(b, s[start:]...)
+	return append(b, '"')
 }
 
 // appendJSONString appends s as a JSON string, escaping what JSON requires

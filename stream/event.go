@@ -241,7 +241,7 @@ func decode(en *db.Entry) (*Event, error) {
 		}
 	case KindCollectionCreated:
 		ev.ClassName = d.Name
-		ev.Type, ev.Source = "system.collection.created", "system"
+		ev.Type, ev.Source = collectionCreatedType, "system"
 		ev.Payload, _ = json.Marshal(map[string]string{"name": d.Name})
 	}
 	return ev, nil

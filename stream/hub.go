@@ -1,9 +1,7 @@
 package stream
 
 import (
-	"encoding/json"
 	"errors"
-	"strings"
 	"sync"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -18,13 +16,6 @@ const (
 	ProtocolTasks                        // /ws/events/tasks/: Catalyst task items
 	ProtocolRealtime                     // /api/realtime: one event message per event
 )
-
-// Viewer is who a subscription reads as.
-type Viewer struct {
-	UserID      string // "" = anonymous
-	Admin       bool
-	Environment int64
-}
 
 // Item is one delivery: the event and its encoding for the subscription's
 // protocol. Bytes are shared by every subscription receiving the event and
@@ -100,8 +91,7 @@ type classIndex struct {
 
 type envIndex struct {
 	records, tasks classIndex
-	exact          map[string]subSet // realtime "posts.created"
-	prefix         map[string]subSet // realtime "posts." for "posts.*"
+	channels       channelIndex // realtime
 	subs           int
 }
 
@@ -159,7 +149,7 @@ func (h *Hub) Unsubscribe(s *Subscription) {
 	case ProtocolRealtime:
 		if s.channels != nil {
 			for ch := range s.channels {
-				env.removeChannel(s, ch)
+				env.channels.remove(s, ch)
 			}
 			s.channels = nil
 			removed = true
@@ -188,12 +178,7 @@ func (h *Hub) AddChannel(s *Subscription, channel string) int {
 		return len(s.channels)
 	}
 	s.channels[channel] = struct{}{}
-	env := h.env(s.viewer.Environment)
-	if p, ok := strings.CutSuffix(channel, "*"); ok {
-		addTo(env.prefix, p, s)
-	} else {
-		addTo(env.exact, channel, s)
-	}
+	h.env(s.viewer.Environment).channels.add(s, channel)
 	return len(s.channels)
 }
 
@@ -207,7 +192,7 @@ func (h *Hub) RemoveChannel(s *Subscription, channel string) {
 	}
 	delete(s.channels, channel)
 	if env := h.envs[s.viewer.Environment]; env != nil {
-		env.removeChannel(s, channel)
+		env.channels.remove(s, channel)
 	}
 }
 
@@ -219,22 +204,13 @@ func (h *Hub) HasChannel(s *Subscription, channel string) bool {
 	return ok
 }
 
-func (env *envIndex) removeChannel(s *Subscription, channel string) {
-	if p, ok := strings.CutSuffix(channel, "*"); ok {
-		removeFrom(env.prefix, p, s)
-	} else {
-		removeFrom(env.exact, channel, s)
-	}
-}
-
 func (h *Hub) env(id int64) *envIndex {
 	env := h.envs[id]
 	if env == nil {
 		env = &envIndex{
-			records: classIndex{all: subSet{}, byClass: map[int64]subSet{}},
-			tasks:   classIndex{all: subSet{}, byClass: map[int64]subSet{}},
-			exact:   map[string]subSet{},
-			prefix:  map[string]subSet{},
+			records:  classIndex{all: subSet{}, byClass: map[int64]subSet{}},
+			tasks:    classIndex{all: subSet{}, byClass: map[int64]subSet{}},
+			channels: newChannelIndex(),
 		}
 		h.envs[id] = env
 	}
@@ -321,7 +297,7 @@ func (h *Hub) Publish(events []*Event) {
 			d, x = h.fanCatalyst(&env.tasks, ev)
 		}
 		delivered, dropped = delivered+d, dropped+x
-		if len(env.exact) > 0 || len(env.prefix) > 0 {
+		if !env.channels.empty() {
 			d, x = h.fanRealtime(env, ev)
 			delivered, dropped = delivered+d, dropped+x
 		}
@@ -372,7 +348,7 @@ func (s *Subscription) wantsFields(ev *Event) bool {
 }
 
 // fanRealtime offers ev to realtime subscriptions whose channel matches its
-// type exactly or by a wildcard prefix, once per subscription.
+// type, once per subscription.
 func (h *Hub) fanRealtime(env *envIndex, ev *Event) (delivered, dropped int) {
 	typ := RealtimeType(ev)
 	if typ == "" {
@@ -403,118 +379,8 @@ func (h *Hub) fanRealtime(env *envIndex, ev *Event) (delivered, dropped int) {
 			}
 		}
 	}
-	offer(env.exact[typ])
-	// Every prefix of the type ending at a dot: "posts." for "posts.created",
-	// "system." and "system.collection." for "system.collection.created".
-	for i := 0; i < len(typ); i++ {
-		if typ[i] == '.' {
-			if set := env.prefix[typ[:i+1]]; set != nil {
-				offer(set)
-			}
-		}
-	}
+	env.channels.match(typ, offer)
 	return delivered, dropped
-}
-
-// mayRead applies an object class read rule to a record or task event.
-// A count is about the whole class: under the owner rule it would tell a
-// user how many records others have, so it goes to admins only.
-func mayRead(v Viewer, ev *Event, users *userIndex) bool {
-	if v.Admin {
-		return true
-	}
-	if ev.Kind == KindRecordsCountChanged && ev.Read == RuleOwner {
-		return false
-	}
-	switch ev.Read {
-	case RulePublic:
-		return true
-	case RuleAuthenticated:
-		return v.UserID != ""
-	case RuleOwner:
-		return users.has(v.UserID)
-	}
-	return false
-}
-
-// userIndex answers "is this user an owner or assignee of the event?" for
-// every subscriber of one event. Short lists are scanned; from
-// userIndexMin users on, a set is built once, on the first question, so
-// that a record with a thousand owners costs O(1) per subscriber, not a
-// thousand comparisons.
-type userIndex struct {
-	ev  *Event
-	set map[string]struct{}
-}
-
-const userIndexMin = 16
-
-func (u *userIndex) has(user string) bool {
-	if user == "" {
-		return false
-	}
-	if len(u.ev.Owners)+len(u.ev.Assignees) < userIndexMin {
-		return u.ev.HasUser(user)
-	}
-	if u.set == nil {
-		u.set = make(map[string]struct{}, len(u.ev.Owners)+len(u.ev.Assignees))
-		for _, o := range u.ev.Owners {
-			u.set[o] = struct{}{}
-		}
-		for _, a := range u.ev.Assignees {
-			u.set[a] = struct{}{}
-		}
-	}
-	_, ok := u.set[user]
-	return ok
-}
-
-// visibility decides who may see a realtime event; built once per event.
-type visibility struct {
-	users      userIndex
-	namespace  string
-	userID     string
-	publicFile bool
-}
-
-func visibilityOf(ev *Event) *visibility {
-	v := &visibility{users: userIndex{ev: ev}}
-	if ev.Kind != KindPublished {
-		return v
-	}
-	v.namespace, _, _ = strings.Cut(ev.Type, ".")
-	if v.namespace == "auth" || v.namespace == "storage" {
-		var p struct {
-			UserID     string `json:"userId"`
-			Visibility string `json:"visibility"`
-		}
-		_ = json.Unmarshal(ev.Payload, &p) // a payload without these fields is visible to admins only
-		v.userID, v.publicFile = p.UserID, p.Visibility == "public"
-	}
-	return v
-}
-
-// allows is the permission table of the realtime contract.
-func (v *visibility) allows(viewer Viewer, ev *Event) bool {
-	switch ev.Kind {
-	case KindRecordCreated, KindRecordValueChanged, KindRecordDeleted:
-		return mayRead(viewer, ev, &v.users)
-	case KindCollectionCreated:
-		return true
-	}
-	if viewer.Admin {
-		return true
-	}
-	switch v.namespace {
-	case "system":
-		return true
-	case "auth":
-		return viewer.UserID != "" && viewer.UserID == v.userID
-	case "storage":
-		return v.publicFile || (viewer.UserID != "" && viewer.UserID == v.userID)
-	default: // function, job, and application namespaces
-		return viewer.UserID != ""
-	}
 }
 
 type hubMetrics struct {

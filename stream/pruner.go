@@ -5,10 +5,10 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"sync"
 	"time"
 
 	"github.com/pgcast/pgcast/db"
+	"github.com/pgcast/pgcast/internal/startstop"
 )
 
 // PrunerConfig configures a Pruner. The zero value, with Pool set, means the
@@ -50,10 +50,8 @@ func (c PrunerConfig) withDefaults() PrunerConfig {
 // older than the retention are deleted, in batches, by whichever node holds
 // the advisory lock. The log is never scanned by time.
 type Pruner struct {
-	cfg    PrunerConfig
-	mu     sync.Mutex
-	cancel context.CancelFunc
-	done   chan struct{}
+	startstop.Base // Start once, Stop, Started, Stopped
+	cfg            PrunerConfig
 }
 
 // NewPruner validates cfg.
@@ -65,20 +63,20 @@ func NewPruner(cfg PrunerConfig) (*Pruner, error) {
 	if cfg.Retention < 0 || cfg.Interval < 0 || cfg.BatchSize < 0 {
 		return nil, errors.New("stream: PrunerConfig values must be positive")
 	}
-	return &Pruner{cfg: cfg}, nil
+	p := &Pruner{cfg: cfg}
+	p.Name = "stream: pruner"
+	return p, nil
 }
 
 // Start runs rounds every Interval until Stop.
 func (p *Pruner) Start(ctx context.Context) error {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if p.cancel != nil {
-		return errors.New("stream: pruner already started")
+	runCtx, started, stopped, err := p.StartInit(ctx)
+	if err != nil {
+		return err
 	}
-	runCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
-	p.cancel, p.done = cancel, make(chan struct{})
 	go func() {
-		defer close(p.done)
+		defer stopped()
+		started()
 		t := time.NewTicker(p.cfg.Interval)
 		defer t.Stop()
 		for {
@@ -93,23 +91,6 @@ func (p *Pruner) Start(ctx context.Context) error {
 		}
 	}()
 	return nil
-}
-
-// Stop ends the pruner. Idempotent.
-func (p *Pruner) Stop(ctx context.Context) error {
-	p.mu.Lock()
-	cancel, done := p.cancel, p.done
-	p.mu.Unlock()
-	if cancel == nil {
-		return nil
-	}
-	cancel()
-	select {
-	case <-done:
-		return nil
-	case <-ctx.Done():
-		return fmt.Errorf("stream: stop pruner: %w", ctx.Err())
-	}
 }
 
 // Prune runs one round as of now and returns how many entries it deleted.

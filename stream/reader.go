@@ -6,13 +6,13 @@ import (
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
-	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/pgcast/pgcast/db"
+	"github.com/pgcast/pgcast/internal/startstop"
 )
 
 // ReaderConfig configures a Reader. The zero value, with URL and Handler set,
@@ -172,10 +172,8 @@ type Reader struct {
 	// stretched after timeouts (see reader_timeout.go).
 	queryTimeout atomic.Int64
 
-	mu      sync.Mutex
-	started bool
-	cancel  context.CancelFunc
-	done    chan struct{}
+	// Start once, Stop, Started (the starting snapshot is taken), Stopped.
+	startstop.Base
 }
 
 // partial records a read that failed after handing over entries up to lastID.
@@ -191,6 +189,7 @@ func NewReader(cfg ReaderConfig) (*Reader, error) {
 		return nil, err
 	}
 	r := &Reader{cfg: cfg, metrics: newReaderMetrics(), busy: cfg.DoorbellMaxRate < 0}
+	r.Name = "stream: reader"
 	r.setTimeout(cfg.QueryTimeout)
 	if cfg.Registerer != nil {
 		if err := r.metrics.register(cfg.Registerer); err != nil {
@@ -204,44 +203,28 @@ func NewReader(cfg ReaderConfig) (*Reader, error) {
 // committed after Start returns is delivered. It keeps retrying the first
 // connection until ctx ends. The reader then runs until Stop.
 func (r *Reader) Start(ctx context.Context) error {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if r.started {
-		return errors.New("stream: reader already started")
+	runCtx, started, stopped, err := r.StartInit(ctx)
+	if err != nil {
+		return err
 	}
-	runCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	first := make(chan error, 1)
-	r.cancel, r.done, r.started = cancel, make(chan struct{}), true
-	go r.run(runCtx, first)
+	go func() {
+		defer stopped()
+		r.run(runCtx, first)
+	}()
 	select {
 	case err := <-first:
 		if err != nil {
-			cancel()
-			<-r.done
+			_ = r.Stop(context.Background())
 			return err
 		}
+		started()
 		return nil
+	case <-r.Stopped():
+		return errors.New("stream: reader stopped while starting")
 	case <-ctx.Done():
-		cancel()
-		<-r.done
+		_ = r.Stop(context.Background())
 		return fmt.Errorf("stream: start reader: %w", ctx.Err())
-	}
-}
-
-// Stop ends the reader and waits for it (or for ctx). Idempotent.
-func (r *Reader) Stop(ctx context.Context) error {
-	r.mu.Lock()
-	cancel, done := r.cancel, r.done
-	r.mu.Unlock()
-	if cancel == nil {
-		return nil
-	}
-	cancel()
-	select {
-	case <-done:
-		return nil
-	case <-ctx.Done():
-		return fmt.Errorf("stream: stop reader: %w", ctx.Err())
 	}
 }
 
@@ -265,7 +248,6 @@ func (r *Reader) Ready() error {
 func (r *Reader) Position() int64 { return r.position.Load() }
 
 func (r *Reader) run(ctx context.Context, first chan<- error) {
-	defer close(r.done)
 	attempt := 0
 	for {
 		err := r.session(ctx, first)

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/pgcast/pgcast/db"
+	"github.com/pgcast/pgcast/internal/startstop"
 )
 
 // session runs one connection until it fails or ctx ends.
@@ -89,7 +90,7 @@ func (r *Reader) session(ctx context.Context, first chan<- error) (err error) {
 		}
 		if n > 0 && (r.busy || r.cfg.PollOnly) {
 			if r.cfg.DrainInterval > 0 && !r.cfg.PollOnly {
-				if err := sleepCtx(ctx, r.cfg.DrainInterval); err != nil {
+				if err := startstop.Sleep(ctx, r.cfg.DrainInterval); err != nil {
 					return err
 				}
 			}
@@ -146,17 +147,6 @@ func (r *Reader) retire(ctx context.Context, conn *db.ListenConn, old db.Backend
 		r.cfg.Logger.Warn("could not retire the previous reader backend", "pid", old.PID, "err", err)
 	case ended:
 		r.cfg.Logger.Info("ended the previous reader backend, still running after its connection was given up", "pid", old.PID)
-	}
-}
-
-func sleepCtx(ctx context.Context, d time.Duration) error {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-t.C:
-		return nil
 	}
 }
 

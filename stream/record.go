@@ -14,14 +14,8 @@ import (
 // once per entry, the record as the realtime API shows it. (The trigger used
 // to build it, and looking the names up cost a subquery per captured row.)
 //
-// The result is, byte for byte, the JSON that the REST API answers for the
-// same row (recordJSON in the server package, written by encoding/json): the
-// cells under their fields' names (cells of unknown field ids are left out),
-// then "id", "createdAt" and "updatedAt" (UTC, milliseconds, "Z"), which win
-// over a field of the same name, with the keys in jsonb's order (shorter
-// keys first, then bytewise), compact, and the cell values as Postgres
-// printed them, compacted as encoding/json compacts them (see
-// appendCompact).
+// AppendRecord builds it, and the REST API builds its records with it
+// from the rows it reads, so that both show one record byte for byte alike.
 
 // recordFields are an entry's keys that hold its record (record_deleted,
 // and record entries written before schema version 4) or that it is built
@@ -54,15 +48,45 @@ func (f *recordFields) record(id int64) (json.RawMessage, error) {
 	if f.Cells == nil {
 		return compact(f.Record), nil
 	}
-	return buildRecord(id, f)
+	return AppendRecord(nil, &RecordRow{ID: id, Cells: f.Cells, Fields: f.Fields, CreatedAt: f.CreatedAt, UpdatedAt: f.UpdatedAt}, true)
 }
 
-// buildRecord builds the record of record id from a record entry's cells,
-// field names and timestamps.
-func buildRecord(id int64, f *recordFields) (json.RawMessage, error) {
+// RecordRow is what a record is built from: a row of pgcast.object_records
+// with its class's field names, or a record entry's data. Read from the
+// database, a row is
+//
+//	r.id, r.cells, c.field_names,
+//	to_jsonb(r.created_at AT TIME ZONE 'UTC') #>> '{}',
+//	to_jsonb(r.updated_at AT TIME ZONE 'UTC') #>> '{}'
+//
+// of pgcast.object_records r and its class c (pgcast.object_classes), read
+// in one statement so that the names are those of the row's snapshot.
+type RecordRow struct {
+	ID int64
+	// Cells are the record's values by field id (r.cells).
+	Cells json.RawMessage
+	// Fields are the class's field names by field id (c.field_names).
+	Fields map[string]string
+	// CreatedAt and UpdatedAt are the timestamps in UTC as to_jsonb prints
+	// a timestamp without time zone ("2026-01-02T03:04:05.678901",
+	// "infinity", "... BC"); nil is null.
+	CreatedAt, UpdatedAt *string
+}
+
+// AppendRecord appends the record of row as every API shows it: the cells
+// under their fields' names (cells of unknown field ids left out), then
+// "id", "createdAt" and "updatedAt" (UTC, milliseconds, "Z"; null for
+// infinity), which win over a field of the same name, with the keys in
+// jsonb's order (shorter keys first, then bytewise), compact, and strings
+// as Postgres prints them. With escapeHTML, <, >, &, U+2028 and U+2029 in
+// strings are escaped as well: the bytes encoding/json writes for the
+// record (a REST record response, a realtime payload); without, the bytes
+// json.Compact leaves (the items of a REST listing). Cells must be a JSON
+// object.
+func AppendRecord(b []byte, row *RecordRow, escapeHTML bool) ([]byte, error) {
 	var cells map[string]json.RawMessage
-	if err := json.Unmarshal(f.Cells, &cells); err != nil {
-		return nil, fmt.Errorf("record %d: cells: %w", id, err)
+	if err := json.Unmarshal(row.Cells, &cells); err != nil {
+		return nil, fmt.Errorf("record %d: cells: %w", row.ID, err)
 	}
 	type member struct {
 		key   string
@@ -70,16 +94,16 @@ func buildRecord(id int64, f *recordFields) (json.RawMessage, error) {
 	}
 	members := make([]member, 0, len(cells)+3)
 	for fieldID, v := range cells {
-		name, ok := f.Fields[fieldID]
+		name, ok := row.Fields[fieldID]
 		if !ok || name == "id" || name == "createdAt" || name == "updatedAt" {
 			continue
 		}
 		members = append(members, member{name, v})
 	}
 	members = append(members,
-		member{"id", strconv.AppendInt(nil, id, 10)},
-		member{"createdAt", apiTime(f.CreatedAt)},
-		member{"updatedAt", apiTime(f.UpdatedAt)})
+		member{"id", strconv.AppendInt(nil, row.ID, 10)},
+		member{"createdAt", apiTime(row.CreatedAt)},
+		member{"updatedAt", apiTime(row.UpdatedAt)})
 	slices.SortFunc(members, func(a, b member) int {
 		if len(a.key) != len(b.key) {
 			return len(a.key) - len(b.key)
@@ -90,17 +114,17 @@ func buildRecord(id int64, f *recordFields) (json.RawMessage, error) {
 	for _, m := range members {
 		n += len(m.key) + len(m.value) + 4
 	}
-	out := make([]byte, 0, n)
-	out = append(out, '{')
+	b = slices.Grow(b, n)
+	b = append(b, '{')
 	for i, m := range members {
 		if i > 0 {
-			out = append(out, ',')
+			b = append(b, ',')
 		}
-		out = appendJSONString(out, m.key)
-		out = append(out, ':')
-		out = appendCompact(out, m.value)
+		b = appendPGString(b, m.key, escapeHTML)
+		b = append(b, ':')
+		b = appendCompactJSON(b, m.value, escapeHTML)
 	}
-	return append(out, '}'), nil
+	return append(b, '}'), nil
 }
 
 // apiTime formats a UTC timestamp without time zone, as to_jsonb prints

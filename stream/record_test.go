@@ -1,9 +1,11 @@
 package stream_test
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
+	"strings"
 	"testing"
 
 	"github.com/jackc/pgx/v5"
@@ -130,5 +132,102 @@ WHERE e.kind IN ('record_created', 'record_updated') ORDER BY e.id`)
 		if want := string(rest); string(got) != want {
 			t.Errorf("entry %d (%s):\nreader   %s\npostgres %s", e.id, e.kind, got, want)
 		}
+	}
+}
+
+// recordRowColumns are the columns of a RecordRow, as its documentation
+// says the REST API reads them.
+const recordRowColumns = `r.id, r.cells, c.field_names,
+	to_jsonb(r.created_at AT TIME ZONE 'UTC') #>> '{}', to_jsonb(r.updated_at AT TIME ZONE 'UTC') #>> '{}'`
+
+// TestAppendRecordIsTheRESTRecord: the record AppendRecord builds from a
+// row is, byte for byte, what REST answered when it built records in SQL:
+// encoding/json's encoding of it for a record response (escapeHTML), and
+// json.Compact's for the items of a listing; for field names and values
+// that need escaping (control characters, HTML, U+2028, quotes), duplicate
+// server-managed names, unknown field ids, and the timestamps Postgres
+// prints oddly.
+func TestAppendRecordIsTheRESTRecord(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	url := pgtest.NewDatabase(t)
+	conn, err := pgx.Connect(ctx, url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(ctx)
+	if _, err := conn.Exec(ctx, `SET TimeZone = 'America/St_Johns'`); err != nil {
+		t.Fatal(err)
+	}
+	var class int64
+	if err := conn.QueryRow(ctx, `INSERT INTO pgcast.object_classes (name, read_rule) VALUES ('things', 'public') RETURNING id`).Scan(&class); err != nil {
+		t.Fatal(err)
+	}
+	// Names beyond the pattern of collection fields are those of watched
+	// columns (which have an attnum).
+	names := []string{"a", "bb", "id", "createdAt", "<b>&amp;", "tab\there", "bs\bff\f", "ctl\x01\x1f", "q\"uo\\te", "sep\u2028\u2029", "é😀", "z9_long_name"}
+	var cells []string
+	for i, name := range names {
+		var id int64
+		if err := conn.QueryRow(ctx, `INSERT INTO pgcast.object_class_fields (object_class_id, name, type, attnum) VALUES ($1, $2, 'json', $3) RETURNING id`, class, name, i+1).Scan(&id); err != nil {
+			t.Fatal(err)
+		}
+		values := []string{`1`, `"two"`, `1.50`, `3e2`, `"<script>&\u2028\u2029</script>"`, `"tab\there\b\f\u0001"`, `null`,
+			`{"k": [1, {"x": true}], "<": {}}`, `"q\"uo\\te"`, `"é 😀"`, `[]`, `-0.0`}
+		cells = append(cells, fmt.Sprintf(`"%d": %s`, id, values[i%len(values)]))
+	}
+	cells = append(cells, `"999999": "no such field"`)
+	if _, err := conn.Exec(ctx, `ALTER TABLE pgcast.object_records DISABLE TRIGGER pgcast_check_cells_insert`); err != nil {
+		t.Fatal(err)
+	}
+	for _, ts := range [][2]string{
+		{"2026-01-02 03:04:05.678901+00", "2026-01-02 03:04:05+00"},
+		{"10000-01-01 00:00:00.5+00", "0044-03-15 00:00:00.0789+00 BC"},
+		{"infinity", "-infinity"},
+	} {
+		var id int64
+		if err := conn.QueryRow(ctx, `INSERT INTO pgcast.object_records (object_class_id, cells, created_at, updated_at) VALUES ($1, $2, $3, $4) RETURNING id`,
+			class, "{"+strings.Join(cells, ", ")+"}", ts[0], ts[1]).Scan(&id); err != nil {
+			t.Fatal(err)
+		}
+		var (
+			row      stream.RecordRow
+			fields   []byte
+			rest     []byte
+			response bytes.Buffer
+			listItem bytes.Buffer
+		)
+		if err := conn.QueryRow(ctx, `SELECT `+recordRowColumns+`, `+recordSQL+`
+			FROM pgcast.object_records r JOIN pgcast.object_classes c ON c.id = r.object_class_id WHERE r.id = $1`, id).
+			Scan(&row.ID, &row.Cells, &fields, &row.CreatedAt, &row.UpdatedAt, &rest); err != nil {
+			t.Fatal(err)
+		}
+		if err := json.Unmarshal(fields, &row.Fields); err != nil {
+			t.Fatal(err)
+		}
+		// As REST wrote a record (writeJSON) and a listing's items.
+		if err := json.NewEncoder(&response).Encode(json.RawMessage(rest)); err != nil {
+			t.Fatal(err)
+		}
+		if err := json.Compact(&listItem, rest); err != nil {
+			t.Fatal(err)
+		}
+		got, err := stream.AppendRecord([]byte("prefix"), &row, true)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if want := "prefix" + strings.TrimSuffix(response.String(), "\n"); string(got) != want {
+			t.Errorf("record %d, escapeHTML:\ngot  %s\nwant %s", id, got, want)
+		}
+		got, err = stream.AppendRecord(nil, &row, false)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if string(got) != listItem.String() {
+			t.Errorf("record %d, list item:\ngot  %s\nwant %s", id, got, listItem.String())
+		}
+	}
+	if _, err := stream.AppendRecord(nil, &stream.RecordRow{ID: 1, Cells: json.RawMessage(`[1]`)}, true); err == nil {
+		t.Error("cells that are not an object: no error")
 	}
 }

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"strings"
 
 	"github.com/pgcast/pgcast/db"
 )
@@ -90,7 +89,10 @@ func Replay(ctx context.Context, q Querier, o ReplayOptions, fn func(*Event) err
 	if err != nil {
 		return fmt.Errorf("replay: find log end: %w", err)
 	}
-	p := db.ReplayPage{Environment: o.Environment, After: o.After, Through: through, Limit: o.PageSize, Namespace: o.Namespace}
+	p := db.ReplayPage{Environment: o.Environment, After: o.After, Through: through, Limit: o.PageSize}
+	if o.Namespace != "" {
+		p.Types = namespaceFilter(o.Namespace)
+	}
 	page := make([]*Event, 0, o.PageSize)
 	for {
 		release, err := o.Acquire(ctx)
@@ -133,26 +135,4 @@ func replayPage(ctx context.Context, q Querier, p db.ReplayPage, page []*Event, 
 		return nil, 0, false, err
 	}
 	return page, last, n == p.Limit, nil
-}
-
-// ChannelMatches reports whether a realtime channel ("posts.created",
-// "posts.*", "system.collection.*") matches an event type: exactly, or for a
-// channel ending in ".*", every type that starts with the part before the
-// "*". It is the rule the Hub's channel index implements.
-func ChannelMatches(channel, typ string) bool {
-	if typ == "" {
-		return false
-	}
-	if p, ok := strings.CutSuffix(channel, "*"); ok {
-		return len(p) > 0 && p[len(p)-1] == '.' && strings.HasPrefix(typ, p)
-	}
-	return channel == typ
-}
-
-// Visible reports whether viewer may receive realtime event ev: the same
-// rules the Hub applies when it fans out (a collection's read rule for
-// record events, the namespace rules of the realtime contract for the
-// others). ev must have a realtime form (RealtimeType(ev) != "").
-func Visible(viewer Viewer, ev *Event) bool {
-	return visibilityOf(ev).allows(viewer, ev)
 }

@@ -344,7 +344,7 @@ CREATE TRIGGER pgcast_check_cells_update
 -- out, as are fields without a cell), then id, createdAt and updatedAt (UTC,
 -- milliseconds, Z), which win over a field of the same name. The REST API
 -- builds the same record in SQL (recordJSON in server/rest_records.go), the
--- reader in Go (stream.buildRecord): keep the two in step.
+-- reader in Go (stream.AppendRecord): keep the two in step.
 --
 -- Rows whose class is not found are skipped (cannot happen on INSERT: the
 -- foreign key is checked first).

@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+
+	"github.com/pgcast/pgcast/internal/startstop"
 )
 
 // CatalystConfig configures RunCatalyst. The zero value, with URL set, means
@@ -424,7 +426,7 @@ SELECT $1, jsonb_build_object($2::text, 0) FROM generate_series(1, $3::int) RETU
 		return res, err
 	}
 	// A duplicate would come in a later frame: give it time to show.
-	if err := sleepCtx(ctx, 2*cfg.MessageTime); err != nil {
+	if err := startstop.Sleep(ctx, 2*cfg.MessageTime); err != nil {
 		return res, err
 	}
 	if err := p.alive(); err != nil {
@@ -506,7 +508,7 @@ func runIdleMemory(ctx context.Context, cfg CatalystConfig, sc *scenario, auth *
 		return res, err
 	}
 	const samples, every = 5, 300 * time.Millisecond
-	if err := sleepCtx(ctx, time.Second); err != nil {
+	if err := startstop.Sleep(ctx, time.Second); err != nil {
 		return res, err
 	}
 	base, err := p.minRSS(ctx, samples, every)
@@ -529,7 +531,7 @@ func runIdleMemory(ctx context.Context, cfg CatalystConfig, sc *scenario, auth *
 	res.ConnectS = round3(time.Since(start).Seconds())
 	auth.closeIdle() // the ticket requests' keep-alive connections
 	cfg.Logger.Info("idle clients connected", "clients", cfg.IdleClients, "took", time.Since(start).Round(time.Millisecond).String())
-	if err := sleepCtx(ctx, cfg.IdleSettle); err != nil {
+	if err := startstop.Sleep(ctx, cfg.IdleSettle); err != nil {
 		return res, err
 	}
 	idle, err := p.minRSS(ctx, samples, every)

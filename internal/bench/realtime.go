@@ -18,6 +18,8 @@ import (
 
 	"github.com/gorilla/websocket"
 	"github.com/jackc/pgx/v5"
+
+	"github.com/pgcast/pgcast/internal/startstop"
 )
 
 // Read rules of the realtime runs.
@@ -542,7 +544,7 @@ func runRealtime(ctx context.Context, cfg RealtimeConfig, srv *server, run Realt
 	if err != nil {
 		return res, err
 	}
-	if err := sleepCtx(ctx, 200*time.Millisecond); err != nil { // let a duplicate show
+	if err := startstop.Sleep(ctx, 200*time.Millisecond); err != nil { // let a duplicate show
 		return res, err
 	}
 	if err := p.alive(); err != nil {
@@ -650,7 +652,7 @@ func warmUp(ctx context.Context, conn *pgx.Conn, id int64, fieldKey string, warm
 			if time.Now().After(wait) {
 				break
 			}
-			if err := sleepCtx(ctx, 5*time.Millisecond); err != nil {
+			if err := startstop.Sleep(ctx, 5*time.Millisecond); err != nil {
 				return err
 			}
 		}

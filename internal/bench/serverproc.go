@@ -16,6 +16,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/pgcast/pgcast/internal/startstop"
 )
 
 // The WebSocket scenarios run `pgcast serve` as a child process, so that the
@@ -242,7 +244,7 @@ func (p *serverProc) minRSS(ctx context.Context, n int, every time.Duration) (in
 	best := int64(-1)
 	for i := range n {
 		if i > 0 {
-			if err := sleepCtx(ctx, every); err != nil {
+			if err := startstop.Sleep(ctx, every); err != nil {
 				return 0, err
 			}
 		}
@@ -447,20 +449,9 @@ func (p *serverProc) waitGauge(ctx context.Context, sample string, want float64,
 		if time.Now().After(deadline) {
 			return fmt.Errorf("server metric %s is %v after %s, want %v", sample, last, within, want)
 		}
-		if err := sleepCtx(ctx, 20*time.Millisecond); err != nil {
+		if err := startstop.Sleep(ctx, 20*time.Millisecond); err != nil {
 			return err
 		}
-	}
-}
-
-func sleepCtx(ctx context.Context, d time.Duration) error {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-t.C:
-		return nil
 	}
 }
 

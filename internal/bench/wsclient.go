@@ -16,6 +16,7 @@ import (
 
 	"github.com/gorilla/websocket"
 
+	"github.com/pgcast/pgcast/internal/startstop"
 	pgcastsrv "github.com/pgcast/pgcast/server"
 )
 
@@ -147,7 +148,7 @@ func (s *clientSet) waitDelivered(ctx context.Context, expected int64, within ti
 		if all || time.Since(start) >= within {
 			return time.Since(start), nil
 		}
-		if err := sleepCtx(ctx, 5*time.Millisecond); err != nil {
+		if err := startstop.Sleep(ctx, 5*time.Millisecond); err != nil {
 			return 0, err
 		}
 	}
