@@ -39,7 +39,7 @@ func oldByName(oldCells json.RawMessage, fields map[string]string) (json.RawMess
 		if i > 0 {
 			out = append(out, ',')
 		}
-		out = appendJSONString(out, name)
+		out = appendPGString(out, name, true)
 		out = append(out, ':')
 		out = appendCompact(out, byName[name])
 	}
