@@ -118,15 +118,19 @@ func wildcardPrefix(channel string) (string, bool) {
 type channelIndex struct {
 	exact  map[string]subSet // "posts.created"
 	prefix map[string]subSet // "posts." for "posts.*"
+	// wild names the channel of each prefix ("posts." → "posts.*"), so
+	// that matching builds no string per event.
+	wild map[string]string
 }
 
 func newChannelIndex() channelIndex {
-	return channelIndex{exact: map[string]subSet{}, prefix: map[string]subSet{}}
+	return channelIndex{exact: map[string]subSet{}, prefix: map[string]subSet{}, wild: map[string]string{}}
 }
 
 func (ci *channelIndex) add(s *Subscription, channel string) {
 	if p, ok := wildcardPrefix(channel); ok {
 		addTo(ci.prefix, p, s)
+		ci.wild[p] = channel
 	} else {
 		addTo(ci.exact, channel, s)
 	}
@@ -135,6 +139,9 @@ func (ci *channelIndex) add(s *Subscription, channel string) {
 func (ci *channelIndex) remove(s *Subscription, channel string) {
 	if p, ok := wildcardPrefix(channel); ok {
 		removeFrom(ci.prefix, p, s)
+		if ci.prefix[p] == nil {
+			delete(ci.wild, p)
+		}
 	} else {
 		removeFrom(ci.exact, channel, s)
 	}
@@ -142,18 +149,18 @@ func (ci *channelIndex) remove(s *Subscription, channel string) {
 
 func (ci *channelIndex) empty() bool { return len(ci.exact) == 0 && len(ci.prefix) == 0 }
 
-// match calls offer with each set of subscriptions that have a channel
-// matching typ: the exact channel, then every prefix of typ ending at a dot
+// match calls offer with each channel matching typ and the set of
+// subscriptions that have it: the exact channel, then every prefix of typ ending at a dot
 // ("posts." for "posts.created", "system." and "system.collection." for
 // "system.collection.created"). A subscription may be in several sets.
-func (ci *channelIndex) match(typ string, offer func(subSet)) {
+func (ci *channelIndex) match(typ string, offer func(channel string, set subSet)) {
 	if set := ci.exact[typ]; set != nil {
-		offer(set)
+		offer(typ, set)
 	}
 	for i := 0; i < len(typ); i++ {
 		if typ[i] == '.' {
 			if set := ci.prefix[typ[:i+1]]; set != nil {
-				offer(set)
+				offer(ci.wild[typ[:i+1]], set)
 			}
 		}
 	}

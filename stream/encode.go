@@ -2,7 +2,6 @@ package stream
 
 import (
 	"strconv"
-	"time"
 	"unicode/utf8"
 )
 
@@ -56,29 +55,7 @@ func AppendCatalystItem(b []byte, ev *Event) []byte {
 // AppendRealtimeEvent appends the /api/realtime event message for ev, whose
 // realtime type is typ.
 func AppendRealtimeEvent(b []byte, ev *Event, typ string) []byte {
-	b = append(b, `{"type":"event","event":{"id":"evt_`...)
-	b = strconv.AppendInt(b, ev.Position, 10)
-	b = append(b, `","type":`...)
-	b = appendJSONString(b, typ)
-	b = append(b, `,"timestamp":"`...)
-	b = ev.Time.UTC().Truncate(time.Millisecond).AppendFormat(b, "2006-01-02T15:04:05.000Z")
-	b = append(b, `","source":`...)
-	source := ev.Source
-	if ev.Kind.IsRecord() {
-		source = "collections"
-	}
-	b = appendJSONString(b, source)
-	b = append(b, `,"payload":`...)
-	switch {
-	case ev.Kind.IsRecord() && len(ev.Record) > 0:
-		b = append(b, ev.Record...) // compact already (see recordFields.record)
-	case ev.Kind.IsRecord() || len(ev.Payload) == 0:
-		b = append(b, "{}"...)
-	default:
-		// As Postgres printed it: compacted as REST writes it.
-		b = appendCompact(b, ev.Payload)
-	}
-	return append(b, "}}"...)
+	return appendRealtimeEvent(b, ev, typ, nil, TransitionNone)
 }
 
 const hexDigits = "0123456789abcdef"

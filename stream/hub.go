@@ -42,7 +42,7 @@ type Subscription struct {
 	queue    Queue
 
 	// Realtime channels, guarded by the hub's lock.
-	channels map[string]struct{}
+	channels map[string]*ChannelOptions
 	// seen is the position last delivered, so that an event matching several
 	// channels is delivered once. Written only by the publishing goroutine.
 	seen int64
@@ -126,7 +126,7 @@ func (h *Hub) Subscribe(o SubscribeOptions) (*Subscription, error) {
 	case ProtocolTasks:
 		env.tasks.add(s)
 	case ProtocolRealtime:
-		s.channels = map[string]struct{}{}
+		s.channels = map[string]*ChannelOptions{}
 	}
 	h.metrics.subscriptions.Inc()
 	return s, nil
@@ -166,20 +166,39 @@ func (h *Hub) Unsubscribe(s *Subscription) {
 }
 
 // AddChannel subscribes a realtime subscription to channel ("posts.created"
-// or "posts.*"), which the caller has validated. It returns the number of
-// channels s now has; adding one it has is a no-op.
+// or "posts.*"), which the caller has validated, delivering every event of
+// it. It returns the number of channels s now has; adding one it has is a
+// no-op.
 func (h *Hub) AddChannel(s *Subscription, channel string) int {
+	return h.AddChannelWith(s, channel, nil)
+}
+
+// AddChannelWith is AddChannel with options (a filter, a select; nil: none).
+// Adding a channel s has replaces its options.
+func (h *Hub) AddChannelWith(s *Subscription, channel string, o *ChannelOptions) int {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if s.channels == nil {
 		return 0
 	}
+	if o.plain() {
+		o = nil
+	}
 	if _, ok := s.channels[channel]; ok {
+		s.channels[channel] = o
 		return len(s.channels)
 	}
-	s.channels[channel] = struct{}{}
+	s.channels[channel] = o
 	h.env(s.viewer.Environment).channels.add(s, channel)
 	return len(s.channels)
+}
+
+// ChannelOptions returns the options s has for channel (nil: none, or not
+// subscribed).
+func (h *Hub) ChannelOptions(s *Subscription, channel string) *ChannelOptions {
+	h.mu.RLock()
+	defer h.mu.RUnlock()
+	return s.channels[channel]
 }
 
 // RemoveChannel unsubscribes s from channel; removing one it lacks is a
@@ -348,7 +367,11 @@ func (s *Subscription) wantsFields(ev *Event) bool {
 }
 
 // fanRealtime offers ev to realtime subscriptions whose channel matches its
-// type, once per subscription.
+// type, once per subscription. A subscription whose channels have no
+// options shares one frame per event; a channel with a filter admits the
+// event by its row (decoded once per event, for every filter), and when
+// several of a subscription's channels match, the first that admits the
+// event (the exact channel, then wildcards from the shortest) shapes it.
 func (h *Hub) fanRealtime(env *envIndex, ev *Event) (delivered, dropped int) {
 	typ := RealtimeType(ev)
 	if typ == "" {
@@ -356,22 +379,44 @@ func (h *Hub) fanRealtime(env *envIndex, ev *Event) (delivered, dropped int) {
 	}
 	var item Item
 	var vis *visibility
-	offer := func(set subSet) {
+	var rows eventRows
+	var shaped shapedFrames
+	offer := func(channel string, set subSet) {
 		for s := range set {
 			if s.overflowed || s.seen == ev.Position {
 				continue
 			}
-			s.seen = ev.Position
 			if vis == nil {
 				vis = visibilityOf(ev)
 			}
 			if !vis.allows(s.viewer, ev) {
+				s.seen = ev.Position
 				continue
 			}
-			if item.Bytes == nil {
-				item = Item{Event: ev, Bytes: AppendRealtimeEvent(nil, ev, typ)}
+			var it Item
+			if o := s.channels[channel]; o != nil {
+				if rows.ev == nil {
+					rows.ev = ev
+				}
+				ok, t := o.decide(&rows)
+				if !ok {
+					continue // another of its channels may admit it
+				}
+				key := o.String() + "\x00" + t.String()
+				b, ok := shaped.get(key)
+				if !ok {
+					b = o.appendFrame(nil, ev, typ, &rows, t)
+					shaped.put(key, b)
+				}
+				it = Item{Event: ev, Bytes: b}
+			} else {
+				if item.Bytes == nil {
+					item = Item{Event: ev, Bytes: AppendRealtimeEvent(nil, ev, typ)}
+				}
+				it = item
 			}
-			if s.queue.Enqueue(item) {
+			s.seen = ev.Position
+			if s.queue.Enqueue(it) {
 				delivered++
 			} else {
 				s.overflowed = true
