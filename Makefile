@@ -27,6 +27,16 @@ test-docker: ## Run the suite against the docker compose Postgres (TEST_DATABASE
 	TEST_DATABASE_URL=$${TEST_DATABASE_URL:-postgres://postgres:postgres@localhost:5432/postgres?sslmode=disable} \
 		$(GO) test -race -count=1 -timeout 12m ./...
 
+.PHONY: test-js
+test-js: build ## The JavaScript client's tests (node --test) against a real pgcast (TEST_DATABASE_URL, or a throwaway cluster)
+	npm ci --prefix clients/js --ignore-scripts --no-audit --no-fund
+	PGCAST_BIN=$(CURDIR)/$(BIN) node clients/js/test/run.js
+
+.PHONY: test-browser
+test-browser: build ## The console (/console/) in headless Chromium (needs the chromium package)
+	npm ci --prefix clients/js --ignore-scripts --no-audit --no-fund
+	PGCAST_BIN=$(CURDIR)/$(BIN) node clients/js/test/run.js --browser
+
 .PHONY: lint
 lint: lint-go lint-docs ## golangci-lint (incl. import layering), then the AsyncAPI document
 
@@ -62,4 +72,4 @@ bench: ## Go benchmarks of the hot paths
 clean: ## Remove build output, the local dev cluster (.pgcast/; as root, the /var/tmp/pgcast-dev-* dir it names) and lint tools (.tools/, docs/node_modules/)
 	@d=$$(sed -n 's|^ *"cluster_dir": "\(/var/tmp/pgcast-dev-[0-9a-f]*\)",*$$|\1|p' .pgcast/dev.json 2>/dev/null); \
 		if [ -n "$$d" ]; then echo "rm -rf $$d"; rm -rf "$$d"; fi
-	rm -rf bin .pgcast .tools docs/node_modules
+	rm -rf bin .pgcast .tools docs/node_modules clients/js/node_modules
