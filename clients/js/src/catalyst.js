@@ -77,6 +77,14 @@ export class CatalystStream {
       // a refused token (already refreshed once by Http.request) or a
       // failing provider is an error. Either way: try again after a delay.
       const transient = err instanceof ApiError && (err.status === 0 || err.status === 429 || err.status >= 500);
+      if (err instanceof ApiError && err.status === 401 && !this.ctx.tokens.refreshable) {
+        // A token given as a string cannot be replaced: every ticket would be refused.
+        this.ctx.status({ endpoint: this.endpoint, state: "closed", error: err, willRetry: false });
+        this.rejectReady(err);
+        this.report(err);
+        void this.stop();
+        return;
+      }
       if (!transient) this.report(err);
       const delay = backoffDelay(this.attempt++, this.ctx.backoff);
       this.ctx.status({ endpoint: this.endpoint, state: "closed", error: err, willRetry: true, delay });

@@ -391,21 +391,37 @@ class Connection {
     if (this.closed) return;
     this.state = "waiting";
     if (FATAL_CLOSE_CODES.has(code)) {
-      this.ctx.status({ endpoint: "realtime", state: "closed", code, reason, willRetry: false });
-      const err = new ConnectionError(`the server closed /api/realtime with ${code}${reason ? ` (${reason})` : ""}: not retrying`, {
-        code: "closed",
-        closeCode: code,
-      });
-      for (const sub of [...this.subs.values()]) sub.fail(err);
-      void this.shutdown();
+      this.failAll(
+        new ConnectionError(`the server closed /api/realtime with ${code}${reason ? ` (${reason})` : ""}: not retrying`, {
+          code: "closed",
+          closeCode: code,
+        }),
+        code,
+        reason,
+      );
       return;
     }
     void this.recover(code, reason, wasOpen);
   }
 
+  /** failAll ends every subscription with err and closes the connection for good. */
+  failAll(err, code, reason) {
+    this.ctx.status({ endpoint: "realtime", state: "closed", code, reason, willRetry: false });
+    for (const sub of [...this.subs.values()]) sub.fail(err);
+    void this.shutdown();
+  }
+
   async recover(code, reason, wasOpen) {
     const token = this.token;
+    const refusedFixed = (why) =>
+      // A token given as a string cannot be replaced: reconnecting with it
+      // would be refused for ever.
+      this.failAll(new PgcastError(`${why}, and the client has no token provider to ask for another`, { code: "unauthorized", status: 401 }), code, reason);
     let delay;
+    if (code === 4001 && token !== null && !this.ctx.tokens.refreshable) {
+      refusedFixed("the token expired (close 4001)");
+      return;
+    }
     if (code === 4001 && token !== null) {
       // The token expired: a new one, and back at once with since.
       delay = 0;
@@ -419,6 +435,10 @@ class Connection {
       // A browser WebSocket does not show the handshake's status, so a
       // failed handshake is followed by a plain GET that does: 401 means
       // the token. One new token at once; after that, wait between tries.
+      if (!this.ctx.tokens.refreshable) {
+        if (!this.closed) refusedFixed("/api/realtime refused the token (401)");
+        return;
+      }
       if (this.authRefreshed) {
         this.authRefreshed = false;
         this.reportAll(new PgcastError("/api/realtime refused the token (401)", { code: "unauthorized", status: 401 }));

@@ -126,6 +126,10 @@ test("tickets: a refused token is replaced by the provider's next one; anonymous
   const stop = client.objectRecords({}, () => {});
   await withTimeout(stop.ready, 10000, "the stream");
   assert.equal(calls, 2);
+  const fixed = stack.client({ token: stack.token({ sub: "u1", exp: Math.floor(Date.now() / 1000) - 60 }) });
+  const refused = fixed.objectRecords({}, () => {}, { onError: () => {} });
+  await assert.rejects(refused.ready, (e) => e.code === "unauthorized" && e.status === 401);
+  assert.equal(fixed.ctx.streams.size, 0, "no retries with a token that cannot change");
   const anonymous = stack.client({});
   assert.throws(() => anonymous.objectRecords({}, () => {}), (e) => e instanceof PgcastError && e.code === "unauthorized");
   await assert.rejects(anonymous.ticket(), (e) => e.code === "unauthorized");

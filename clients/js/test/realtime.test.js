@@ -95,6 +95,12 @@ test("a token refused at the handshake (401): the provider is called again and t
   assert.equal(calls, 2);
   await stack.publish("job.tick", { n: 1 });
   await c.sig.until(() => c.seen.size === 1, 10000, "the event");
+
+  // A token given as a string cannot be replaced: the subscription ends, no retries.
+  const fixed = stack.client({ token: stack.token({ sub: "u1", exp: Math.floor(Date.now() / 1000) - 60 }) });
+  const sub = fixed.subscribe("job.*", { onError: () => {} }, () => {});
+  await assert.rejects(sub.ready, (e) => e.code === "unauthorized" && e.status === 401);
+  assert.equal(fixed.realtime.conns.size, 0);
 });
 
 test("reset reaches the caller when since is older than the log's retention, then live events follow", async (t) => {
@@ -208,6 +214,20 @@ test("close 1009 (a message over 4 KiB) ends the subscription with a ConnectionE
   const sub = client.subscribe("system.*", { filter: `name=eq.${"x".repeat(5000)}`, onError: () => {} }, () => {});
   await assert.rejects(sub.ready, (e) => e instanceof ConnectionError && e.closeCode === 1009);
   assert.deepEqual(statuses.at(-1), { endpoint: "realtime", state: "closed", code: 1009, reason: "", willRetry: false });
+  assert.equal(client.realtime.conns.size, 0, "no socket and no reconnect timer are left");
+});
+
+test("close 1008 (a message flood) ends the subscription with a ConnectionError and no reconnect", async (t) => {
+  const stack = await startStack(t, { name: "flood", args: ["--client-message-rate", "1", "--client-message-burst", "1"] });
+  const statuses = [];
+  // A heartbeat every 5 ms is a flood at one message per second.
+  const client = stack.client({ heartbeat: 5, onConnectionChange: (e) => statuses.push(e) });
+  const sig = new Signal();
+  const errors = [];
+  client.subscribe("system.*", { onError: (e) => (errors.push(e), sig.notify()) }, () => {});
+  await sig.until(() => errors.length > 0, 10000, "the subscription's end");
+  assert.ok(errors[0] instanceof ConnectionError && errors[0].closeCode === 1008, String(errors[0]));
+  assert.equal(statuses.at(-1).willRetry, false);
   assert.equal(client.realtime.conns.size, 0, "no socket and no reconnect timer are left");
 });
 

@@ -19,7 +19,10 @@ export class Channels {
       e.preventDefault();
       const channel = document.getElementById("channel").value.trim();
       const filter = document.getElementById("filter").value.trim() || undefined;
-      if (channel) this.add(channel, filter);
+      if (channel) {
+        this.add(channel, filter);
+        this.form.reset();
+      }
     });
     document.getElementById("clear-events").addEventListener("click", () => {
       this.events.replaceChildren();

@@ -3,7 +3,7 @@
 // count follows: the rows held when the REST list gave them all, otherwise
 // (more than MAX_ROWS rows, or a watched table, which has no REST list) the
 // Catalyst count items, which admins receive.
-import { cellText, flash, h } from "./dom.js";
+import { cellText, clock, flash, h } from "./dom.js";
 
 const PAGE = 100;
 const MAX_ROWS = 1000;
@@ -33,7 +33,10 @@ export class LiveGrid {
     this.name = name;
     this.rows = new Map(); // id → record
     this.trs = new Map(); // id → <tr>
-    this.columns = ["id"];
+    // The collection's field order when it is known (admins list
+    // collections); otherwise the columns come with the records.
+    const info = this.app.collectionInfo(name);
+    this.columns = info ? ["id", ...info.fields.map((f) => f.name), ...TAIL] : ["id"];
     this.complete = false; // the REST list gave every row
     this.catalystCount = null;
     this.deletedWhileLoading = new Set();
@@ -45,7 +48,6 @@ export class LiveGrid {
     this.unsubscribe = client.subscribe(`${name}.*`, { onReset: () => this.reload(session), onError: (err) => this.note(`${err.code}: ${err.message}`, true) }, (ev) => {
       if (session === this.session) this.apply(ev);
     });
-    const info = this.app.collectionInfo(name);
     if (info && this.app.signedIn()) {
       this.stopCounts = client.objectRecords({ classIds: [info.id], fieldIds: [] }, (items) => {
         for (const it of items) if (it.event === "object_records_count_changed") this.catalystCount = it.count;
@@ -140,9 +142,10 @@ export class LiveGrid {
       const tr = this.trs.get(id);
       for (const td of tr.children) {
         const col = td.dataset.col;
-        const text = cellText(next[col]);
+        const text = display(col, next[col]);
         if (td.textContent !== text) {
           td.textContent = text;
+          td.title = cellText(next[col]);
           flash(td, "flash");
         }
       }
@@ -183,7 +186,7 @@ export class LiveGrid {
   }
 
   row(rec) {
-    return h("tr", { dataset: { id: rec.id } }, this.columns.map((c) => h("td", { dataset: { col: c }, title: cellText(rec[c]) }, cellText(rec[c]))));
+    return h("tr", { dataset: { id: rec.id } }, this.columns.map((c) => h("td", { dataset: { col: c }, title: cellText(rec[c]) }, display(c, rec[c]))));
   }
 
   renderCount() {
@@ -201,4 +204,13 @@ export class LiveGrid {
     this.noteEl.textContent = text;
     this.noteEl.classList.toggle("error", error);
   }
+}
+
+/** display shortens the record timestamps to local times (the full value is the cell's title). */
+function display(col, v) {
+  if (TAIL.includes(col) && typeof v === "string") {
+    const d = new Date(v);
+    if (!Number.isNaN(d.getTime())) return clock(d);
+  }
+  return cellText(v);
 }
