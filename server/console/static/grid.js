@@ -151,6 +151,8 @@ export class LiveGrid {
       }
     } else {
       const tr = this.row(next);
+      this.trs.get(id)?.remove();
+      this.trs.set(id, tr);
       this.tbody.prepend(tr);
       flash(tr, "new");
     }
