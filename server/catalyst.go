@@ -16,6 +16,8 @@ import (
 	"github.com/gorilla/websocket"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/pgcast/pgcast/server/auth"
+	"github.com/pgcast/pgcast/server/internal/httpjson"
 	"github.com/pgcast/pgcast/stream"
 )
 
@@ -65,7 +67,7 @@ type catalystHandler struct {
 	cfg      CatalystConfig
 	ws       WSConfig
 	hub      *stream.Hub
-	tickets  *TicketStore
+	tickets  *auth.TicketStore
 	upgrader *websocket.Upgrader
 	conns    *connRegistry
 	caps     *connCaps
@@ -77,54 +79,54 @@ type catalystHandler struct {
 func (h *catalystHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if r.Method != http.MethodGet {
 		w.Header().Set("Allow", http.MethodGet)
-		writeError(w, http.StatusMethodNotAllowed, "method_not_allowed", "use GET with a WebSocket upgrade")
+		httpjson.Error(w, http.StatusMethodNotAllowed, "method_not_allowed", "use GET with a WebSocket upgrade")
 		return
 	}
 	q := r.URL.Query()
 	// Filters first: a 400 must not burn the ticket.
 	classIDs, err := parseIDList("object_class_ids", q.Get("object_class_ids"))
 	if err != nil {
-		writeError(w, http.StatusBadRequest, "invalid_filter", err.Error())
+		httpjson.Error(w, http.StatusBadRequest, "invalid_filter", err.Error())
 		return
 	}
 	var fieldIDs []int64
 	if h.protocol == stream.ProtocolRecords {
 		if fieldIDs, err = parseIDList("field_ids", q.Get("field_ids")); err != nil {
-			writeError(w, http.StatusBadRequest, "invalid_filter", err.Error())
+			httpjson.Error(w, http.StatusBadRequest, "invalid_filter", err.Error())
 			return
 		}
 	}
 	if !originAllowed(r, h.ws.AllowedOrigins) {
-		writeError(w, http.StatusForbidden, "forbidden", "origin not allowed")
+		httpjson.Error(w, http.StatusForbidden, "forbidden", "origin not allowed")
 		return
 	}
 	if !websocket.IsWebSocketUpgrade(r) {
-		writeError(w, http.StatusBadRequest, "bad_request", "a WebSocket upgrade is required")
+		httpjson.Error(w, http.StatusBadRequest, "bad_request", "a WebSocket upgrade is required")
 		return
 	}
 	if msg := handshakeProblem(r); msg != "" {
-		writeError(w, http.StatusBadRequest, "bad_request", msg)
+		httpjson.Error(w, http.StatusBadRequest, "bad_request", msg)
 		return
 	}
 	if h.conns.draining() {
-		writeError(w, http.StatusServiceUnavailable, "unavailable", "server shutting down")
+		httpjson.Error(w, http.StatusServiceUnavailable, "unavailable", "server shutting down")
 		return
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), 5*time.Second)
-	claimed, err := h.tickets.claim(ctx, q.Get("uuid"))
+	claimed, err := h.tickets.Claim(ctx, q.Get("uuid"))
 	cancel()
 	if err != nil {
-		if errors.Is(err, ErrInvalidTicket) {
-			writeError(w, http.StatusUnauthorized, "invalid_ticket", "the uuid is missing, unknown, expired or already used: fetch a new one from /api/users/ws-auth/")
+		if errors.Is(err, auth.ErrInvalidTicket) {
+			httpjson.Error(w, http.StatusUnauthorized, "invalid_ticket", "the uuid is missing, unknown, expired or already used: fetch a new one from /api/users/ws-auth/")
 			return
 		}
 		h.logger.Error("redeem ticket", "err", err)
-		writeError(w, http.StatusServiceUnavailable, "unavailable", "could not check the ticket")
+		httpjson.Error(w, http.StatusServiceUnavailable, "unavailable", "could not check the ticket")
 		return
 	}
 	// From here on a refused handshake gives the ticket back before it
 	// answers: the client may retry with it.
-	id, giveBack := claimed.ident, func() { h.giveBack(r, claimed) }
+	id, giveBack := claimed.Identity(), func() { h.giveBack(r, claimed) }
 	release, ok := h.caps.admitOr(w, r, id.Environment, id.UserID, h.metrics, h.endpoint(), giveBack)
 	if !ok {
 		return
@@ -144,7 +146,7 @@ func (h *catalystHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		release()
 		h.logger.Error("catalyst subscribe", "err", err)
 		giveBack()
-		writeError(w, http.StatusServiceUnavailable, "unavailable", "could not subscribe")
+		httpjson.Error(w, http.StatusServiceUnavailable, "unavailable", "could not subscribe")
 		return
 	}
 	conn, err := upgrade(h.upgrader, w, r, h.ws, h.logger, &h.bufs)
@@ -154,7 +156,7 @@ func (h *catalystHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		giveBack() // the upgrader has answered (the handshake was checked: rare)
 		return
 	}
-	h.tickets.redeemed()
+	h.tickets.Redeemed()
 	conn.onRefused = h.metrics.refusedMsgs.WithLabelValues(h.endpoint()).Inc
 	b.attach(conn)
 	conn.out = b
@@ -167,10 +169,10 @@ func (h *catalystHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 }
 
 // giveBack returns a ticket claimed for a handshake that is refused.
-func (h *catalystHandler) giveBack(r *http.Request, c claimedTicket) {
+func (h *catalystHandler) giveBack(r *http.Request, c auth.ClaimedTicket) {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(r.Context()), 5*time.Second)
 	defer cancel()
-	if err := h.tickets.giveBack(ctx, c); err != nil {
+	if err := h.tickets.GiveBack(ctx, c); err != nil {
 		h.logger.Warn("refused handshake: ticket lost", "err", err)
 	}
 }

@@ -8,6 +8,8 @@ import (
 	"strconv"
 
 	"github.com/pgcast/pgcast/internal/collections"
+	"github.com/pgcast/pgcast/server/auth"
+	"github.com/pgcast/pgcast/server/internal/httpjson"
 )
 
 // listPage is a page of GET /api/{collection}, bounded in records ($4) and
@@ -42,7 +44,7 @@ SELECT record FROM page WHERE n > 0 ORDER BY n`
 
 // listRecords serves GET /api/{collection}: {"items":[…]}, with
 // "truncated":true when the page stopped early at the byte budget.
-func (s *Server) listRecords(w http.ResponseWriter, r *http.Request, id Identity, c collections.Collection) error {
+func (s *Server) listRecords(w http.ResponseWriter, r *http.Request, id auth.Identity, c collections.Collection) error {
 	ownerOnly, err := authorize(c.Permissions.Read, id, "list "+c.Name)
 	if err != nil {
 		return err
@@ -117,6 +119,6 @@ func (s *Server) listRecords(w http.ResponseWriter, r *http.Request, id Identity
 // timeout. A failed write leaves nothing to answer: it is never an error
 // of the handler's.
 func (s *Server) writeRecord(w http.ResponseWriter, status int, rec []byte) error {
-	s.httpMetrics.countTimeout(timeoutWrite, writeJSON(w, status, json.RawMessage(rec)))
+	s.httpMetrics.countTimeout(timeoutWrite, httpjson.Write(w, status, json.RawMessage(rec)))
 	return nil
 }

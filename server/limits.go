@@ -8,6 +8,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/pgcast/pgcast/server/internal/httpjson"
 )
 
 // Limits a client cannot get around by opening more connections or sending
@@ -100,7 +102,7 @@ func (c *connCaps) admitOr(w http.ResponseWriter, r *http.Request, env int64, us
 			refused()
 		}
 		m.refusedConns.WithLabelValues(endpoint, reason).Inc()
-		writeError(w, http.StatusTooManyRequests, "too_many_connections", msg)
+		httpjson.Error(w, http.StatusTooManyRequests, "too_many_connections", msg)
 		return nil, false
 	}
 	return release, true

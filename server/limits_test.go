@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/gorilla/websocket"
+
+	"github.com/pgcast/pgcast/server/auth"
 )
 
 func TestMsgBucket(t *testing.T) {
@@ -96,7 +98,7 @@ func TestRealtimeMessageFlood(t *testing.T) {
 func TestCatalystMessageFlood(t *testing.T) {
 	t.Parallel()
 	s := newStack(t, func(c *Config) { c.WS.MessageRate, c.WS.MessageBurst = 1, 2 })
-	ws := s.connect("/ws/events/object-records/?uuid=" + s.ticket("u1", RoleAuthenticated, 1))
+	ws := s.connect("/ws/events/object-records/?uuid=" + s.ticket("u1", auth.RoleAuthenticated, 1))
 	for range 10 {
 		if err := ws.WriteMessage(websocket.TextMessage, []byte(`hello`)); err != nil {
 			break // closed already
@@ -116,9 +118,9 @@ func TestCatalystMessageFlood(t *testing.T) {
 func TestConnectionCaps(t *testing.T) {
 	t.Parallel()
 	s := newStack(t, func(c *Config) { c.WS.MaxConnsPerUser, c.WS.MaxConnsPerIP = 2, 4 })
-	bearer := http.Header{"Authorization": {"Bearer " + s.token("alice", RoleAuthenticated, 1)}}
-	first := s.rtConnect(s.token("alice", RoleAuthenticated, 1))
-	s.connect("/ws/events/object-records/?uuid=" + s.ticket("alice", RoleAuthenticated, 1))
+	bearer := http.Header{"Authorization": {"Bearer " + s.token("alice", auth.RoleAuthenticated, 1)}}
+	first := s.rtConnect(s.token("alice", auth.RoleAuthenticated, 1))
+	s.connect("/ws/events/object-records/?uuid=" + s.ticket("alice", auth.RoleAuthenticated, 1))
 	refused := func(what, path string, h http.Header, want string) {
 		t.Helper()
 		ws, code, body := s.dial(path, h)
@@ -127,9 +129,9 @@ func TestConnectionCaps(t *testing.T) {
 		}
 	}
 	refused("alice's third (realtime)", realtimePath, bearer, "at most 2 connections per user")
-	refused("alice's third (Catalyst)", "/ws/events/tasks/?uuid="+s.ticket("alice", RoleAuthenticated, 1), nil, "at most 2 connections per user")
+	refused("alice's third (Catalyst)", "/ws/events/tasks/?uuid="+s.ticket("alice", auth.RoleAuthenticated, 1), nil, "at most 2 connections per user")
 	// Another user, and anonymous clients, count against the address only.
-	s.rtConnect(s.token("bob", RoleAuthenticated, 1))
+	s.rtConnect(s.token("bob", auth.RoleAuthenticated, 1))
 	s.rtConnect("")
 	refused("the address's fifth", realtimePath, nil, "at most 4 connections per client address")
 	if n := s.metric("pgcast_ws_connections_refused_total"); n != 3 {
@@ -146,7 +148,7 @@ func TestConnectionCaps(t *testing.T) {
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
-	s.rtConnect(s.token("alice", RoleAuthenticated, 1))
+	s.rtConnect(s.token("alice", auth.RoleAuthenticated, 1))
 }
 
 // TestSlowHeadersAreCut is S13: a client that trickles its request headers
@@ -243,8 +245,8 @@ func TestConnectionCapsBehindAProxy(t *testing.T) {
 func TestRefusedHandshakeKeepsTicket(t *testing.T) {
 	t.Parallel()
 	s := newStack(t, func(c *Config) { c.WS.MaxConnsPerUser = 1 })
-	first := s.connect(recordsPath + "?uuid=" + s.ticket("alice", RoleAuthenticated, 1))
-	tk := s.ticket("alice", RoleAuthenticated, 1)
+	first := s.connect(recordsPath + "?uuid=" + s.ticket("alice", auth.RoleAuthenticated, 1))
+	tk := s.ticket("alice", auth.RoleAuthenticated, 1)
 	if ws, code, body := s.dial(recordsPath+"?uuid="+tk, nil); ws != nil || code != http.StatusTooManyRequests {
 		t.Fatalf("over the cap: %d %s, want 429", code, body)
 	}

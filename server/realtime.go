@@ -15,6 +15,8 @@ import (
 	"github.com/gorilla/websocket"
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/pgcast/pgcast/server/auth"
+	"github.com/pgcast/pgcast/server/internal/httpjson"
 	"github.com/pgcast/pgcast/stream"
 )
 
@@ -73,7 +75,7 @@ const (
 type realtimeHandler struct {
 	ws       WSConfig
 	hub      *stream.Hub
-	auth     *Authenticator
+	auth     *auth.Authenticator
 	pool     *pgxpool.Pool
 	upgrader *websocket.Upgrader
 	conns    *connRegistry
@@ -112,12 +114,12 @@ func (h *realtimeHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Cache-Control", "no-store")
 	if r.Method != http.MethodGet {
 		w.Header().Set("Allow", http.MethodGet)
-		writeError(w, http.StatusMethodNotAllowed, "method_not_allowed", "use GET with a WebSocket upgrade")
+		httpjson.Error(w, http.StatusMethodNotAllowed, "method_not_allowed", "use GET with a WebSocket upgrade")
 		return
 	}
 	// Origin first: a cross-site page learns nothing about its token.
 	if !originAllowed(r, h.ws.AllowedOrigins) {
-		writeError(w, http.StatusForbidden, "forbidden", "origin not allowed")
+		httpjson.Error(w, http.StatusForbidden, "forbidden", "origin not allowed")
 		return
 	}
 	viewer, expires, ok := h.authenticate(w, r)
@@ -125,11 +127,11 @@ func (h *realtimeHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if !websocket.IsWebSocketUpgrade(r) {
-		writeError(w, http.StatusBadRequest, "bad_request", "a WebSocket upgrade is required")
+		httpjson.Error(w, http.StatusBadRequest, "bad_request", "a WebSocket upgrade is required")
 		return
 	}
 	if h.conns.draining() {
-		writeError(w, http.StatusServiceUnavailable, "unavailable", "server shutting down")
+		httpjson.Error(w, http.StatusServiceUnavailable, "unavailable", "server shutting down")
 		return
 	}
 	release, ok := h.caps.admit(w, r, viewer.Environment, viewer.UserID, h.metrics, realtimeEndpoint)
@@ -148,7 +150,7 @@ func (h *realtimeHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // token, the token's claims with one. A present but unusable token is
 // answered with 401 and ok false. The token is never logged.
 func (h *realtimeHandler) authenticate(w http.ResponseWriter, r *http.Request) (v stream.Viewer, expires time.Time, ok bool) {
-	token, present := BearerToken(r)
+	token, present := auth.BearerToken(r)
 	if !present {
 		if vals, has := r.URL.Query()["token"]; has {
 			present = true
@@ -163,12 +165,12 @@ func (h *realtimeHandler) authenticate(w http.ResponseWriter, r *http.Request) (
 	id, exp, err := h.auth.Verify(token)
 	if err != nil {
 		msg := err.Error()
-		if errors.Is(err, ErrTokenExpired) {
+		if errors.Is(err, auth.ErrTokenExpired) {
 			msg = "token expired"
 		}
 		h.logger.Debug("realtime upgrade rejected", "reason", msg)
 		w.Header().Set("WWW-Authenticate", `Bearer realm="pgcast"`)
-		writeError(w, http.StatusUnauthorized, "unauthorized", msg)
+		httpjson.Error(w, http.StatusUnauthorized, "unauthorized", msg)
 		return stream.Viewer{}, time.Time{}, false
 	}
 	return stream.Viewer{UserID: id.UserID, Admin: id.IsAdmin(), Environment: id.Environment}, exp, true
@@ -227,7 +229,7 @@ func (h *realtimeHandler) open(parent context.Context, conn *wsConn, viewer stre
 		// With the leeway Verify allowed, so that a token accepted at the
 		// upgrade is not dropped the same instant. Fires at once if the
 		// token expired since it was verified.
-		c.expiry = time.AfterFunc(time.Until(expires.Add(h.auth.cfg.Leeway)), func() { conn.close(CloseTokenExpired, "token expired") })
+		c.expiry = time.AfterFunc(time.Until(expires.Add(h.auth.Leeway())), func() { conn.close(CloseTokenExpired, "token expired") })
 	}
 	conn.start()
 	go c.run()

@@ -23,6 +23,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/pgcast/pgcast/server/auth"
 	"github.com/pgcast/pgcast/stream"
 )
 
@@ -323,7 +324,7 @@ func TestRealtimeHandshake(t *testing.T) {
 		resp.Body.Close()
 	}
 	// S1: a disallowed origin gets 403, even with a valid token.
-	tok := s.token("u1", RoleAuthenticated, 1)
+	tok := s.token("u1", auth.RoleAuthenticated, 1)
 	for _, origin := range []string{"https://evil.example", "null", "https://app.example.com.evil.io"} {
 		if _, code, body := s.dial(realtimePath+"?token="+tok, http.Header{"Origin": {origin}}); code != http.StatusForbidden {
 			t.Errorf("origin %q: %d %s", origin, code, body)
@@ -334,19 +335,19 @@ func TestRealtimeHandshake(t *testing.T) {
 	}
 
 	// S4: bad tokens get 401, no upgrade.
-	expiredAuth, err := NewAuthenticator(AuthConfig{Secret: []byte(testSecret), Now: func() time.Time { return time.Now().Add(-2 * time.Hour) }})
+	expiredAuth, err := auth.NewAuthenticator(auth.AuthConfig{Secret: []byte(testSecret), Now: func() time.Time { return time.Now().Add(-2 * time.Hour) }})
 	if err != nil {
 		t.Fatal(err)
 	}
-	expired, err := expiredAuth.Mint("u1", RoleAuthenticated, 1, time.Hour)
+	expired, err := expiredAuth.Mint("u1", auth.RoleAuthenticated, 1, time.Hour)
 	if err != nil {
 		t.Fatal(err)
 	}
-	otherKey, err := NewAuthenticator(AuthConfig{Secret: []byte(strings.Repeat("k", 40))})
+	otherKey, err := auth.NewAuthenticator(auth.AuthConfig{Secret: []byte(strings.Repeat("k", 40))})
 	if err != nil {
 		t.Fatal(err)
 	}
-	wrongKey, _ := otherKey.Mint("u1", RoleAdmin, 1, time.Hour)
+	wrongKey, _ := otherKey.Mint("u1", auth.RoleAdmin, 1, time.Hour)
 	b64 := base64.RawURLEncoding.EncodeToString
 	algNone := b64([]byte(`{"alg":"none","typ":"JWT"}`)) + "." + b64([]byte(fmt.Sprintf(`{"sub":"u1","role":"admin","exp":%d}`, time.Now().Add(time.Hour).Unix()))) + "."
 	parts := strings.Split(tok, ".")
@@ -476,10 +477,10 @@ func TestRealtimePermissionMatrix(t *testing.T) {
 		reads []string // rules whose events it receives
 	}{
 		{"anonymous", "", 1, []string{"public"}},
-		{"authenticated", s.token("u1", RoleAuthenticated, 1), 1, []string{"public", "authenticated"}},
-		{"owner", s.token("o1", RoleAuthenticated, 1), 1, []string{"public", "authenticated", "owner"}},
-		{"admin", s.token("root", RoleAdmin, 1), 1, []string{"public", "authenticated", "owner", "admin"}},
-		{"other environment's admin", s.token("root2", RoleAdmin, 2), 2, nil},
+		{"authenticated", s.token("u1", auth.RoleAuthenticated, 1), 1, []string{"public", "authenticated"}},
+		{"owner", s.token("o1", auth.RoleAuthenticated, 1), 1, []string{"public", "authenticated", "owner"}},
+		{"admin", s.token("root", auth.RoleAdmin, 1), 1, []string{"public", "authenticated", "owner", "admin"}},
+		{"other environment's admin", s.token("root2", auth.RoleAdmin, 2), 2, nil},
 	}
 	conns := make([]*websocket.Conn, len(viewers))
 	for i, v := range viewers {
@@ -520,9 +521,9 @@ func TestRealtimeNamespaceVisibility(t *testing.T) {
 		want        []string
 	}{
 		{"anonymous", "", []string{"storage.uploaded/public", "system.collection.created"}},
-		{"u1", s.token("u1", RoleAuthenticated, 1), []string{"auth.login/u1", "storage.uploaded/u1", "storage.uploaded/public", "job.completed", "function.failed", "system.collection.created"}},
-		{"u2", s.token("u2", RoleAuthenticated, 1), []string{"storage.uploaded/public", "job.completed", "function.failed", "system.collection.created"}},
-		{"admin", s.token("root", RoleAdmin, 1), []string{"auth.login/u1", "auth.logout/nobody", "storage.uploaded/u1", "storage.uploaded/public", "job.completed", "function.failed", "system.collection.created"}},
+		{"u1", s.token("u1", auth.RoleAuthenticated, 1), []string{"auth.login/u1", "storage.uploaded/u1", "storage.uploaded/public", "job.completed", "function.failed", "system.collection.created"}},
+		{"u2", s.token("u2", auth.RoleAuthenticated, 1), []string{"storage.uploaded/public", "job.completed", "function.failed", "system.collection.created"}},
+		{"admin", s.token("root", auth.RoleAdmin, 1), []string{"auth.login/u1", "auth.logout/nobody", "storage.uploaded/u1", "storage.uploaded/public", "job.completed", "function.failed", "system.collection.created"}},
 	}
 	conns := make([]*websocket.Conn, len(viewers))
 	for i, v := range viewers {
@@ -566,7 +567,7 @@ func TestRealtimeNamespaceVisibility(t *testing.T) {
 func TestRealtimeTokenExpiry(t *testing.T) {
 	t.Parallel()
 	s := newStack(t, nil)
-	tok, err := s.auth.Mint("u1", RoleAuthenticated, 1, 3*time.Second)
+	tok, err := s.auth.Mint("u1", auth.RoleAuthenticated, 1, 3*time.Second)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -742,7 +743,7 @@ func TestRealtimeResumeFiltersAndDedups(t *testing.T) {
 	s.exec(`INSERT INTO pgcast.object_records (object_class_id, owners) VALUES ($1, '{u2}')`, own)
 	s.exec(`SELECT pgcast.publish('auth.login', '{"userId":"u2"}')`)
 	s.exec(`SELECT pgcast.publish('auth.login', '{"userId":"u1"}')`)
-	ws := s.rtConnect(s.token("u1", RoleAuthenticated, 1))
+	ws := s.rtConnect(s.token("u1", auth.RoleAuthenticated, 1))
 	for _, ch := range []string{"notes.*", "notes.created", "auth.*"} {
 		rtSend(t, ws, fmt.Sprintf(`{"action":"subscribe","channel":%q,"since":"evt_%d"}`, ch, start))
 	}
@@ -1158,7 +1159,7 @@ func FuzzRealtimeClientMessage(f *testing.F) {
 func TestRealtimeShutdown(t *testing.T) {
 	t.Parallel()
 	s := newStack(t, nil)
-	ws := s.rtConnect(s.token("u1", RoleAuthenticated, 1))
+	ws := s.rtConnect(s.token("u1", auth.RoleAuthenticated, 1))
 	rtSubscribe(t, ws, "job.*")
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
@@ -1181,7 +1182,7 @@ func TestRealtimeReadRuleChangeTakesEffect(t *testing.T) {
 	s := newStack(t, nil)
 	cls, f := s.class(1, "posts", "public", "title")
 	anon := s.rtConnect("")
-	alice := s.rtConnect(s.token("alice", RoleAuthenticated, 1))
+	alice := s.rtConnect(s.token("alice", auth.RoleAuthenticated, 1))
 	for _, ws := range []*websocket.Conn{anon, alice} {
 		rtSubscribe(t, ws, "posts.*", "system.done")
 	}

@@ -11,6 +11,8 @@ import (
 	"unicode/utf8"
 
 	"github.com/pgcast/pgcast/internal/collections"
+	"github.com/pgcast/pgcast/server/auth"
+	"github.com/pgcast/pgcast/server/internal/httpjson"
 )
 
 // REST limits.
@@ -112,7 +114,7 @@ func methodNotAllowed(allow ...string) *apiError {
 
 // denied is the answer to a caller a rule refuses: 401 to an anonymous
 // caller (signing in may help), 403 to a signed-in one.
-func denied(id Identity, what string) *apiError {
+func denied(id auth.Identity, what string) *apiError {
 	if id.Anonymous() {
 		return &apiError{status: http.StatusUnauthorized, code: "unauthorized", message: "authentication required to " + what}
 	}
@@ -160,40 +162,40 @@ func writeAPIError(w http.ResponseWriter, e *apiError) {
 	if body.Error.Details == nil {
 		body.Error.Details = []collections.Problem{}
 	}
-	_ = writeJSON(w, e.status, body)
+	_ = httpjson.Write(w, e.status, body)
 }
 
 // identity is the caller: anonymous (environment 1) without an
 // Authorization header; a 401 when the header is there but its token is
 // unusable, expired or not (a caller who meant to sign in must learn that
 // they are not, rather than be served as anonymous).
-func (s *Server) identity(r *http.Request) (Identity, error) {
-	token, present := BearerToken(r)
+func (s *Server) identity(r *http.Request) (auth.Identity, error) {
+	token, present := auth.BearerToken(r)
 	if !present {
-		return Identity{Environment: 1}, nil
+		return auth.Identity{Environment: 1}, nil
 	}
 	if token == "" {
-		return Identity{}, &apiError{status: http.StatusUnauthorized, code: "unauthorized", message: "invalid Authorization header: want Bearer <jwt>"}
+		return auth.Identity{}, &apiError{status: http.StatusUnauthorized, code: "unauthorized", message: "invalid Authorization header: want Bearer <jwt>"}
 	}
 	id, _, err := s.cfg.Auth.Verify(token)
 	switch {
-	case errors.Is(err, ErrTokenExpired):
-		return Identity{}, &apiError{status: http.StatusUnauthorized, code: "unauthorized", message: "token expired"}
+	case errors.Is(err, auth.ErrTokenExpired):
+		return auth.Identity{}, &apiError{status: http.StatusUnauthorized, code: "unauthorized", message: "token expired"}
 	case err != nil:
 		// Verify's errors never contain the token.
-		return Identity{}, &apiError{status: http.StatusUnauthorized, code: "unauthorized", message: err.Error()}
+		return auth.Identity{}, &apiError{status: http.StatusUnauthorized, code: "unauthorized", message: err.Error()}
 	}
 	return id, nil
 }
 
 // requireAdmin returns the caller if it is an admin.
-func (s *Server) requireAdmin(r *http.Request, what string) (Identity, error) {
+func (s *Server) requireAdmin(r *http.Request, what string) (auth.Identity, error) {
 	id, err := s.identity(r)
 	if err != nil {
-		return Identity{}, err
+		return auth.Identity{}, err
 	}
 	if !id.IsAdmin() {
-		return Identity{}, denied(id, what+" (admin only)")
+		return auth.Identity{}, denied(id, what+" (admin only)")
 	}
 	return id, nil
 }

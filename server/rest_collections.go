@@ -13,6 +13,7 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/pgcast/pgcast/internal/collections"
+	"github.com/pgcast/pgcast/server/internal/httpjson"
 )
 
 // handleCollections serves /api/collections (admin): GET lists the
@@ -34,7 +35,7 @@ func (s *Server) handleCollections(w http.ResponseWriter, r *http.Request) error
 		if err != nil {
 			return err
 		}
-		writeJSON(w, http.StatusOK, map[string]any{"items": list})
+		httpjson.Write(w, http.StatusOK, map[string]any{"items": list})
 		return nil
 	}
 	data, err := readBody(w, r)
@@ -60,7 +61,7 @@ func (s *Server) handleCollections(w http.ResponseWriter, r *http.Request) error
 	case err != nil:
 		return err
 	}
-	writeJSON(w, http.StatusCreated, c)
+	httpjson.Write(w, http.StatusCreated, c)
 	return nil
 }
 
@@ -80,7 +81,7 @@ func (s *Server) handleCollection(w http.ResponseWriter, r *http.Request) error 
 	if err != nil {
 		return err
 	}
-	writeJSON(w, http.StatusOK, c)
+	httpjson.Write(w, http.StatusOK, c)
 	return nil
 }
 
@@ -179,7 +180,7 @@ func (s *Server) handleEvents(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return fmt.Errorf("publish %q: %w", typ, err)
 	}
-	writeJSON(w, http.StatusCreated, ev)
+	httpjson.Write(w, http.StatusCreated, ev)
 	return nil
 }
 

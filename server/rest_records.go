@@ -16,6 +16,7 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/pgcast/pgcast/internal/collections"
+	"github.com/pgcast/pgcast/server/auth"
 )
 
 // recordJSON builds, from the row r of pgcast.object_records, the record as
@@ -95,7 +96,7 @@ func (s *Server) handleRecord(w http.ResponseWriter, r *http.Request) error {
 // collection looks up the collection named in the path in the caller's
 // environment. Reserved names are never served as collections, even when
 // an object class of that name was created directly in SQL.
-func (s *Server) collection(r *http.Request, id Identity) (collections.Collection, error) {
+func (s *Server) collection(r *http.Request, id auth.Identity) (collections.Collection, error) {
 	name := r.PathValue("collection")
 	if collections.IsReserved(name) {
 		return collections.Collection{}, notFound("collection %q not found", name)
@@ -110,7 +111,7 @@ func (s *Server) collection(r *http.Request, id Identity) (collections.Collectio
 // authorize applies rule to the caller as far as it can without the
 // record. ownerOnly says the caller passes only for records it owns or is
 // assigned to (rule owner, caller not admin).
-func authorize(rule collections.Rule, id Identity, what string) (ownerOnly bool, err error) {
+func authorize(rule collections.Rule, id auth.Identity, what string) (ownerOnly bool, err error) {
 	switch rule {
 	case collections.RulePublic:
 		return false, nil
@@ -136,14 +137,14 @@ func authorize(rule collections.Rule, id Identity, what string) (ownerOnly bool,
 }
 
 // ownerParam is the user a query must restrict records to (NULL: none).
-func ownerParam(ownerOnly bool, id Identity) *string {
+func ownerParam(ownerOnly bool, id auth.Identity) *string {
 	if !ownerOnly {
 		return nil
 	}
 	return &id.UserID
 }
 
-func (s *Server) createRecord(w http.ResponseWriter, r *http.Request, id Identity, c collections.Collection) error {
+func (s *Server) createRecord(w http.ResponseWriter, r *http.Request, id auth.Identity, c collections.Collection) error {
 	// For create, "owner" admits any signed-in caller: it becomes the owner.
 	if _, err := authorize(c.Permissions.Create, id, "create "+c.Name+" records"); err != nil {
 		return err
@@ -171,7 +172,7 @@ func (s *Server) createRecord(w http.ResponseWriter, r *http.Request, id Identit
 	return s.writeRecord(w, http.StatusCreated, rec)
 }
 
-func (s *Server) getRecord(w http.ResponseWriter, r *http.Request, id Identity, c collections.Collection, recID int64) error {
+func (s *Server) getRecord(w http.ResponseWriter, r *http.Request, id auth.Identity, c collections.Collection, recID int64) error {
 	ownerOnly, err := authorize(c.Permissions.Read, id, "read "+c.Name+" records")
 	if err != nil {
 		return err
@@ -207,7 +208,7 @@ WITH target AS (
     FOR UPDATE
 )`
 
-func (s *Server) updateRecord(w http.ResponseWriter, r *http.Request, id Identity, c collections.Collection, recID int64) error {
+func (s *Server) updateRecord(w http.ResponseWriter, r *http.Request, id auth.Identity, c collections.Collection, recID int64) error {
 	ownerOnly, err := authorize(c.Permissions.Update, id, "update "+c.Name+" records")
 	if err != nil {
 		return err
@@ -244,7 +245,7 @@ func (s *Server) updateRecord(w http.ResponseWriter, r *http.Request, id Identit
 	return s.writeRecord(w, http.StatusOK, rec)
 }
 
-func (s *Server) deleteRecord(w http.ResponseWriter, r *http.Request, id Identity, c collections.Collection, recID int64) error {
+func (s *Server) deleteRecord(w http.ResponseWriter, r *http.Request, id auth.Identity, c collections.Collection, recID int64) error {
 	ownerOnly, err := authorize(c.Permissions.Delete, id, "delete "+c.Name+" records")
 	if err != nil {
 		return err

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/pgcast/pgcast/internal/collections"
+	"github.com/pgcast/pgcast/server/auth"
 	"github.com/pgcast/pgcast/stream"
 )
 
@@ -131,7 +132,7 @@ func hasDetail(e apiErr, field, rule string) bool {
 }
 
 func (s *stack) admin(env int64) string {
-	return s.token("admin-"+strconv.FormatInt(env, 10), RoleAdmin, env)
+	return s.token("admin-"+strconv.FormatInt(env, 10), auth.RoleAdmin, env)
 }
 
 // define creates a collection through the REST API as an admin of env.
@@ -160,7 +161,7 @@ func TestRESTCRUD(t *testing.T) {
 	s := newStack(t, nil)
 	s.define(1, `{"name":"posts","fields":[{"name":"title","type":"string","required":true},{"name":"body","type":"text"},{"name":"views","type":"integer"}],
 		"permissions":{"create":"authenticated","read":"public","update":"owner","delete":"owner"}}`)
-	u1 := s.token("u1", RoleAuthenticated, 1)
+	u1 := s.token("u1", auth.RoleAuthenticated, 1)
 
 	created := s.expect(s.do("POST", "/api/posts", u1, map[string]any{"title": "Hello", "views": 1}), http.StatusCreated)
 	id := num(t, created["id"])
@@ -255,7 +256,7 @@ func TestRESTErrorCodes(t *testing.T) {
 	t.Parallel()
 	s := newStack(t, nil)
 	s.define(1, `{"name":"posts","fields":[{"name":"title","type":"string"}],"permissions":{"create":"authenticated","read":"authenticated","update":"admin","delete":"admin"}}`)
-	u1 := s.token("u1", RoleAuthenticated, 1)
+	u1 := s.token("u1", auth.RoleAuthenticated, 1)
 	rec := num(t, s.expect(s.do("POST", "/api/posts", u1, `{"title":"x"}`), http.StatusCreated)["id"])
 	recPath := fmt.Sprintf("/api/posts/%d", rec)
 
@@ -289,11 +290,11 @@ func TestRESTErrorCodes(t *testing.T) {
 		t.Errorf("401 without WWW-Authenticate: %v", r.header)
 	}
 	s.expectError(s.do("GET", "/api/posts", "not-a-jwt", nil), http.StatusUnauthorized, "unauthorized")
-	expired, err := NewAuthenticator(AuthConfig{Secret: []byte(testSecret), Now: func() time.Time { return time.Now().Add(-2 * time.Hour) }})
+	expired, err := auth.NewAuthenticator(auth.AuthConfig{Secret: []byte(testSecret), Now: func() time.Time { return time.Now().Add(-2 * time.Hour) }})
 	if err != nil {
 		t.Fatal(err)
 	}
-	old, _ := expired.Mint("u1", RoleAuthenticated, 1, time.Hour)
+	old, _ := expired.Mint("u1", auth.RoleAuthenticated, 1, time.Hour)
 	if e := s.expectError(s.do("GET", "/api/posts", old, nil), http.StatusUnauthorized, "unauthorized"); e.Message != "token expired" {
 		t.Errorf("expired token: %+v", e)
 	}
@@ -471,10 +472,10 @@ func TestRESTPermissionMatrix(t *testing.T) {
 	s := newStack(t, nil)
 	callers := map[string]string{
 		"anonymous": "",
-		"other":     s.token("other", RoleAuthenticated, 1),
-		"owner":     s.token("owner1", RoleAuthenticated, 1),
-		"assignee":  s.token("asg1", RoleAuthenticated, 1),
-		"admin":     s.token("boss", RoleAdmin, 1),
+		"other":     s.token("other", auth.RoleAuthenticated, 1),
+		"owner":     s.token("owner1", auth.RoleAuthenticated, 1),
+		"assignee":  s.token("asg1", auth.RoleAuthenticated, 1),
+		"admin":     s.token("boss", auth.RoleAdmin, 1),
 	}
 	classes := map[string]int64{}
 	for _, rule := range []string{"public", "authenticated", "owner", "admin"} {
@@ -589,7 +590,7 @@ func TestRESTEnvironmentIsolation(t *testing.T) {
 	if c1["id"] == c2["id"] {
 		t.Fatal("one class for two environments")
 	}
-	u1, u2 := s.token("u", RoleAuthenticated, 1), s.token("u", RoleAuthenticated, 2)
+	u1, u2 := s.token("u", auth.RoleAuthenticated, 1), s.token("u", auth.RoleAuthenticated, 2)
 	r1 := s.expect(s.do("POST", "/api/posts", u1, `{"title":"env1"}`), http.StatusCreated)
 	r2 := s.expect(s.do("POST", "/api/posts", u2, `{"title":"env2"}`), http.StatusCreated)
 	for _, c := range []struct {
@@ -721,7 +722,7 @@ func TestRESTCollections(t *testing.T) {
 	}
 	s.expectError(s.do("POST", "/api/collections", admin, `{"name":`), http.StatusBadRequest, "bad_request")
 	s.expectError(s.do("POST", "/api/collections", "", `{"name":"x"}`), http.StatusUnauthorized, "unauthorized")
-	s.expectError(s.do("POST", "/api/collections", s.token("u", RoleAuthenticated, 1), `{"name":"x"}`), http.StatusForbidden, "forbidden")
+	s.expectError(s.do("POST", "/api/collections", s.token("u", auth.RoleAuthenticated, 1), `{"name":"x"}`), http.StatusForbidden, "forbidden")
 	s.expectError(s.do("GET", "/api/collections", "", nil), http.StatusUnauthorized, "unauthorized")
 	if n := s.queryInt(`SELECT count(*) FROM pgcast.object_classes`); n != 1 {
 		t.Errorf("%d classes after refused definitions, want 1", n)
@@ -778,7 +779,7 @@ func TestRESTEvents(t *testing.T) {
 		t.Errorf("published %v", r)
 	}
 	s.expectError(s.do("POST", "/api/events", "", `{"type":"job.done"}`), http.StatusUnauthorized, "unauthorized")
-	s.expectError(s.do("POST", "/api/events", s.token("u", RoleAuthenticated, 1), `{"type":"job.done"}`), http.StatusForbidden, "forbidden")
+	s.expectError(s.do("POST", "/api/events", s.token("u", auth.RoleAuthenticated, 1), `{"type":"job.done"}`), http.StatusForbidden, "forbidden")
 	if n := s.queryInt(`SELECT count(*) FROM pgcast.events`); n != before+1 {
 		t.Errorf("%d entries appended, want only the billing one", n-before)
 	}
@@ -861,7 +862,7 @@ func TestRESTWriteMatchesSQLWriteEvents(t *testing.T) {
 		fm := f.(map[string]any)
 		fid[fm["name"].(string)] = strconv.FormatInt(num(t, fm["id"]), 10)
 	}
-	u1 := s.token("u1", RoleAuthenticated, 1)
+	u1 := s.token("u1", auth.RoleAuthenticated, 1)
 
 	// create
 	restRec := s.do("POST", "/api/posts", u1, `{"title":"Hello","n":3,"meta":{"tags":["a"]}}`)

@@ -9,6 +9,7 @@ import (
 
 	"github.com/pgcast/pgcast/db"
 	"github.com/pgcast/pgcast/internal/collections"
+	"github.com/pgcast/pgcast/server/internal/httpjson"
 )
 
 // The watches API (admin), what `pgcast watch` does over HTTP
@@ -50,7 +51,7 @@ func (s *Server) handleWatches(w http.ResponseWriter, r *http.Request) error {
 	if list == nil {
 		list = []db.Watch{}
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"items": list})
+	httpjson.Write(w, http.StatusOK, map[string]any{"items": list})
 	return nil
 }
 
@@ -73,7 +74,7 @@ func (s *Server) handleWatch(w http.ResponseWriter, r *http.Request) error {
 		if err != nil {
 			return watchError(err)
 		}
-		writeJSON(w, http.StatusOK, wt)
+		httpjson.Write(w, http.StatusOK, wt)
 	case http.MethodDelete:
 		err := pgx.BeginFunc(ctx, s.cfg.Pool, func(tx pgx.Tx) error { return db.RemoveWatch(ctx, tx, id.Environment, name) })
 		if err != nil {
@@ -109,7 +110,7 @@ func (s *Server) handleWatch(w http.ResponseWriter, r *http.Request) error {
 		if res.Changes == nil {
 			res.Changes = []string{}
 		}
-		writeJSON(w, status, watchApplied{Watch: res.Watch, Changes: res.Changes})
+		httpjson.Write(w, status, watchApplied{Watch: res.Watch, Changes: res.Changes})
 	}
 	return nil
 }

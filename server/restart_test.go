@@ -15,6 +15,7 @@ import (
 
 	"github.com/pgcast/pgcast/internal/pgcluster"
 	"github.com/pgcast/pgcast/internal/pgtest"
+	"github.com/pgcast/pgcast/server/auth"
 )
 
 // TestClientsStayConnectedAcrossPostgresRestart is R3 seen from the
@@ -29,7 +30,7 @@ func TestClientsStayConnectedAcrossPostgresRestart(t *testing.T) {
 	cls, f := s.class(1, "posts", "public", "title")
 	rt := s.rtConnect("")
 	rtSubscribe(t, rt, "posts.*")
-	cat := s.connect(recordsPath + "?uuid=" + s.ticket("u1", RoleAuthenticated, 1))
+	cat := s.connect(recordsPath + "?uuid=" + s.ticket("u1", auth.RoleAuthenticated, 1))
 
 	// insert commits one record, retrying while the pool finds its
 	// connections broken by the restart.

@@ -2,7 +2,6 @@ package server
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -18,6 +17,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/pgcast/pgcast/db"
+	"github.com/pgcast/pgcast/server/auth"
+	"github.com/pgcast/pgcast/server/internal/httpjson"
 	"github.com/pgcast/pgcast/stream"
 )
 
@@ -48,7 +49,7 @@ type Config struct {
 	// WebSocket and ticket endpoints are not served.
 	Hub *stream.Hub
 	// Auth verifies JWTs. Required with Hub.
-	Auth *Authenticator
+	Auth *auth.Authenticator
 	// TicketTTL is how long a ws-auth ticket stays valid. Default 60 s.
 	TicketTTL time.Duration
 	// TicketPruneInterval is how often expired, never-redeemed tickets are
@@ -149,7 +150,7 @@ type Server struct {
 	connStates  *connStates
 
 	conns   *connRegistry
-	tickets *TicketStore
+	tickets *auth.TicketStore
 
 	mu       sync.Mutex
 	started  bool
@@ -196,17 +197,17 @@ func (s *Server) routeStreams() error {
 	if err != nil {
 		return fmt.Errorf("server: register metrics: %w", err)
 	}
-	tm := NewTicketMetrics()
+	tm := auth.NewTicketMetrics()
 	if err := tm.Register(cfg.Registry); err != nil {
 		return fmt.Errorf("server: register metrics: %w", err)
 	}
-	if s.tickets, err = NewTicketStore(cfg.Pool, cfg.TicketTTL, WithTicketMetrics(tm)); err != nil {
+	if s.tickets, err = auth.NewTicketStore(cfg.Pool, cfg.TicketTTL, auth.WithTicketMetrics(tm)); err != nil {
 		return err
 	}
 	// Exactly this path, with or without its trailing slash (a subtree
 	// pattern would also serve /api/users/ws-auth/anything, and without the
 	// slash the request would fall to the collections REST API).
-	wsAuth := WSAuthHandler(cfg.Auth, s.tickets, cfg.Logger)
+	wsAuth := auth.WSAuthHandler(cfg.Auth, s.tickets, cfg.Logger)
 	s.mux.Handle("/api/users/ws-auth/{$}", wsAuth)
 	s.mux.Handle("/api/users/ws-auth", wsAuth)
 	upgrader := newUpgrader(cfg.WS.AllowedOrigins)
@@ -377,7 +378,7 @@ func (s *Server) shutdownGrace(ctx context.Context) {
 }
 
 func (s *Server) handleLivez(w http.ResponseWriter, _ *http.Request) {
-	writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+	httpjson.Write(w, http.StatusOK, map[string]string{"status": "ok"})
 }
 
 // handleReadyz reports ready when the server is not draining, the database
@@ -417,14 +418,5 @@ func (s *Server) handleReadyz(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		status, code = "not ready", http.StatusServiceUnavailable
 	}
-	writeJSON(w, code, map[string]any{"status": status, "checks": checks})
-}
-
-// writeJSON writes v with the JSON content type every pgcast response has.
-// An error is the connection's (the client is gone, or too slow): there is
-// nothing left to answer.
-func writeJSON(w http.ResponseWriter, code int, v any) error {
-	w.Header().Set("Content-Type", "application/json")
-	w.WriteHeader(code)
-	return json.NewEncoder(w).Encode(v)
+	httpjson.Write(w, code, map[string]any{"status": status, "checks": checks})
 }

@@ -7,13 +7,15 @@ import (
 	"time"
 
 	"github.com/gorilla/websocket"
+
+	"github.com/pgcast/pgcast/server/auth"
 )
 
 // endpoints opens one connection to each protocol.
 func (s *stack) endpoints() map[string]*websocket.Conn {
 	s.t.Helper()
 	return map[string]*websocket.Conn{
-		"catalyst": s.connect(recordsPath + "?uuid=" + s.ticket("u", RoleAuthenticated, 1)),
+		"catalyst": s.connect(recordsPath + "?uuid=" + s.ticket("u", auth.RoleAuthenticated, 1)),
 		"realtime": s.rtConnect(""),
 	}
 }
@@ -113,7 +115,7 @@ func TestClientFrameChecks(t *testing.T) {
 
 	// A Catalyst client's binary message is dropped: the connection still
 	// answers a ping afterwards.
-	ws = s.connect(recordsPath + "?uuid=" + s.ticket("u", RoleAuthenticated, 1))
+	ws = s.connect(recordsPath + "?uuid=" + s.ticket("u", auth.RoleAuthenticated, 1))
 	pong := make(chan struct{}, 1)
 	ws.SetPongHandler(func(string) error { pong <- struct{}{}; return nil })
 	if err := ws.WriteMessage(websocket.BinaryMessage, []byte{0xff, 0x00}); err != nil {

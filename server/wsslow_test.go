@@ -11,6 +11,7 @@ import (
 
 	"github.com/gorilla/websocket"
 
+	"github.com/pgcast/pgcast/server/auth"
 	"github.com/pgcast/pgcast/stream"
 )
 
@@ -79,7 +80,7 @@ func TestSlowConsumerWriteTimeout(t *testing.T) {
 	t.Parallel()
 	s := newStack(t, nil)
 	cls, _ := s.class(1, "posts", "public")
-	catalyst := s.dialSlow(recordsPath + "?uuid=" + s.ticket("u", RoleAuthenticated, 1))
+	catalyst := s.dialSlow(recordsPath + "?uuid=" + s.ticket("u", auth.RoleAuthenticated, 1))
 	realtime := s.dialSlow(realtimePath)
 	rtRead(t, realtime, 10*time.Second) // connected
 	rtSubscribe(t, realtime, "posts.*")
@@ -178,7 +179,7 @@ func TestMinBufferHoldsTwoPages(t *testing.T) {
 		c.WS.MaxBuffer = MinBuffer(limit)
 	})
 	cls, _ := s.class(1, "posts", "public")
-	catalyst := s.connect(recordsPath + "?uuid=" + s.ticket("u", RoleAuthenticated, 1))
+	catalyst := s.connect(recordsPath + "?uuid=" + s.ticket("u", auth.RoleAuthenticated, 1))
 	realtime := s.rtConnect("")
 	rtSubscribe(t, realtime, "posts.*")
 	s.exec(`INSERT INTO pgcast.object_records (object_class_id) SELECT $1 FROM generate_series(1, 2000)`, cls)

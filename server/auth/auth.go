@@ -1,4 +1,4 @@
-package server
+package auth
 
 import (
 	"bytes"
@@ -254,6 +254,10 @@ func (a *Authenticator) Verify(token string) (Identity, time.Time, error) {
 	return Identity{UserID: c.Subject, Role: c.role, Environment: c.env}, c.ExpiresAt.Time, nil
 }
 
+// Leeway is the clock skew Verify tolerates (AuthConfig.Leeway): a
+// connection accepted with a token that expires is kept that much longer.
+func (a *Authenticator) Leeway() time.Duration { return a.cfg.Leeway }
+
 func (a *Authenticator) key(t *jwt.Token) (any, error) {
 	// Belt and braces with WithValidMethods: never hand the HMAC secret to a
 	// non-HMAC verifier.
@@ -408,20 +412,4 @@ func BearerToken(r *http.Request) (token string, ok bool) {
 		return "", true
 	}
 	return rest, true
-}
-
-// errorBody is the JSON error shape of every pgcast endpoint.
-type errorBody struct {
-	Error errorDetail `json:"error"`
-}
-
-type errorDetail struct {
-	Code    string `json:"code"`
-	Message string `json:"message"`
-}
-
-// writeError writes {"error":{"code":errCode,"message":message}} with status
-// code. message is shown to clients: never put a token or ticket in it.
-func writeError(w http.ResponseWriter, code int, errCode, message string) {
-	writeJSON(w, code, errorBody{Error: errorDetail{Code: errCode, Message: message}})
 }

@@ -1,4 +1,4 @@
-package server
+package auth
 
 import (
 	"context"
@@ -12,6 +12,8 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/pgcast/pgcast/server/internal/httpjson"
 )
 
 // ErrInvalidTicket is returned by Redeem for a ticket that is not a UUID,
@@ -176,7 +178,7 @@ func (s *TicketStore) IssueUntil(ctx context.Context, ident Identity, notAfter t
 // ticket that is not a UUID is refused without a query. Errors other than
 // ErrInvalidTicket are database failures; no error contains the ticket.
 func (s *TicketStore) Redeem(ctx context.Context, ticket string) (Identity, error) {
-	c, err := s.claim(ctx, ticket)
+	c, err := s.Claim(ctx, ticket)
 	if err != nil {
 		return Identity{}, err
 	}
@@ -184,53 +186,57 @@ func (s *TicketStore) Redeem(ctx context.Context, ticket string) (Identity, erro
 	return c.ident, nil
 }
 
-// claimedTicket is a ticket taken out of the store by claim, for a
-// handshake that may still be refused: then giveBack stores it again.
-type claimedTicket struct {
+// ClaimedTicket is a ticket taken out of the store by Claim, for a
+// handshake that may still be refused: then GiveBack stores it again.
+type ClaimedTicket struct {
 	id               uuid.UUID
 	ident            Identity
 	expires, created time.Time
 }
 
-// claim is Redeem without counting the ticket redeemed: the caller counts
-// it (redeemed) once its handshake has gone through, or gives it back.
-func (s *TicketStore) claim(ctx context.Context, ticket string) (claimedTicket, error) {
+// Identity is who the ticket was issued for.
+func (c ClaimedTicket) Identity() Identity { return c.ident }
+
+// Claim is Redeem without counting the ticket redeemed: the caller counts
+// it (Redeemed) once its handshake has gone through, or gives it back
+// (GiveBack).
+func (s *TicketStore) Claim(ctx context.Context, ticket string) (ClaimedTicket, error) {
 	id, err := uuid.Parse(ticket)
 	if err != nil {
 		s.metrics.incRejected(rejectInvalid)
-		return claimedTicket{}, fmt.Errorf("%w: not a UUID", ErrInvalidTicket)
+		return ClaimedTicket{}, fmt.Errorf("%w: not a UUID", ErrInvalidTicket)
 	}
-	c := claimedTicket{id: id}
+	c := ClaimedTicket{id: id}
 	var role string
 	err = s.pool.QueryRow(ctx,
 		`DELETE FROM pgcast.tickets WHERE id = $1 RETURNING user_id, role, environment_id, expires_at, created_at`,
 		id.String()).Scan(&c.ident.UserID, &role, &c.ident.Environment, &c.expires, &c.created)
 	if errors.Is(err, pgx.ErrNoRows) {
 		s.metrics.incRejected(rejectUsed)
-		return claimedTicket{}, fmt.Errorf("%w: unknown or already used", ErrInvalidTicket)
+		return ClaimedTicket{}, fmt.Errorf("%w: unknown or already used", ErrInvalidTicket)
 	}
 	if err != nil {
-		return claimedTicket{}, fmt.Errorf("redeem ticket: %w", err)
+		return ClaimedTicket{}, fmt.Errorf("redeem ticket: %w", err)
 	}
 	if !s.now().Before(c.expires) {
 		s.metrics.incRejected(rejectExpired)
-		return claimedTicket{}, fmt.Errorf("%w: expired", ErrInvalidTicket)
+		return ClaimedTicket{}, fmt.Errorf("%w: expired", ErrInvalidTicket)
 	}
 	if c.ident.Role, err = ParseRole(role); err != nil {
-		return claimedTicket{}, fmt.Errorf("redeem ticket: stored %w", err)
+		return ClaimedTicket{}, fmt.Errorf("redeem ticket: stored %w", err)
 	}
 	return c, nil
 }
 
-// redeemed counts a claimed ticket whose handshake went through.
-func (s *TicketStore) redeemed() { s.metrics.incRedeemed() }
+// Redeemed counts a claimed ticket whose handshake went through.
+func (s *TicketStore) Redeemed() { s.metrics.incRedeemed() }
 
-// giveBack stores a claimed ticket again, as it was, for a handshake
+// GiveBack stores a claimed ticket again, as it was, for a handshake
 // refused after the ticket was taken (429 over a connection cap, 503): a
 // refused handshake leaves the ticket usable, until it expires. A ticket
 // still opens one connection at most: a concurrent redemption of it, while
 // it was out, was refused.
-func (s *TicketStore) giveBack(ctx context.Context, c claimedTicket) error {
+func (s *TicketStore) GiveBack(ctx context.Context, c ClaimedTicket) error {
 	_, err := s.pool.Exec(ctx,
 		`INSERT INTO pgcast.tickets (id, user_id, role, environment_id, expires_at, created_at) VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (id) DO NOTHING`,
 		c.id.String(), c.ident.UserID, c.ident.Role.String(), c.ident.Environment, c.expires, c.created)
@@ -276,14 +282,14 @@ func WSAuthHandler(auth *Authenticator, store *TicketStore, logger *slog.Logger)
 		w.Header().Set("Cache-Control", "no-store")
 		if r.Method != http.MethodGet {
 			w.Header().Set("Allow", http.MethodGet)
-			writeError(w, http.StatusMethodNotAllowed, "method_not_allowed", "use GET")
+			httpjson.Error(w, http.StatusMethodNotAllowed, "method_not_allowed", "use GET")
 			return
 		}
 		reject := func(reason, message string) {
 			logger.DebugContext(r.Context(), "ws-auth rejected", "reason", reason)
 			// RFC 6750: tell the client which scheme is expected.
 			w.Header().Set("WWW-Authenticate", `Bearer realm="pgcast"`)
-			writeError(w, http.StatusUnauthorized, "unauthorized", message)
+			httpjson.Error(w, http.StatusUnauthorized, "unauthorized", message)
 		}
 		token, present := BearerToken(r)
 		if !present {
@@ -311,11 +317,11 @@ func WSAuthHandler(auth *Authenticator, store *TicketStore, logger *slog.Logger)
 			if r.Context().Err() == nil {
 				logger.ErrorContext(r.Context(), "issue ws ticket", "err", err)
 			}
-			writeError(w, http.StatusInternalServerError, "internal", "could not issue a ticket, try again")
+			httpjson.Error(w, http.StatusInternalServerError, "internal", "could not issue a ticket, try again")
 			return
 		}
 		logger.DebugContext(r.Context(), "ws ticket issued",
 			"user_id", ident.UserID, "role", ident.Role.String(), "environment_id", ident.Environment)
-		writeJSON(w, http.StatusOK, ticketResponse{UUID: id.String(), ExpiresAt: expires.UTC().Format(time.RFC3339)})
+		httpjson.Write(w, http.StatusOK, ticketResponse{UUID: id.String(), ExpiresAt: expires.UTC().Format(time.RFC3339)})
 	})
 }

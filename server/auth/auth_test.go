@@ -1,4 +1,4 @@
-package server
+package auth
 
 import (
 	"bytes"
@@ -317,18 +317,6 @@ func TestBearerToken(t *testing.T) {
 	}
 }
 
-func TestWriteError(t *testing.T) {
-	t.Parallel()
-	rec := httptest.NewRecorder()
-	writeError(rec, http.StatusTeapot, "teapot", `short and "stout"`)
-	if rec.Code != http.StatusTeapot || rec.Header().Get("Content-Type") != "application/json" {
-		t.Fatalf("code %d, content type %q", rec.Code, rec.Header().Get("Content-Type"))
-	}
-	if got, want := strings.TrimSpace(rec.Body.String()), `{"error":{"code":"teapot","message":"short and \"stout\""}}`; got != want {
-		t.Errorf("body %s, want %s", got, want)
-	}
-}
-
 // authClock is a settable clock for expiry tests.
 type authClock struct {
 	mu sync.Mutex
@@ -575,6 +563,9 @@ func getWSAuth(h http.Handler, method, authorization string) *httptest.ResponseR
 	return rec
 }
 
+// errorDetail is the error body's "error" object.
+type errorDetail struct{ Code, Message string }
+
 func decodeError(t *testing.T, rec *httptest.ResponseRecorder) errorDetail {
 	t.Helper()
 	if ct := rec.Header().Get("Content-Type"); ct != "application/json" {
@@ -816,60 +807,6 @@ func TestWSAuthLogsNoSecrets(t *testing.T) {
 	for _, sec := range secrets {
 		if sec != "" && strings.Contains(out, sec) {
 			t.Errorf("log contains a token or ticket %.12q…:\n%s", sec, out)
-		}
-	}
-}
-
-// The server deletes expired, never-redeemed tickets in the background.
-func TestServerPrunesExpiredTickets(t *testing.T) {
-	t.Parallel()
-	st := newStack(t, func(c *Config) { c.TicketTTL = 50 * time.Millisecond; c.TicketPruneInterval = 20 * time.Millisecond })
-	tok, err := st.auth.Mint("u1", RoleAuthenticated, 1, time.Minute)
-	if err != nil {
-		t.Fatal(err)
-	}
-	req, _ := http.NewRequest("GET", st.base+"/api/users/ws-auth/", nil)
-	req.Header.Set("Authorization", "Bearer "+tok)
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	resp.Body.Close()
-	if resp.StatusCode != 200 {
-		t.Fatalf("ws-auth: %d", resp.StatusCode)
-	}
-	deadline := time.Now().Add(20 * time.Second)
-	for {
-		var n int
-		if err := st.pool.QueryRow(t.Context(), `SELECT count(*) FROM pgcast.tickets`).Scan(&n); err != nil {
-			t.Fatal(err)
-		}
-		if n == 0 {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%d expired tickets left after 20 s", n)
-		}
-		time.Sleep(20 * time.Millisecond) // polling the table: there is no signal to await
-	}
-}
-
-// The ticket endpoint is exactly /api/users/ws-auth/, also without the
-// slash; nothing below it issues tickets.
-func TestWSAuthPath(t *testing.T) {
-	t.Parallel()
-	st := newStack(t, nil)
-	tok, err := st.auth.Mint("u1", RoleAuthenticated, 1, time.Minute)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for path, want := range map[string]int{"/api/users/ws-auth/": 200, "/api/users/ws-auth": 200, "/api/users/ws-auth/x": 404, "/api/users/ws-auth/x/": 404} {
-		res := st.do("GET", path, tok, nil)
-		if res.status != want {
-			t.Errorf("GET %s: %s, want %d", path, res, want)
-		}
-		if want == 200 && !strings.Contains(string(res.body), `"uuid"`) {
-			t.Errorf("GET %s: %s, want a ticket", path, res)
 		}
 	}
 }
