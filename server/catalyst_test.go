@@ -11,13 +11,14 @@ import (
 	"github.com/gorilla/websocket"
 
 	"github.com/pgcast/pgcast/server/auth"
+	"github.com/pgcast/pgcast/server/catalyst"
 )
 
 const recordsPath = "/ws/events/object-records/"
 
 func TestCatalystBatching(t *testing.T) {
 	t.Parallel()
-	s := newStack(t, func(c *Config) { c.Catalyst = CatalystConfig{MessageLimit: 1000, MessageTime: time.Second} })
+	s := newStack(t, func(c *Config) { c.Catalyst = catalyst.Config{MessageLimit: 1000, MessageTime: time.Second} })
 	cls, f := s.class(1, "posts", "public", "title")
 	ws := s.connect(recordsPath + "?uuid=" + s.ticket("admin", auth.RoleAdmin, 1))
 	start := time.Now()
@@ -71,7 +72,7 @@ SELECT $1, jsonb_build_object($2::text, 'r' || g) FROM generate_series(1, 2500) 
 
 func TestCatalystEveryEventKind(t *testing.T) {
 	t.Parallel()
-	s := newStack(t, func(c *Config) { c.Catalyst = CatalystConfig{MessageLimit: 1000, MessageTime: 100 * time.Millisecond} })
+	s := newStack(t, func(c *Config) { c.Catalyst = catalyst.Config{MessageLimit: 1000, MessageTime: 100 * time.Millisecond} })
 	cls, f := s.class(1, "deals", "public", "name", "stage")
 	recs := s.connect(recordsPath + "?uuid=" + s.ticket("admin", auth.RoleAdmin, 1))
 	tasks := s.connect("/ws/events/tasks/?uuid=" + s.ticket("admin", auth.RoleAdmin, 1))
@@ -202,7 +203,7 @@ func sortedCopy(s []string) []string { c := slices.Clone(s); slices.Sort(c); ret
 
 func TestCatalystFiltersAndPermissions(t *testing.T) {
 	t.Parallel()
-	s := newStack(t, func(c *Config) { c.Catalyst = CatalystConfig{MessageLimit: 1000, MessageTime: 100 * time.Millisecond} })
+	s := newStack(t, func(c *Config) { c.Catalyst = catalyst.Config{MessageLimit: 1000, MessageTime: 100 * time.Millisecond} })
 	s.exec(`INSERT INTO pgcast.environments (id, name) VALUES (2, 'second')`)
 	pub, pf := s.class(1, "pub", "public", "a", "b")
 	own, of := s.class(1, "own", "owner", "a")
@@ -304,7 +305,7 @@ func TestCatalystTickets(t *testing.T) {
 // and a new connection receives only events committed after it.
 func TestCatalystReconnectGetsOnlyNewEvents(t *testing.T) {
 	t.Parallel()
-	s := newStack(t, func(c *Config) { c.Catalyst = CatalystConfig{MessageLimit: 1000, MessageTime: time.Hour} })
+	s := newStack(t, func(c *Config) { c.Catalyst = catalyst.Config{MessageLimit: 1000, MessageTime: time.Hour} })
 	cls, _ := s.class(1, "posts", "public")
 	ws := s.connect(recordsPath + "?uuid=" + s.ticket("u1", auth.RoleAuthenticated, 1))
 	s.exec(`INSERT INTO pgcast.object_records (object_class_id) SELECT $1 FROM generate_series(1, 10)`, cls)

@@ -4,6 +4,8 @@ import (
 	"net/http"
 	"strconv"
 	"time"
+
+	"github.com/pgcast/pgcast/server/ws"
 )
 
 // CORS lets browser apps on the origins of WSConfig.AllowedOrigins call the
@@ -40,7 +42,7 @@ func (s *Server) cors(w http.ResponseWriter, r *http.Request) (answered bool) {
 	if origin == "" {
 		return false
 	}
-	if !originAllowed(r, s.cfg.WS.AllowedOrigins) {
+	if !ws.OriginAllowed(r, s.cfg.WS.AllowedOrigins) {
 		if preflight {
 			writeAPIError(w, &apiError{status: http.StatusForbidden, code: "forbidden", message: "origin not allowed: see --allowed-origins"})
 		}

@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/pgcast/pgcast/server/ws"
 )
 
 // HTTPConfig bounds plain HTTP requests: every request but a WebSocket past
@@ -179,7 +181,7 @@ func (c *requestCap) acquire(r *http.Request) (ip string, ok bool) {
 	if c.max <= 0 {
 		return "", true
 	}
-	ip = clientIP(r, c.trusted)
+	ip = ws.ClientIP(r, c.trusted)
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.inFlight[ip] >= c.max {
@@ -211,9 +213,13 @@ type routes struct {
 }
 
 func (m *routes) Handle(pattern string, h http.Handler) {
-	_, rt := h.(*realtimeHandler)
-	_, cat := h.(*catalystHandler)
-	m.ServeMux.Handle(pattern, route{h: h, s: m.s, ws: rt || cat})
+	m.ServeMux.Handle(pattern, route{h: h, s: m.s})
+}
+
+// HandleWebSocket registers a WebSocket endpoint: no CORS, and not counted
+// against MaxRequestsPerIP (WSConfig.MaxConnsPerIP caps it).
+func (m *routes) HandleWebSocket(pattern string, h http.Handler) {
+	m.ServeMux.Handle(pattern, route{h: h, s: m.s, ws: true})
 }
 
 func (m *routes) HandleFunc(pattern string, f func(http.ResponseWriter, *http.Request)) {

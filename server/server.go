@@ -18,7 +18,10 @@ import (
 
 	"github.com/pgcast/pgcast/db"
 	"github.com/pgcast/pgcast/server/auth"
+	"github.com/pgcast/pgcast/server/catalyst"
 	"github.com/pgcast/pgcast/server/internal/httpjson"
+	"github.com/pgcast/pgcast/server/realtime"
+	"github.com/pgcast/pgcast/server/ws"
 	"github.com/pgcast/pgcast/stream"
 )
 
@@ -56,9 +59,9 @@ type Config struct {
 	// deleted. Default 5 × TicketTTL, between 10 s and 1 min.
 	TicketPruneInterval time.Duration
 	// WS are the WebSocket settings (origins, keep-alive, buffer bound).
-	WS WSConfig
+	WS ws.Config
 	// Catalyst are the batching settings of the Catalyst endpoints.
-	Catalyst CatalystConfig
+	Catalyst catalyst.Config
 	// CloseBatch is how many WebSockets are closed at once on shutdown, with
 	// CloseBatchPause between batches. Defaults 500 and 20 ms.
 	CloseBatch      int
@@ -110,8 +113,8 @@ func (c Config) withDefaults() Config {
 		c.ShutdownGrace = 5 * time.Second
 	}
 	c.HTTP = c.HTTP.withDefaults()
-	c.WS = c.WS.withDefaults()
-	c.Catalyst = c.Catalyst.withDefaults()
+	c.WS = c.WS.WithDefaults()
+	c.Catalyst = c.Catalyst.WithDefaults()
 	return c
 }
 
@@ -149,8 +152,8 @@ type Server struct {
 	requests    *requestCap
 	connStates  *connStates
 
-	conns   *connRegistry
-	tickets *auth.TicketStore
+	transport *ws.Transport // nil without Config.Hub
+	tickets   *auth.TicketStore
 
 	mu       sync.Mutex
 	started  bool
@@ -175,7 +178,7 @@ func New(cfg Config) (*Server, error) {
 		return nil, fmt.Errorf("server: register metrics: %w", err)
 	}
 	s := &Server{
-		cfg: cfg, done: make(chan struct{}), conns: newConnRegistry(),
+		cfg: cfg, done: make(chan struct{}),
 		httpMetrics: hm, connStates: newConnStates(hm),
 		requests: &requestCap{max: cfg.HTTP.MaxRequestsPerIP, trusted: cfg.WS.TrustedProxies, inFlight: map[string]int{}},
 	}
@@ -193,8 +196,8 @@ func New(cfg Config) (*Server, error) {
 // routeStreams adds the ticket endpoint and the WebSocket endpoints.
 func (s *Server) routeStreams() error {
 	cfg := s.cfg
-	metrics, err := newWSMetrics(cfg.Registry)
-	if err != nil {
+	var err error
+	if s.transport, err = ws.NewTransport(cfg.WS, cfg.Registry, cfg.Logger); err != nil {
 		return fmt.Errorf("server: register metrics: %w", err)
 	}
 	tm := auth.NewTicketMetrics()
@@ -210,19 +213,19 @@ func (s *Server) routeStreams() error {
 	wsAuth := auth.WSAuthHandler(cfg.Auth, s.tickets, cfg.Logger)
 	s.mux.Handle("/api/users/ws-auth/{$}", wsAuth)
 	s.mux.Handle("/api/users/ws-auth", wsAuth)
-	upgrader := newUpgrader(cfg.WS.AllowedOrigins)
-	caps := newConnCaps(cfg.WS.MaxConnsPerUser, cfg.WS.MaxConnsPerIP, cfg.WS.TrustedProxies)
 	for path, proto := range map[string]stream.Protocol{
 		"/ws/events/object-records/": stream.ProtocolRecords,
 		"/ws/events/tasks/":          stream.ProtocolTasks,
 	} {
-		s.mux.Handle(path, &catalystHandler{
-			protocol: proto, cfg: cfg.Catalyst, ws: cfg.WS, hub: cfg.Hub, tickets: s.tickets,
-			upgrader: upgrader, conns: s.conns, caps: caps, metrics: metrics, logger: cfg.Logger,
-		})
+		s.mux.HandleWebSocket(path, catalyst.New(proto, cfg.Catalyst, cfg.Hub, s.tickets, s.transport, cfg.Logger))
 	}
-	if err := s.routeRealtime(upgrader, caps, metrics); err != nil {
-		return err
+	// GET /api/realtime. Every method is registered explicitly (rather than
+	// a method-less pattern) so that the path never conflicts with method
+	// patterns such as "POST /api/{collection}", and other methods still get
+	// a JSON 405.
+	rt := realtime.New(cfg.Hub, cfg.Auth, cfg.Pool, s.transport, cfg.Logger)
+	for _, m := range []string{http.MethodGet, http.MethodPost, http.MethodPut, http.MethodPatch, http.MethodDelete, http.MethodOptions} {
+		s.mux.HandleWebSocket(m+" /api/realtime", rt)
 	}
 	return s.routeREST()
 }
@@ -343,7 +346,9 @@ func (s *Server) Stop(ctx context.Context) error {
 	s.stopBackground()
 	s.shutdownGrace(ctx)
 	// WebSockets are hijacked: http.Server.Shutdown does not see them.
-	s.conns.closeAll(ctx, s.cfg.CloseBatch, s.cfg.CloseBatchPause)
+	if s.transport != nil {
+		s.transport.CloseAll(ctx, s.cfg.CloseBatch, s.cfg.CloseBatchPause)
+	}
 	var errs []error
 	if err := s.public.Shutdown(ctx); err != nil {
 		errs = append(errs, fmt.Errorf("shut down public server: %w", err))

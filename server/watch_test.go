@@ -15,6 +15,7 @@ import (
 
 	"github.com/pgcast/pgcast/db"
 	"github.com/pgcast/pgcast/server/auth"
+	"github.com/pgcast/pgcast/server/catalyst"
 )
 
 // A watched table of the application, end to end: written with plain SQL,
@@ -100,7 +101,7 @@ func TestWatchRealtime(t *testing.T) {
 
 func TestWatchCatalyst(t *testing.T) {
 	t.Parallel()
-	s := newStack(t, func(c *Config) { c.Catalyst = CatalystConfig{MessageLimit: 1000, MessageTime: 50 * time.Millisecond} })
+	s := newStack(t, func(c *Config) { c.Catalyst = catalyst.Config{MessageLimit: 1000, MessageTime: 50 * time.Millisecond} })
 	s.exec(`CREATE TABLE orders (id int PRIMARY KEY, status text, total numeric)`)
 	s.exec(`CREATE TABLE skus (code text PRIMARY KEY, status text)`)
 	orders := s.watch(db.WatchDefinition{Table: "orders", Read: "public", Counts: true})

@@ -13,27 +13,10 @@ import (
 	"github.com/gorilla/websocket"
 
 	"github.com/pgcast/pgcast/server/auth"
+	"github.com/pgcast/pgcast/server/catalyst"
+	"github.com/pgcast/pgcast/server/internal/wstest"
+	pgws "github.com/pgcast/pgcast/server/ws"
 )
-
-func closeCode(err error) int {
-	var ce *websocket.CloseError
-	if errors.As(err, &ce) {
-		return ce.Code
-	}
-	return 0
-}
-
-// readUntilClose reads and discards until the connection ends and returns
-// the close code (0 when it ended without a close frame).
-func readUntilClose(ws *websocket.Conn, timeout time.Duration) (int, error) {
-	deadline := time.Now().Add(timeout)
-	for {
-		_ = ws.SetReadDeadline(deadline)
-		if _, _, err := ws.ReadMessage(); err != nil {
-			return closeCode(err), err
-		}
-	}
-}
 
 // TestSlowConsumerIsClosedOthersUnaffected is R9 / the slow-consumer rule: a
 // client that stops reading is closed with 4008 once its buffer overflows,
@@ -41,7 +24,7 @@ func readUntilClose(ws *websocket.Conn, timeout time.Duration) (int, error) {
 func TestSlowConsumerIsClosedOthersUnaffected(t *testing.T) {
 	t.Parallel()
 	s := newStack(t, func(c *Config) {
-		c.Catalyst = CatalystConfig{MessageLimit: 100, MessageTime: 50 * time.Millisecond}
+		c.Catalyst = catalyst.Config{MessageLimit: 100, MessageTime: 50 * time.Millisecond}
 		c.WS.MaxBuffer = 1000
 	})
 	cls, _ := s.class(1, "posts", "public")
@@ -90,8 +73,8 @@ func TestSlowConsumerIsClosedOthersUnaffected(t *testing.T) {
 		s.exec(`INSERT INTO pgcast.object_records (object_class_id) SELECT $1 FROM generate_series(1, $2)`, cls, chunk)
 		readChunk(created + chunk)
 	}
-	code, err := readUntilClose(slow, 30*time.Second)
-	if code != CloseSlowConsumer {
+	code, err := wstest.ReadUntilClose(slow, 30*time.Second)
+	if code != pgws.CloseSlowConsumer {
 		t.Fatalf("slow client ended with %v (code %d), want 4008", err, code)
 	}
 	// The fast client is still served.
@@ -140,7 +123,7 @@ func TestOversizedClientFrame(t *testing.T) {
 	if err := ws.WriteMessage(websocket.TextMessage, []byte(strings.Repeat("x", 5000))); err != nil {
 		t.Fatal(err)
 	}
-	if code, err := readUntilClose(ws, 10*time.Second); code != CloseTooBig {
+	if code, err := wstest.ReadUntilClose(ws, 10*time.Second); code != pgws.CloseTooBig {
 		t.Fatalf("closed with %d (%v), want 1009", code, err)
 	}
 }
@@ -153,7 +136,7 @@ func TestUnansweredPings(t *testing.T) {
 	ws := s.connect(recordsPath + "?uuid=" + s.ticket("u", auth.RoleAuthenticated, 1))
 	ws.SetPingHandler(func(string) error { return nil }) // never pong
 	start := time.Now()
-	_, err := readUntilClose(ws, 5*time.Second)
+	_, err := wstest.ReadUntilClose(ws, 5*time.Second)
 	if ne, ok := err.(net.Error); ok && ne.Timeout() {
 		t.Fatal("server never closed the silent peer")
 	}
@@ -163,7 +146,7 @@ func TestUnansweredPings(t *testing.T) {
 	// A peer that answers stays.
 	ok := s.connect(recordsPath + "?uuid=" + s.ticket("u", auth.RoleAuthenticated, 1))
 	_ = ok.SetReadDeadline(time.Now().Add(time.Second))
-	if _, _, err := ok.ReadMessage(); err == nil || closeCode(err) != 0 {
+	if _, _, err := ok.ReadMessage(); err == nil || wstest.CloseCode(err) != 0 {
 		t.Fatalf("answering peer: %v", err)
 	}
 }
@@ -182,7 +165,7 @@ func TestShutdownClosesWith1001(t *testing.T) {
 	done := make(chan error, 1)
 	go func() { done <- s.srv.Stop(ctx) }()
 	for i, ws := range conns {
-		if code, err := readUntilClose(ws, 5*time.Second); code != CloseGoingAway {
+		if code, err := wstest.ReadUntilClose(ws, 5*time.Second); code != pgws.CloseGoingAway {
 			t.Errorf("conn %d: %v", i, err)
 		}
 	}

@@ -1,4 +1,4 @@
-package server
+package ws
 
 import (
 	"errors"
@@ -30,7 +30,7 @@ const (
 // frameScanner, which sees every client frame.
 type gorillaConn struct {
 	net.Conn
-	c    *wsConn // set once the handshake is written, before the read loop starts
+	c    *Conn // set once the handshake is written, before the read loop starts
 	scan frameScanner
 }
 
@@ -57,7 +57,7 @@ func (g *gorillaConn) Write(p []byte) (int, error) {
 		if len(payload) >= 2 {
 			code, reason = int(payload[0])<<8|int(payload[1]), string(payload[2:])
 		}
-		g.c.close(code, reason)
+		g.c.Close(code, reason)
 	}
 	return len(p), nil
 }
@@ -149,10 +149,10 @@ var (
 // pong, close) is counted here. A close frame must carry no payload or a
 // code of 2 bytes (RFC 6455, 5.5.1): gorilla would read one byte as no
 // status, so it is refused here, with 1002.
-func (c *wsConn) onFrame(op byte, length uint64) error {
+func (c *Conn) onFrame(op byte, length uint64) error {
 	switch {
 	case op == opClose && length == 1:
-		c.close(CloseProtocolError, "close frame payload of 1 byte")
+		c.Close(CloseProtocolError, "close frame payload of 1 byte")
 		return errBadClose
 	case op == opText, op == opBinary, op == opPing:
 		return nil
@@ -167,7 +167,7 @@ func (c *wsConn) onFrame(op byte, length uint64) error {
 // frame is out (then the close handshake's deadline stands). Only pongs
 // extend it: a client that sends but never answers pings is closed after
 // PongWait all the same.
-func (c *wsConn) extendRead() {
+func (c *Conn) extendRead() {
 	c.mu.Lock()
 	if !c.closeSent {
 		_ = c.nc.SetReadDeadline(time.Now().Add(c.cfg.PongWait))
@@ -175,14 +175,16 @@ func (c *wsConn) extendRead() {
 	c.mu.Unlock()
 }
 
-// readLoop reads client frames until the connection ends, enforcing the
+// ReadLoop reads client frames until the connection ends, enforcing the
 // frame limit, the message rate and the pong deadline, and hands each
 // message to onMessage. onMessage may be nil (Catalyst: the client sends
 // nothing, its messages are dropped); when set, messages are JSON text and
 // a binary one closes the connection with 1003. A text message that is not
-// UTF-8 closes it with 1007. It runs on the connection's one long-lived
-// goroutine.
-func (c *wsConn) readLoop(onMessage func([]byte)) {
+// UTF-8 closes it with 1007. onRefused (unless nil) is called for each
+// frame refused over the message rate. It runs on the connection's one
+// long-lived goroutine.
+func (c *Conn) ReadLoop(onMessage func([]byte), onRefused func()) {
+	c.onRefused = onRefused
 	c.ws.SetReadLimit(clientFrameLimit)
 	c.extendRead()
 	for {
@@ -191,22 +193,22 @@ func (c *wsConn) readLoop(onMessage func([]byte)) {
 			var ne net.Error
 			switch {
 			case errors.Is(err, websocket.ErrReadLimit):
-				c.close(CloseTooBig, "frame too large") // gorilla's 1009 has been handed over first
+				c.Close(CloseTooBig, "frame too large") // gorilla's 1009 has been handed over first
 			case websocket.IsCloseError(err, websocket.CloseNormalClosure, websocket.CloseGoingAway, websocket.CloseNoStatusReceived):
-				c.close(websocket.CloseNormalClosure, "")
+				c.Close(websocket.CloseNormalClosure, "")
 			case errors.As(err, &ne) && ne.Timeout():
-				c.close(ClosePolicy, "no pong within the pong wait")
+				c.Close(ClosePolicy, "no pong within the pong wait")
 			default:
-				c.close(ClosePolicy, "read error")
+				c.Close(ClosePolicy, "read error")
 			}
 			return
 		}
 		switch {
 		case typ == websocket.TextMessage && !utf8.Valid(data):
-			c.close(CloseInvalidUTF8, "text message is not UTF-8")
+			c.Close(CloseInvalidUTF8, "text message is not UTF-8")
 			return
 		case typ == websocket.BinaryMessage && onMessage != nil:
-			c.close(CloseUnsupported, "binary messages are not accepted: send JSON text")
+			c.Close(CloseUnsupported, "binary messages are not accepted: send JSON text")
 			return
 		}
 		if c.admit() && onMessage != nil {
@@ -217,7 +219,7 @@ func (c *wsConn) readLoop(onMessage func([]byte)) {
 
 // admit accounts one client frame (on the read loop) and says whether to
 // handle it.
-func (c *wsConn) admit() bool {
+func (c *Conn) admit() bool {
 	ok, _ := c.account()
 	return ok
 }
@@ -225,13 +227,13 @@ func (c *wsConn) admit() bool {
 // account takes a token for one client frame: a refused frame is reported
 // to onRefused, and a client that keeps flooding is closed with 1008
 // (flood).
-func (c *wsConn) account() (ok, flood bool) {
+func (c *Conn) account() (ok, flood bool) {
 	ok, closeIt := c.bucket.take(time.Now())
 	switch {
 	case ok:
 		return true, false
 	case closeIt:
-		c.close(ClosePolicy, "message rate exceeded")
+		c.Close(ClosePolicy, "message rate exceeded")
 		return false, true
 	}
 	if c.onRefused != nil {

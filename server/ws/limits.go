@@ -1,4 +1,4 @@
-package server
+package ws
 
 import (
 	"fmt"
@@ -8,8 +8,6 @@ import (
 	"strings"
 	"sync"
 	"time"
-
-	"github.com/pgcast/pgcast/server/internal/httpjson"
 )
 
 // Limits a client cannot get around by opening more connections or sending
@@ -49,7 +47,7 @@ const (
 // function that uncounts it, or, when a cap is reached, the cap's reason
 // and a message for the client.
 func (c *connCaps) acquire(r *http.Request, env int64, userID string) (release func(), reason, msg string) {
-	ip := clientIP(r, c.trusted)
+	ip := ClientIP(r, c.trusted)
 	u := userKey{env, userID}
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -86,49 +84,12 @@ func (c *connCaps) acquire(r *http.Request, env int64, userID string) (release f
 	}, "", ""
 }
 
-// admit is acquire for a handshake: a refusal is answered with 429
-// too_many_connections and counted, and ok is false.
-func (c *connCaps) admit(w http.ResponseWriter, r *http.Request, env int64, userID string, m *wsMetrics, endpoint string) (release func(), ok bool) {
-	return c.admitOr(w, r, env, userID, m, endpoint, nil)
-}
-
-// admitOr is admit that, on a refusal, calls refused (unless nil) before
-// answering: what the handshake took (its ticket) is given back before the
-// client can retry.
-func (c *connCaps) admitOr(w http.ResponseWriter, r *http.Request, env int64, userID string, m *wsMetrics, endpoint string, refused func()) (release func(), ok bool) {
-	release, reason, msg := c.acquire(r, env, userID)
-	if release == nil {
-		if refused != nil {
-			refused()
-		}
-		m.refusedConns.WithLabelValues(endpoint, reason).Inc()
-		httpjson.Error(w, http.StatusTooManyRequests, "too_many_connections", msg)
-		return nil, false
-	}
-	return release, true
-}
-
-// readerPage is the most events the reader hands the hub at once (the
-// default stream.ReaderConfig.PageSize): a statement's events arrive a page
-// at a time.
-const readerPage = 1000
-
-// MinBuffer is the smallest connection buffer (WSConfig.MaxBuffer) that one
-// statement cannot overflow for a client that reads, with Catalyst frames of
-// messageLimit items: a frame still filling (fewer than messageLimit items)
-// and two reader pages, one queued while the writer sends the other. A
-// statement of up to two pages (2,000 rows) fits even before the writer has
-// written anything; a longer one relies on the writer sending a page while
-// the reader fetches the next (a database round trip). A smaller buffer
-// closes readers that keep up with 4008.
-func MinBuffer(messageLimit int) int { return messageLimit + 2*readerPage }
-
-// clientIP is the address of the request's client: the peer's, or, when
+// ClientIP is the address of the request's client: the peer's, or, when
 // the peer is a trusted proxy, the rightmost address of X-Forwarded-For
 // that is not a trusted proxy (the one the first trusted proxy saw; those
 // to its left are the client's to write). Without trusted proxies it is the
 // peer's address, so behind a proxy every client has the proxy's.
-func clientIP(r *http.Request, trusted []netip.Prefix) string {
+func ClientIP(r *http.Request, trusted []netip.Prefix) string {
 	host, _, err := net.SplitHostPort(r.RemoteAddr)
 	if err != nil {
 		host = r.RemoteAddr
@@ -162,7 +123,7 @@ func isTrusted(a netip.Addr, trusted []netip.Prefix) bool {
 }
 
 // ParseTrustedProxies parses CIDRs (or single addresses) of proxies whose
-// X-Forwarded-For names the client (see WSConfig.TrustedProxies).
+// X-Forwarded-For names the client (see Config.TrustedProxies).
 func ParseTrustedProxies(list []string) ([]netip.Prefix, error) {
 	var out []netip.Prefix
 	for _, s := range list {

@@ -1,4 +1,4 @@
-package server
+package ws
 
 import (
 	"bufio"
@@ -9,32 +9,9 @@ import (
 	"net"
 	"testing"
 	"time"
-)
 
-// tcpPair returns the two ends of a loopback TCP connection.
-func tcpPair(t testing.TB) (server, client net.Conn) {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	accepted := make(chan net.Conn, 1)
-	go func() {
-		c, _ := ln.Accept()
-		accepted <- c
-	}()
-	client, err = net.Dial("tcp", ln.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	server = <-accepted
-	if server == nil {
-		t.Fatal("accept failed")
-	}
-	t.Cleanup(func() { server.Close(); client.Close() })
-	return server, client
-}
+	"github.com/pgcast/pgcast/server/internal/wstest"
+)
 
 // readTextFrames reads n unmasked text frames and returns their payloads.
 func readTextFrames(t *testing.T, r *bufio.Reader, n int) []string {
@@ -72,23 +49,23 @@ func readTextFrames(t *testing.T, r *bufio.Reader, n int) []string {
 	return out
 }
 
-// newStartedRTConn is a realtime connection on nc subscribed to posts.*,
-// its writers allowed to run, and its subscription's ack already written.
-func newStartedRTConn(t *testing.T, nc net.Conn, r *bufio.Reader) (*wsConn, *rtOutbox) {
+// newStartedConn is a connection on nc, its writers allowed to run, and
+// a first frame ("ack") already written.
+func newStartedConn(t *testing.T, nc net.Conn, r *bufio.Reader) (*Conn, *testOutbox) {
 	t.Helper()
-	c := newWSConn(nil, nc, WSConfig{}, slog.New(slog.DiscardHandler), nil)
-	o := newRTOutbox(100_000, time.Hour, c, testCounter(), testCounter())
+	c := newConn(nil, nc, Config{}, slog.New(slog.DiscardHandler), nil)
+	o := &testOutbox{conn: c}
 	c.out = o
-	o.subscribe("posts.*", []byte("ack"), false)
+	o.push([]byte("ack"))
 	c.state.Or(wsStarted)
-	c.wakeNow()
+	c.WakeNow()
 	if got := readTextFrames(t, r, 1); got[0] != "ack" {
 		t.Fatalf("first frame %q", got[0])
 	}
 	// From now on events wake the writer the way the hub's do: through
 	// the gate, which calls wakeNow.
 	o.mu.Lock()
-	o.gate = &fanoutGate{}
+	o.gate = &FanoutGate{}
 	o.mu.Unlock()
 	return c, o
 }
@@ -98,15 +75,15 @@ func newStartedRTConn(t *testing.T, nc net.Conn, r *bufio.Reader) (*wsConn, *rtO
 // that never waits must refresh as the blocking writer does).
 func TestWakeNowWritesAfterIdleDeadline(t *testing.T) {
 	t.Parallel()
-	nc, peer := tcpPair(t)
+	nc, peer := wstest.TCPPair(t)
 	r := bufio.NewReader(peer)
-	c, o := newStartedRTConn(t, nc, r)
-	// As if writeTimeout had passed since the last write.
+	c, o := newStartedConn(t, nc, r)
+	// As if WriteTimeout had passed since the last write.
 	c.wdeadline = time.Now().Add(-time.Second)
 	if err := nc.SetWriteDeadline(c.wdeadline); err != nil {
 		t.Fatal(err)
 	}
-	o.Enqueue(testItem(1, "posts"))
+	o.push([]byte("live 1"))
 	_ = peer.SetReadDeadline(time.Now().Add(5 * time.Second))
 	if got := readTextFrames(t, r, 1); got[0] != "live 1" {
 		t.Fatalf("frame %q, want live 1", got[0])
@@ -129,24 +106,20 @@ func TestWakeNowWritesAfterIdleDeadline(t *testing.T) {
 // a writer goroutine sends the rest, in order, once the client reads again.
 func TestWakeNowNeverWaitsForAFullSocket(t *testing.T) {
 	t.Parallel()
-	nc, peer := tcpPair(t)
+	nc, peer := wstest.TCPPair(t)
 	r := bufio.NewReader(peer)
-	c, o := newStartedRTConn(t, nc, r)
+	c, o := newStartedConn(t, nc, r)
 	payload := make([]byte, 60<<10)
 	for i := range payload {
 		payload[i] = 'x'
 	}
 	const n = 200 // 12 MB: far beyond loopback socket buffers
 	for i := 1; i <= n; i++ {
-		it := testItem(int64(i), "posts")
-		it.Bytes = append([]byte(fmt.Sprintf("%03d", i)), payload...)
-		if !o.Enqueue(it) {
-			t.Fatal("queue full")
-		}
+		o.push(append([]byte(fmt.Sprintf("%03d", i)), payload...))
 	}
 	returned := make(chan struct{})
 	go func() {
-		c.wakeNow()
+		c.WakeNow()
 		close(returned)
 	}()
 	select {
@@ -167,16 +140,14 @@ func TestWakeNowNeverWaitsForAFullSocket(t *testing.T) {
 // out whole from one wake, though nothing wakes the writer again.
 func TestWakeNowWritesAQueueLongerThanOneWrite(t *testing.T) {
 	t.Parallel()
-	nc, peer := tcpPair(t)
+	nc, peer := wstest.TCPPair(t)
 	r := bufio.NewReader(peer)
-	c, o := newStartedRTConn(t, nc, r)
+	c, o := newStartedConn(t, nc, r)
 	n := 3*maxFramesPerWrite + 5
 	for i := 1; i <= n; i++ {
-		if !o.Enqueue(testItem(int64(i), "posts")) {
-			t.Fatal("queue full")
-		}
+		o.push([]byte(fmt.Sprintf("live %d", i)))
 	}
-	c.wakeNow()
+	c.WakeNow()
 	_ = peer.SetReadDeadline(time.Now().Add(10 * time.Second))
 	for i, p := range readTextFrames(t, r, n) {
 		if want := fmt.Sprintf("live %d", i+1); p != want {

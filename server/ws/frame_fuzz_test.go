@@ -1,4 +1,4 @@
-package server
+package ws
 
 import (
 	"testing"
@@ -39,7 +39,7 @@ func FuzzClientFrames(f *testing.F) {
 		f.Add(seed)
 	}
 	f.Fuzz(func(t *testing.T, junk []byte) {
-		p := newWSPair(t, WSConfig{}, true)
+		p := newWSPair(t, Config{}, true)
 		nc := p.client.NetConn()
 		_ = nc.SetWriteDeadline(time.Now().Add(5 * time.Second))
 		_, _ = nc.Write(junk) // the server may close first

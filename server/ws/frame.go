@@ -1,4 +1,4 @@
-package server
+package ws
 
 import (
 	"slices"
@@ -8,8 +8,6 @@ import (
 
 	"net"
 	"unicode/utf8"
-
-	"github.com/pgcast/pgcast/stream"
 )
 
 // Server frames (RFC 6455, section 5.2), built by hand so that everything
@@ -27,6 +25,14 @@ const (
 	maxFrameHeader    = 10  // 2 + 64-bit length; server frames have no mask key
 	maxControlPayload = 125 // RFC 6455 5.5
 )
+
+// MaxFrameHeader is the longest header of a server frame: 2 bytes and a
+// 64-bit length (server frames have no mask key).
+const MaxFrameHeader = maxFrameHeader
+
+// AppendTextHeader appends the header of a final, unmasked text frame with
+// an n-byte payload: the payload follows it.
+func AppendTextHeader(b []byte, n int) []byte { return appendFrameHeader(b, opText, n) }
 
 // appendFrameHeader appends the header of a final, unmasked frame with
 // opcode op and an n-byte payload.
@@ -50,27 +56,23 @@ const (
 	// lives, sized by the largest writev it made, so this bound is also what
 	// a connection keeps (16 bytes an iovec: 2 KiB) after a burst.
 	maxFramesPerWrite = 64
-	// catalystWriteBudget bounds the bytes of Catalyst frames built for one
-	// write (at least one frame is always built): a backlog of full frames
-	// goes out in several writes rather than one of unbounded size.
-	catalystWriteBudget = 256 << 10
-	// frameBufKeepBody and frameBufKeepItems bound what a pooled frameBuf
+	// frameBufKeepBody and frameBufKeepEnds bound what a pooled FrameBuf
 	// keeps: a larger buffer (an unusually large Catalyst frame) is let go.
-	frameBufKeepBody  = 1 << 20
-	frameBufKeepItems = 4096
+	frameBufKeepBody = 1 << 20
+	frameBufKeepEnds = 4096
 	// headerScratch holds the text frames' headers and up to two control
 	// frames (a pong and a ping, or a close), payload included.
 	headerScratch = maxFramesPerWrite*maxFrameHeader + 2*(2+maxControlPayload)
-	maxIovecs     = 2*maxFramesPerWrite + 3 // + pong, ping, Catalyst body
+	maxIovecs     = 2*maxFramesPerWrite + 3 // + pong, ping, an owned body (Catalyst)
 )
 
-// frameBuf is one write's worth of frames: headers and control frames in a
-// fixed scratch array, shared event bytes referenced (not copied), Catalyst
-// frames built in body. A connection's writer takes one from a pool when it
+// FrameBuf is one write's worth of frames: headers and control frames in a
+// fixed scratch array, shared event bytes referenced (not copied), frames a
+// protocol builds itself (Catalyst's) in body. A connection's writer takes one from a pool when it
 // starts and gives it back when it goes idle, so an idle connection holds
 // none. Its arrays never move while frames are added, so the slices in iov
 // stay valid.
-type frameBuf struct {
+type FrameBuf struct {
 	hdr    [headerScratch]byte
 	nhdr   int
 	iov    [maxIovecs][]byte
@@ -84,21 +86,42 @@ type frameBuf struct {
 	// allocates nothing.
 	nb net.Buffers
 
-	// Catalyst scratch: the items taken, grouped in frames, and the frames
-	// built from them.
-	items  []stream.Item
-	groups []int
-	body   []byte
+	// body holds the frames added with Owned.
+	body []byte
+	// Scratch is the Outbox's own scratch for building frames (Catalyst's
+	// items taken and their grouping), kept with fb so that, like fb, it is
+	// pooled while the connection is idle. nil until the Outbox sets it.
+	Scratch Scratch
 }
 
-func (fb *frameBuf) empty() bool { return fb.niov == 0 }
+// Scratch is an Outbox's scratch kept in a FrameBuf (FrameBuf.Scratch).
+type Scratch interface {
+	// Reset drops its references to shared event bytes: the write is done.
+	Reset()
+	// Trim lets go of arrays that grew unusually large, before the
+	// FrameBuf is pooled.
+	Trim()
+}
 
-// room is how many more text frames this write takes.
-func (fb *frameBuf) room() int { return maxFramesPerWrite - fb.frames }
+// Bytes is a copy of what a write of fb would send now: for tests of an
+// Outbox.
+func (fb *FrameBuf) Bytes() []byte {
+	var b []byte
+	for _, v := range fb.iov[:fb.niov] {
+		b = append(b, v...)
+	}
+	return b
+}
 
-// text adds a text frame whose payload p is shared and read-only: only its
+// Empty reports whether nothing was added.
+func (fb *FrameBuf) Empty() bool { return fb.niov == 0 }
+
+// Room is how many more text frames this write takes.
+func (fb *FrameBuf) Room() int { return maxFramesPerWrite - fb.frames }
+
+// Text adds a text frame whose payload p is shared and read-only: only its
 // header is written here. The caller checks room first.
-func (fb *frameBuf) text(p []byte) {
+func (fb *FrameBuf) Text(p []byte) {
 	h := appendFrameHeader(fb.hdr[fb.nhdr:fb.nhdr], opText, len(p))
 	fb.nhdr += len(h)
 	fb.iov[fb.niov] = h
@@ -114,7 +137,7 @@ func (fb *frameBuf) text(p []byte) {
 
 // control adds a control frame (ping or pong), payload copied; a payload
 // over 125 bytes is cut.
-func (fb *frameBuf) control(op byte, p string) {
+func (fb *FrameBuf) control(op byte, p string) {
 	p = p[:min(len(p), maxControlPayload)]
 	b := appendFrameHeader(fb.hdr[fb.nhdr:fb.nhdr], op, len(p))
 	b = append(b, p...)
@@ -124,7 +147,7 @@ func (fb *frameBuf) control(op byte, p string) {
 // closeFrame adds a close frame with code and reason (cut to fit 125 bytes,
 // on a rune boundary). CloseNoStatusReceived (1005), which must not be sent,
 // gives an empty close frame.
-func (fb *frameBuf) closeFrame(code int, reason string) {
+func (fb *FrameBuf) closeFrame(code int, reason string) {
 	fb.add(appendCloseFrame(fb.hdr[fb.nhdr:fb.nhdr], code, reason))
 }
 
@@ -143,7 +166,7 @@ func appendCloseFrame(b []byte, code int, reason string) []byte {
 }
 
 // add adds b, one frame built in fb.hdr, as one iovec.
-func (fb *frameBuf) add(b []byte) {
+func (fb *FrameBuf) add(b []byte) {
 	fb.nhdr += len(b)
 	fb.iov[fb.niov] = b
 	fb.niov++
@@ -151,8 +174,14 @@ func (fb *frameBuf) add(b []byte) {
 	fb.ends = append(fb.ends, fb.size)
 }
 
-// owned adds b, bytes built in fb.body, as they are: whole frames.
-func (fb *frameBuf) owned(b []byte) {
+// Body is fb's buffer for frames built by the Outbox, empty: append whole
+// frames to it (AppendTextHeader) and hand it back with Owned.
+func (fb *FrameBuf) Body() []byte { return fb.body[:0] }
+
+// Owned adds b, whole frames built in Body's buffer, as they are; fb keeps
+// b's array for its next write.
+func (fb *FrameBuf) Owned(b []byte) {
+	fb.body = b
 	if len(b) == 0 {
 		return
 	}
@@ -184,7 +213,7 @@ func serverFrameLen(b []byte) int {
 
 // rest is what is left, after a write cut short (writeTo failed), of the
 // frame it stopped in: nothing when it stopped between frames.
-func (fb *frameBuf) rest() net.Buffers {
+func (fb *FrameBuf) rest() net.Buffers {
 	left := 0
 	for _, b := range fb.nb {
 		left += len(b)
@@ -209,31 +238,34 @@ func (fb *frameBuf) rest() net.Buffers {
 
 // reset empties fb for the next write, dropping its references to shared
 // event bytes.
-func (fb *frameBuf) reset() {
+func (fb *FrameBuf) reset() {
 	clear(fb.iov[:fb.niov])
 	fb.niov, fb.nhdr, fb.frames, fb.size = 0, 0, 0, 0
 	fb.ends = fb.ends[:0]
 	fb.nb = nil
-	clear(fb.items)
-	fb.items = fb.items[:0]
-	fb.groups = fb.groups[:0]
 	fb.body = fb.body[:0]
+	if fb.Scratch != nil {
+		fb.Scratch.Reset()
+	}
 }
 
 // trim lets go of scratch that grew unusually large, before fb is pooled.
-func (fb *frameBuf) trim() {
+func (fb *FrameBuf) trim() {
 	if cap(fb.body) > frameBufKeepBody {
 		fb.body = nil
 	}
-	if cap(fb.items) > frameBufKeepItems || cap(fb.ends) > frameBufKeepItems {
-		fb.items, fb.groups, fb.ends = nil, nil, nil
+	if cap(fb.ends) > frameBufKeepEnds {
+		fb.ends = nil
+	}
+	if fb.Scratch != nil {
+		fb.Scratch.Trim()
 	}
 }
 
 // writeTo writes fb's frames (or what a tryWrite left of them) with one
 // writev (net.Buffers on a TCP socket) and resets fb. After a failure fb
 // keeps what was not written (see rest); the caller resets it.
-func (fb *frameBuf) writeTo(c net.Conn) error {
+func (fb *FrameBuf) writeTo(c net.Conn) error {
 	if fb.nb == nil {
 		fb.nb = fb.iov[:fb.niov]
 	}
@@ -248,7 +280,7 @@ func (fb *frameBuf) writeTo(c net.Conn) error {
 // socket. It reports whether everything went out (fb is then reset); if not,
 // fb keeps the rest for writeTo, and nothing may be added to fb before.
 // EAGAIN is no error: the socket is full.
-func (fb *frameBuf) tryWrite(rc syscall.RawConn) (bool, error) {
+func (fb *FrameBuf) tryWrite(rc syscall.RawConn) (bool, error) {
 	if fb.nb == nil {
 		fb.nb = fb.iov[:fb.niov]
 	}
@@ -280,22 +312,4 @@ func (fb *frameBuf) tryWrite(rc syscall.RawConn) (bool, error) {
 		return true, nil
 	}
 	return false, nil
-}
-
-// appendCatalystFrame appends one Catalyst frame, header included: a JSON
-// array of the items' shared encodings.
-func appendCatalystFrame(b []byte, items []stream.Item) []byte {
-	n := 2 + max(len(items)-1, 0) // brackets and commas
-	for _, it := range items {
-		n += len(it.Bytes)
-	}
-	b = appendFrameHeader(b, opText, n)
-	b = append(b, '[')
-	for i, it := range items {
-		if i > 0 {
-			b = append(b, ',')
-		}
-		b = append(b, it.Bytes...)
-	}
-	return append(b, ']')
 }

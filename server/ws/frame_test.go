@@ -1,84 +1,22 @@
-package server
+package ws
 
 import (
 	"bytes"
 	"encoding/binary"
-	"errors"
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"net/http"
 	"net/http/httptest"
-	"slices"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/gorilla/websocket"
-	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/pgcast/pgcast/stream"
+	"github.com/pgcast/pgcast/server/internal/wstest"
 )
-
-// testFrame is one server frame as parsed by parseFrames.
-type testFrame struct {
-	op      byte
-	payload []byte
-}
-
-// parseFrames parses server frames (final, unmasked, no RSV bits, as the
-// framer writes them).
-func parseFrames(b []byte) ([]testFrame, error) {
-	var frames []testFrame
-	for len(b) > 0 {
-		if len(b) < 2 {
-			return nil, errors.New("short header")
-		}
-		if b[0]&0xf0 != finBit || b[1]&0x80 != 0 {
-			return nil, fmt.Errorf("header %#x %#x: want FIN, no RSV, no mask", b[0], b[1])
-		}
-		op, n, h := b[0]&0x0f, int(b[1]&0x7f), 2
-		switch n {
-		case 126:
-			n, h = int(binary.BigEndian.Uint16(b[2:])), 4
-		case 127:
-			n, h = int(binary.BigEndian.Uint64(b[2:])), 10
-		}
-		if len(b) < h+n {
-			return nil, fmt.Errorf("frame of %d bytes, %d left", n, len(b)-h)
-		}
-		frames = append(frames, testFrame{op: op, payload: b[h : h+n]})
-		b = b[h+n:]
-	}
-	return frames, nil
-}
-
-// fbBytes is what fb would write.
-func fbBytes(fb *frameBuf) []byte {
-	var b []byte
-	for _, v := range fb.iov[:fb.niov] {
-		b = append(b, v...)
-	}
-	return b
-}
-
-// fbTexts returns the payloads of fb's frames, which must all be text.
-func fbTexts(fb *frameBuf) []string {
-	frames, err := parseFrames(fbBytes(fb))
-	if err != nil {
-		panic(err)
-	}
-	var out []string
-	for _, f := range frames {
-		if f.op != opText {
-			panic(fmt.Sprintf("opcode %d", f.op))
-		}
-		out = append(out, string(f.payload))
-	}
-	return out
-}
 
 func TestFrameHeader(t *testing.T) {
 	t.Parallel()
@@ -97,57 +35,62 @@ func TestFrameHeader(t *testing.T) {
 			t.Errorf("%d: % x, want % x", tc.n, got, tc.want)
 		}
 	}
-	var fb frameBuf
+	var fb FrameBuf
 	fb.closeFrame(4008, strings.Repeat("é", 100)) // 200 bytes: cut to 123, on a rune boundary
-	frames, err := parseFrames(fbBytes(&fb))
-	if err != nil || len(frames) != 1 || frames[0].op != opClose {
+	frames, err := wstest.ParseFrames(fb.Bytes())
+	if err != nil || len(frames) != 1 || frames[0].Op != opClose {
 		t.Fatalf("%v %v", frames, err)
 	}
-	if p := frames[0].payload; len(p) != 124 || binary.BigEndian.Uint16(p) != 4008 || string(p[2:]) != strings.Repeat("é", 61) {
+	if p := frames[0].Payload; len(p) != 124 || binary.BigEndian.Uint16(p) != 4008 || string(p[2:]) != strings.Repeat("é", 61) {
 		t.Fatalf("close payload %d bytes: %q", len(p), p)
 	}
 	fb.reset()
 	fb.closeFrame(closeNoStatus, "x")
-	if got := fbBytes(&fb); !bytes.Equal(got, []byte{0x88, 0}) {
+	if got := fb.Bytes(); !bytes.Equal(got, []byte{0x88, 0}) {
 		t.Fatalf("1005 echo: % x", got)
 	}
 }
 
-// testOutbox is a plain queue of frames for wsConn tests.
+// testOutbox is a plain queue of frames for Conn tests.
 type testOutbox struct {
-	conn *wsConn
+	conn *Conn
 	mu   sync.Mutex
 	q    [][]byte
+	gate *FanoutGate // nil: push wakes the writer at once
 }
-
-func (o *testOutbox) Enqueue(it stream.Item) bool { o.push(it.Bytes); return true }
 
 func (o *testOutbox) push(b ...[]byte) {
 	o.mu.Lock()
 	o.q = append(o.q, b...)
+	gate := o.gate
 	o.mu.Unlock()
-	o.conn.notify()
+	if gate != nil {
+		gate.Enqueued()
+		gate.Hold(o.conn)
+		return
+	}
+	o.conn.Notify()
 }
 
-func (o *testOutbox) take(fb *frameBuf) {
+func (o *testOutbox) Take(fb *FrameBuf) {
 	o.mu.Lock()
 	defer o.mu.Unlock()
-	n := min(len(o.q), fb.room())
+	n := min(len(o.q), fb.Room())
 	for _, b := range o.q[:n] {
-		fb.text(b)
+		fb.Text(b)
 	}
 	o.q = o.q[:copy(o.q, o.q[n:])]
 }
 
-func (o *testOutbox) discard() {
+func (o *testOutbox) Discard() {
 	o.mu.Lock()
 	o.q = nil
 	o.mu.Unlock()
 }
 
-// wsPair is a server wsConn and the gorilla client connected to it.
+// wsPair is a server Conn and the gorilla client connected to it.
 type wsPair struct {
-	server *wsConn
+	server *Conn
 	out    *testOutbox
 	client *websocket.Conn
 	ended  chan struct{} // the server's read loop and finish are done
@@ -156,7 +99,7 @@ type wsPair struct {
 // newWSPair upgrades a connection through upgrade and connects a gorilla
 // client to it. With start false the server connection is not started:
 // the test drives the writer (flush) itself.
-func newWSPair(t *testing.T, cfg WSConfig, start bool) *wsPair {
+func newWSPair(t *testing.T, cfg Config, start bool) *wsPair {
 	t.Helper()
 	p := &wsPair{ended: make(chan struct{})}
 	ready := make(chan struct{})
@@ -173,11 +116,11 @@ func newWSPair(t *testing.T, cfg WSConfig, start bool) *wsPair {
 		if !start {
 			return
 		}
-		conn.start()
+		conn.Start()
 		go func() {
 			defer close(p.ended)
-			conn.readLoop(nil)
-			conn.finish()
+			conn.ReadLoop(nil, nil)
+			conn.Finish()
 		}()
 	}))
 	t.Cleanup(srv.Close)
@@ -203,7 +146,7 @@ func newWSPair(t *testing.T, cfg WSConfig, start bool) *wsPair {
 // order, for payload lengths on every header-size boundary.
 func TestFramesReadByGorilla(t *testing.T) {
 	t.Parallel()
-	p := newWSPair(t, WSConfig{}, false)
+	p := newWSPair(t, Config{}, false)
 	var payloads [][]byte
 	for i, n := range []int{0, 125, 126, 65535, 65536, 1<<20 + 3, 1, 2, 3} {
 		b := bytes.Repeat([]byte{'a' + byte(i)}, n)
@@ -212,8 +155,8 @@ func TestFramesReadByGorilla(t *testing.T) {
 	p.out.q = payloads
 	done := make(chan error, 1)
 	go func() {
-		fb := new(frameBuf)
-		wrote, final, err := p.server.flush(fb)
+		fb := new(FrameBuf)
+		wrote, final, err := p.server.Flush(fb)
 		if err == nil && (!wrote || final || len(p.out.q) != 0) {
 			err = fmt.Errorf("flush: wrote %v, final %v, %d left", wrote, final, len(p.out.q))
 		}
@@ -238,7 +181,7 @@ func TestFramesReadByGorilla(t *testing.T) {
 // separate frames, in order, more than one write's worth included.
 func TestWriterQueuedInOrder(t *testing.T) {
 	t.Parallel()
-	p := newWSPair(t, WSConfig{}, true)
+	p := newWSPair(t, Config{}, true)
 	const n = 1000
 	go func() {
 		for i := range n {
@@ -261,7 +204,7 @@ func TestWriterQueuedInOrder(t *testing.T) {
 // client's ping with a pong carrying its payload, both through the writer.
 func TestWriterPingPong(t *testing.T) {
 	t.Parallel()
-	p := newWSPair(t, WSConfig{PingInterval: 20 * time.Millisecond}, true)
+	p := newWSPair(t, Config{PingInterval: 20 * time.Millisecond}, true)
 	pings := make(chan struct{}, 100)
 	pongs := make(chan string, 1)
 	p.client.SetPingHandler(func(data string) error {
@@ -301,11 +244,11 @@ func TestWriterPingPong(t *testing.T) {
 // gets gorilla's 1009, sent by the writer.
 func TestWriterCloseCodes(t *testing.T) {
 	t.Parallel()
-	for _, code := range []int{CloseGoingAway, ClosePolicy, CloseTooBig, CloseTokenExpired, CloseSlowConsumer} {
-		p := newWSPair(t, WSConfig{}, true)
+	for _, code := range []int{CloseGoingAway, ClosePolicy, CloseTooBig, 4001 /* realtime: token expired */, CloseSlowConsumer} {
+		p := newWSPair(t, Config{}, true)
 		p.out.push([]byte("before"))
-		p.server.close(code, "bye")
-		got, err := readUntilClose(p.client, 5*time.Second)
+		p.server.Close(code, "bye")
+		got, err := wstest.ReadUntilClose(p.client, 5*time.Second)
 		if got != code {
 			t.Fatalf("closed with %d (%v), want %d", got, err, code)
 		}
@@ -316,122 +259,32 @@ func TestWriterCloseCodes(t *testing.T) {
 		}
 	}
 
-	p := newWSPair(t, WSConfig{}, true)
+	p := newWSPair(t, Config{}, true)
 	if err := p.client.WriteMessage(websocket.TextMessage, make([]byte, clientFrameLimit+1)); err != nil {
 		t.Fatal(err)
 	}
-	if got, err := readUntilClose(p.client, 5*time.Second); got != CloseTooBig {
+	if got, err := wstest.ReadUntilClose(p.client, 5*time.Second); got != CloseTooBig {
 		t.Fatalf("oversized frame: closed with %d (%v)", got, err)
 	}
 
 	// A protocol error (reserved opcode 3): gorilla's 1002 goes through the
 	// writer too.
-	p = newWSPair(t, WSConfig{}, true)
+	p = newWSPair(t, Config{}, true)
 	if _, err := p.client.NetConn().Write([]byte{0x83, 0x80, 1, 2, 3, 4}); err != nil {
 		t.Fatal(err)
 	}
-	if got, err := readUntilClose(p.client, 5*time.Second); got != websocket.CloseProtocolError {
+	if got, err := wstest.ReadUntilClose(p.client, 5*time.Second); got != websocket.CloseProtocolError {
 		t.Fatalf("protocol error: closed with %d (%v)", got, err)
 	}
 
-	p = newWSPair(t, WSConfig{}, true)
+	p = newWSPair(t, Config{}, true)
 	if err := p.client.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(4321, "client"), time.Now().Add(time.Second)); err != nil {
 		t.Fatal(err)
 	}
-	if got, err := readUntilClose(p.client, 5*time.Second); got != 4321 {
+	if got, err := wstest.ReadUntilClose(p.client, 5*time.Second); got != 4321 {
 		t.Fatalf("echo: closed with %d (%v)", got, err)
 	}
 	<-p.ended
-}
-
-// drainConn is a loopback TCP connection whose far end reads and discards
-// everything, allocating nothing.
-func drainConn(tb testing.TB) net.Conn {
-	tb.Helper()
-	far, c := tcpPair(tb)
-	go func() {
-		buf := make([]byte, 256<<10)
-		for {
-			if _, err := far.Read(buf); err != nil {
-				far.Close()
-				return
-			}
-		}
-	}()
-	return c
-}
-
-func testCounter() prometheus.Counter {
-	return prometheus.NewCounter(prometheus.CounterOpts{Name: "x"})
-}
-
-// TestWritePathAllocations guards the delivery path of both protocols:
-// queueing shared events and writing them (one writev per flush) allocates
-// nothing per delivery once warm. Batches stay well within what the queues keep
-// when they empty (rtKeepCap, batcherKeepCap): a larger burst's array is
-// let go on purpose.
-func TestWritePathAllocations(t *testing.T) {
-	nc := drainConn(t)
-	items := make([]stream.Item, 200)
-	for i := range items {
-		items[i] = testItem(int64(i+1), "posts")
-		items[i].Bytes = []byte(fmt.Sprintf(`{"type":"event","event":{"id":"evt_%d","payload":{"title":"hello"}}}`, i+1))
-	}
-
-	conn := newWSConn(nil, nc, WSConfig{}, slog.New(slog.DiscardHandler), nil)
-	o := newRTOutbox(100_000, time.Hour, conn, testCounter(), testCounter())
-	conn.out = o
-	o.subscribe("posts.*", []byte("ack"), false)
-	fb := new(frameBuf)
-	deliver := func() {
-		for batch := range slices.Chunk(items, rtKeepCap/2) {
-			for _, it := range batch {
-				o.Enqueue(it)
-			}
-			for {
-				wrote, _, err := conn.flush(fb)
-				if err != nil {
-					t.Fatal(err)
-				}
-				if !wrote {
-					break
-				}
-			}
-		}
-	}
-	deliver() // warm up: queue capacity, the socket's iovec cache, the deadline
-	if allocs := testing.AllocsPerRun(100, deliver); allocs != 0 {
-		t.Errorf("realtime: %v allocations per %d deliveries", allocs, len(items))
-	}
-
-	nc = drainConn(t)
-	conn = newWSConn(nil, nc, WSConfig{}, slog.New(slog.DiscardHandler), nil)
-	b := newBatcher(1000, 100_000, time.Hour, testCounter(), testCounter())
-	b.attach(conn)
-	conn.out = b
-	fb = new(frameBuf)
-	deliverCatalyst := func() {
-		for _, it := range items[:batcherKeepCap/2] {
-			b.Enqueue(it)
-		}
-		b.mu.Lock()
-		b.due = true // the tick (its timer is an hour away)
-		b.mu.Unlock()
-		for {
-			wrote, _, err := conn.flush(fb)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if !wrote {
-				break
-			}
-		}
-	}
-	deliverCatalyst()
-	if allocs := testing.AllocsPerRun(100, deliverCatalyst); allocs != 0 {
-		t.Errorf("catalyst: %v allocations per %d deliveries", allocs, batcherKeepCap/2)
-	}
-	b.discard()
 }
 
 // BenchmarkWriteFrames writes N queued realtime frames (about 100 bytes
@@ -439,8 +292,8 @@ func TestWritePathAllocations(t *testing.T) {
 func BenchmarkWriteFrames(b *testing.B) {
 	for _, n := range []int{1, 16, 256} {
 		b.Run(fmt.Sprintf("frames=%d", n), func(b *testing.B) {
-			nc := drainConn(b)
-			conn := newWSConn(nil, nc, WSConfig{}, slog.New(slog.DiscardHandler), nil)
+			nc := wstest.DrainConn(b)
+			conn := newConn(nil, nc, Config{}, slog.New(slog.DiscardHandler), nil)
 			o := &testOutbox{conn: conn}
 			conn.out = o
 			payload := bytes.Repeat([]byte("x"), 100)
@@ -448,13 +301,13 @@ func BenchmarkWriteFrames(b *testing.B) {
 			for i := range batch {
 				batch[i] = payload
 			}
-			fb := new(frameBuf)
+			fb := new(FrameBuf)
 			b.ReportAllocs()
 			b.SetBytes(int64(n * len(payload)))
 			for b.Loop() {
 				o.q = append(o.q[:0], batch...)
 				for len(o.q) > 0 {
-					if _, _, err := conn.flush(fb); err != nil {
+					if _, _, err := conn.Flush(fb); err != nil {
 						b.Fatal(err)
 					}
 				}
@@ -491,7 +344,7 @@ func BenchmarkGorillaWriteMessage(b *testing.B) {
 			b.SetBytes(int64(n * len(payload)))
 			for b.Loop() {
 				for range n {
-					_ = ws.SetWriteDeadline(time.Now().Add(writeTimeout))
+					_ = ws.SetWriteDeadline(time.Now().Add(WriteTimeout))
 					if err := ws.WriteMessage(websocket.TextMessage, payload); err != nil {
 						b.Fatal(err)
 					}
@@ -501,13 +354,17 @@ func BenchmarkGorillaWriteMessage(b *testing.B) {
 	}
 }
 
+// woken reports whether c was woken (before Start: a wake only marks it)
+// since the last call.
+func woken(c *Conn) bool { return c.state.And(^wsAgain)&wsAgain != 0 }
+
 // TestFanoutGate: a held wake is released once the hub has been quiet for
 // gateQuiet, never before; while the hub keeps enqueueing it is released
 // within gateMaxDelay anyway.
 func TestFanoutGate(t *testing.T) {
 	t.Parallel()
-	var g fanoutGate
-	waitWoken := func(c *wsConn, within time.Duration) time.Duration {
+	var g FanoutGate
+	waitWoken := func(c *Conn, within time.Duration) time.Duration {
 		t.Helper()
 		start := time.Now()
 		for !woken(c) {
@@ -518,12 +375,12 @@ func TestFanoutGate(t *testing.T) {
 		}
 		return time.Since(start)
 	}
-	newConn := func() *wsConn { return newWSConn(nil, nil, WSConfig{}, slog.New(slog.DiscardHandler), nil) }
+	mk := func() *Conn { return newConn(nil, nil, Config{}, slog.New(slog.DiscardHandler), nil) }
 
-	quiet := []*wsConn{newConn(), newConn(), newConn()}
+	quiet := []*Conn{mk(), mk(), mk()}
 	start := time.Now()
 	for _, c := range quiet {
-		g.hold(c)
+		g.Hold(c)
 		if woken(c) {
 			t.Fatal("woken at once")
 		}
@@ -536,7 +393,7 @@ func TestFanoutGate(t *testing.T) {
 	}
 
 	// A hub that keeps enqueueing.
-	busy := newConn()
+	busy := mk()
 	stop := make(chan struct{})
 	go func() {
 		for {
@@ -549,7 +406,7 @@ func TestFanoutGate(t *testing.T) {
 			}
 		}
 	}()
-	g.hold(busy)
+	g.Hold(busy)
 	took := waitWoken(busy, 5*time.Second)
 	close(stop)
 	if took < gateQuiet {

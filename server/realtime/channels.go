@@ -1,4 +1,4 @@
-package server
+package realtime
 
 import (
 	"context"
@@ -125,3 +125,13 @@ func (c *rtConn) namespaceKind(ns string) (nsKind, error) {
 	}
 	return k, nil
 }
+
+// namespaceQuery says what a realtime namespace ($2) is in the viewer's
+// environment ($1): a collection (one of the environment, or a watch whose
+// rows carry their environment — env_column: its class lives in the
+// environment it was applied to, its rows' events in theirs), and whether
+// it is a registered application namespace.
+const namespaceQuery = `SELECT EXISTS (SELECT 1 FROM pgcast.object_classes WHERE environment_id = $1 AND name = $2)
+        OR EXISTS (SELECT 1 FROM pgcast.watches w JOIN pgcast.object_classes c ON c.id = w.object_class_id
+                   WHERE w.env_attnum IS NOT NULL AND c.name = $2),
+    EXISTS (SELECT 1 FROM pgcast.publish_namespaces WHERE name = $2)`

@@ -1,4 +1,4 @@
-package server
+package ws
 
 import (
 	"errors"
@@ -11,7 +11,7 @@ import (
 
 // A client that stops reading is a slow consumer whichever limit it meets
 // first (R9): its queue overflowing (MaxBuffer, see the outboxes) or a write
-// that the socket does not take within writeTimeout. Either way it is closed
+// that the socket does not take within WriteTimeout. Either way it is closed
 // with 4008 and counted in pgcast_ws_slow_consumer_closes_total.
 
 const (
@@ -28,7 +28,7 @@ const (
 // (4008, unless a close was asked already) with a last write; any other
 // failure closes the socket at once. closing says the failed write was the
 // close frame itself.
-func (c *wsConn) writeFailed(fb *frameBuf, err error, closing bool) {
+func (c *Conn) writeFailed(fb *FrameBuf, err error, closing bool) {
 	if errors.Is(err, os.ErrDeadlineExceeded) {
 		err = c.lastWrite(fb, closing)
 	}
@@ -46,8 +46,8 @@ func (c *wsConn) writeFailed(fb *frameBuf, err error, closing bool) {
 // caps the buffer (net.core.wmem_max, unless pgcast may exceed it); a
 // client whose window reopens within lastWriteWait gets the close frame
 // anyway.
-func (c *wsConn) lastWrite(fb *frameBuf, closing bool) error {
-	c.close(CloseSlowConsumer, "slow consumer")
+func (c *Conn) lastWrite(fb *FrameBuf, closing bool) error {
+	c.Close(CloseSlowConsumer, "slow consumer")
 	var nb net.Buffers
 	if closing {
 		nb = fb.nb
@@ -74,7 +74,7 @@ func (c *wsConn) lastWrite(fb *frameBuf, closing bool) error {
 // buffer counts the kernel's overhead too, hence twice n. It tries
 // SO_SNDBUFFORCE (which may exceed net.core.wmem_max, with CAP_NET_ADMIN),
 // then SO_SNDBUF. The kernel doubles the value it is given.
-func (c *wsConn) makeRoom(n int) {
+func (c *Conn) makeRoom(n int) {
 	if c.raw == nil || n > maxLastRoom {
 		return
 	}
