@@ -16,6 +16,7 @@ import (
 
 	"github.com/pgcast/pgcast/internal/collections"
 	"github.com/pgcast/pgcast/server/auth"
+	"github.com/pgcast/pgcast/server/rest"
 	"github.com/pgcast/pgcast/stream"
 )
 
@@ -232,10 +233,10 @@ func TestRESTListLimitAndPaging(t *testing.T) {
 	        SELECT $1, jsonb_build_object($2::text, i) FROM generate_series(1, 1005) i`, num(t, c["id"]), strconv.FormatInt(fieldID, 10))
 
 	items := func(r apiResp) []any { s.t.Helper(); return s.expect(r, http.StatusOK)["items"].([]any) }
-	if got := items(s.do("GET", "/api/notes", "", nil)); len(got) != DefaultListLimit || num(t, got[0].(map[string]any)["n"]) != 1005 {
+	if got := items(s.do("GET", "/api/notes", "", nil)); len(got) != rest.DefaultListLimit || num(t, got[0].(map[string]any)["n"]) != 1005 {
 		t.Errorf("default page: %d items, first %v", len(got), got[0])
 	}
-	if got := items(s.do("GET", "/api/notes?limit=1000", "", nil)); len(got) != MaxListLimit {
+	if got := items(s.do("GET", "/api/notes?limit=1000", "", nil)); len(got) != rest.MaxListLimit {
 		t.Errorf("limit=1000: %d items", len(got))
 	}
 	page := items(s.do("GET", "/api/notes?limit=2", "", nil))
@@ -279,7 +280,7 @@ func TestRESTErrorCodes(t *testing.T) {
 	s.expectError(s.do("GET", "/api/posts/abc", u1, nil), http.StatusBadRequest, "bad_request")
 	s.expectError(s.do("GET", "/api/posts/0", u1, nil), http.StatusBadRequest, "bad_request")
 	s.expectError(s.do("POST", "/api/posts", u1, `title=x`, "Content-Type", "application/x-www-form-urlencoded"), http.StatusUnsupportedMediaType, "bad_request")
-	big := `{"title":"` + strings.Repeat("x", MaxRESTBody) + `"}`
+	big := `{"title":"` + strings.Repeat("x", rest.MaxBody) + `"}`
 	s.expectError(s.do("POST", "/api/posts", u1, big), http.StatusRequestEntityTooLarge, "bad_request")
 	// A body without Content-Type is accepted.
 	s.expect(s.do("POST", "/api/posts", u1, `{"title":"y"}`, "Content-Type", ""), http.StatusCreated)

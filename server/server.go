@@ -21,6 +21,7 @@ import (
 	"github.com/pgcast/pgcast/server/catalyst"
 	"github.com/pgcast/pgcast/server/internal/httpjson"
 	"github.com/pgcast/pgcast/server/realtime"
+	"github.com/pgcast/pgcast/server/rest"
 	"github.com/pgcast/pgcast/server/ws"
 	"github.com/pgcast/pgcast/stream"
 )
@@ -227,7 +228,10 @@ func (s *Server) routeStreams() error {
 	for _, m := range []string{http.MethodGet, http.MethodPost, http.MethodPut, http.MethodPatch, http.MethodDelete, http.MethodOptions} {
 		s.mux.HandleWebSocket(m+" /api/realtime", rt)
 	}
-	return s.routeREST()
+	rest.New(rest.Config{
+		Pool: cfg.Pool, Auth: cfg.Auth, Logger: cfg.Logger, MaxListBytes: cfg.HTTP.MaxListBytes, Metrics: s.httpMetrics.rest(),
+	}).Register(s.mux)
+	return nil
 }
 
 // Handler is the public handler (for tests and embedding).

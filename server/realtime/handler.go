@@ -28,7 +28,7 @@ import (
 //     built-in ones, and the application namespaces registered in
 //     pgcast.publish_namespaces (they can be published to, so they can be
 //     subscribed to). Another namespace gets unknown_namespace, a channel
-//     no event can match invalid_channel (see realtime_channels.go).
+//     no event can match invalid_channel (see channels.go).
 //   - A database failure while checking a namespace is answered with code
 //     internal_error (the connection stays open; retrying may work).
 //   - Resume: "since" must be a string "evt_<position>" (digits only); any

@@ -42,7 +42,7 @@ type Config struct {
 	PongWait time.Duration
 	// MaxBuffer bounds a connection's queue, in items: a client further
 	// behind is closed with 4008. Default 100,000. Below
-	// MinBuffer(Catalyst MessageLimit) one statement can close clients that
+	// catalyst.MinBuffer(MessageLimit) one statement can close clients that
 	// read (pgcast serve refuses it).
 	MaxBuffer int
 	// MessageRate is how many frames (every frame: data, continuation,

@@ -33,7 +33,7 @@ const (
 //
 // One writer per connection: every byte after the handshake (data frames,
 // pings, pongs, the close frame) is written by the connection's writer, on
-// the raw socket, with frames built here (wsframe.go): everything pending
+// the raw socket, with frames built here (frame.go): everything pending
 // goes out in one writev (up to maxFramesPerWrite frames). At most one
 // writer runs at a time: wake starts one on demand (something queued, a
 // ping due, a pong, a close) unless one is running, which then looks again

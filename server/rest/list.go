@@ -1,4 +1,4 @@
-package server
+package rest
 
 import (
 	"bytes"
@@ -44,7 +44,7 @@ SELECT record FROM page WHERE n > 0 ORDER BY n`
 
 // listRecords serves GET /api/{collection}: {"items":[…]}, with
 // "truncated":true when the page stopped early at the byte budget.
-func (s *Server) listRecords(w http.ResponseWriter, r *http.Request, id auth.Identity, c collections.Collection) error {
+func (s *API) listRecords(w http.ResponseWriter, r *http.Request, id auth.Identity, c collections.Collection) error {
 	ownerOnly, err := authorize(c.Permissions.Read, id, "list "+c.Name)
 	if err != nil {
 		return err
@@ -70,7 +70,7 @@ func (s *Server) listRecords(w http.ResponseWriter, r *http.Request, id auth.Ide
 	if ps != nil {
 		return validationError(ps)
 	}
-	rows, err := s.cfg.Pool.Query(r.Context(), listPage, c.ID, ownerParam(ownerOnly, id), before, limit, int64(s.cfg.HTTP.MaxListBytes))
+	rows, err := s.pool.Query(r.Context(), listPage, c.ID, ownerParam(ownerOnly, id), before, limit, int64(s.maxListBytes))
 	if err != nil {
 		return fmt.Errorf("list %s: %w", c.Name, err)
 	}
@@ -105,20 +105,20 @@ func (s *Server) listRecords(w http.ResponseWriter, r *http.Request, id auth.Ide
 	if truncated {
 		// Only then: a full page is the contract's {"items":[…]}.
 		body.WriteString(`,"truncated":true`)
-		s.httpMetrics.truncated.Inc()
+		s.metrics.Truncated.Inc()
 	}
 	body.WriteString("}\n")
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(http.StatusOK)
 	_, err = w.Write(body.Bytes())
-	s.httpMetrics.countTimeout(timeoutWrite, err)
+	s.countWriteTimeout(err)
 	return nil
 }
 
 // writeRecord answers with a record and counts a response cut by the write
 // timeout. A failed write leaves nothing to answer: it is never an error
 // of the handler's.
-func (s *Server) writeRecord(w http.ResponseWriter, status int, rec []byte) error {
-	s.httpMetrics.countTimeout(timeoutWrite, httpjson.Write(w, status, json.RawMessage(rec)))
+func (s *API) writeRecord(w http.ResponseWriter, status int, rec []byte) error {
+	s.countWriteTimeout(httpjson.Write(w, status, json.RawMessage(rec)))
 	return nil
 }

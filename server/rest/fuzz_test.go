@@ -1,4 +1,4 @@
-package server
+package rest
 
 import (
 	"encoding/json"
@@ -31,7 +31,7 @@ func FuzzRecordCells(f *testing.F) {
 		}
 		cells, err := recordCells(c, members, false)
 		if err != nil {
-			if _, ok := err.(*apiError); !ok {
+			if _, ok := err.(*Error); !ok {
 				t.Fatalf("error %T %v", err, err)
 			}
 			return

@@ -1,4 +1,4 @@
-package server
+package rest
 
 import (
 	"errors"
@@ -36,7 +36,7 @@ type watchApplied struct {
 	Changes []string `json:"changes"`
 }
 
-func (s *Server) handleWatches(w http.ResponseWriter, r *http.Request) error {
+func (s *API) handleWatches(w http.ResponseWriter, r *http.Request) error {
 	if r.Method != http.MethodGet {
 		return methodNotAllowed(http.MethodGet)
 	}
@@ -44,7 +44,7 @@ func (s *Server) handleWatches(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	list, err := db.ListWatches(r.Context(), s.cfg.Pool, id.Environment)
+	list, err := db.ListWatches(r.Context(), s.pool, id.Environment)
 	if err != nil {
 		return err
 	}
@@ -55,7 +55,7 @@ func (s *Server) handleWatches(w http.ResponseWriter, r *http.Request) error {
 	return nil
 }
 
-func (s *Server) handleWatch(w http.ResponseWriter, r *http.Request) error {
+func (s *API) handleWatch(w http.ResponseWriter, r *http.Request) error {
 	if r.Method != http.MethodGet && r.Method != http.MethodPut && r.Method != http.MethodDelete {
 		return methodNotAllowed(http.MethodGet, http.MethodPut, http.MethodDelete)
 	}
@@ -65,18 +65,18 @@ func (s *Server) handleWatch(w http.ResponseWriter, r *http.Request) error {
 	}
 	ctx, name := r.Context(), r.PathValue("name")
 	if r.Method != http.MethodGet && id.Environment != 1 {
-		return &apiError{status: http.StatusForbidden, code: "forbidden",
+		return &Error{status: http.StatusForbidden, code: "forbidden",
 			message: "only admins of environment 1 may manage watches: a watch exposes a table of the whole database"}
 	}
 	switch r.Method {
 	case http.MethodGet:
-		wt, err := db.GetWatch(ctx, s.cfg.Pool, id.Environment, name)
+		wt, err := db.GetWatch(ctx, s.pool, id.Environment, name)
 		if err != nil {
 			return watchError(err)
 		}
 		httpjson.Write(w, http.StatusOK, wt)
 	case http.MethodDelete:
-		err := pgx.BeginFunc(ctx, s.cfg.Pool, func(tx pgx.Tx) error { return db.RemoveWatch(ctx, tx, id.Environment, name) })
+		err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error { return db.RemoveWatch(ctx, tx, id.Environment, name) })
 		if err != nil {
 			return watchError(err)
 		}
@@ -95,7 +95,7 @@ func (s *Server) handleWatch(w http.ResponseWriter, r *http.Request) error {
 		}
 		def.Name = name
 		var res db.WatchApplyResult
-		err = pgx.BeginFunc(ctx, s.cfg.Pool, func(tx pgx.Tx) error {
+		err = pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
 			var err error
 			res, err = db.ApplyWatch(ctx, tx, id.Environment, def)
 			return err
@@ -130,7 +130,7 @@ func watchError(err error) error {
 		e.status = http.StatusConflict
 		return e
 	case errors.Is(err, db.ErrNotTableOwner):
-		return &apiError{status: http.StatusForbidden, code: "forbidden", message: msg}
+		return &Error{status: http.StatusForbidden, code: "forbidden", message: msg}
 	case errors.Is(err, db.ErrWatchNotFound):
 		return notFound("%s", msg)
 	}

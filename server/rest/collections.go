@@ -1,4 +1,4 @@
-package server
+package rest
 
 import (
 	"encoding/json"
@@ -22,7 +22,7 @@ import (
 // A name already taken is a 409 with code validation_error and a detail of
 // rule "unique" on "name": the contract's code list has no "conflict", and
 // the status tells clients that retrying the same request cannot succeed.
-func (s *Server) handleCollections(w http.ResponseWriter, r *http.Request) error {
+func (s *API) handleCollections(w http.ResponseWriter, r *http.Request) error {
 	if r.Method != http.MethodGet && r.Method != http.MethodPost {
 		return methodNotAllowed(http.MethodGet, http.MethodPost)
 	}
@@ -31,7 +31,7 @@ func (s *Server) handleCollections(w http.ResponseWriter, r *http.Request) error
 		return err
 	}
 	if r.Method == http.MethodGet {
-		list, err := collections.List(r.Context(), s.cfg.Pool, id.Environment)
+		list, err := collections.List(r.Context(), s.pool, id.Environment)
 		if err != nil {
 			return err
 		}
@@ -50,7 +50,7 @@ func (s *Server) handleCollections(w http.ResponseWriter, r *http.Request) error
 		}
 		return badRequest("%s", err.Error())
 	}
-	c, err := collections.Create(r.Context(), s.cfg.Pool, id.Environment, def)
+	c, err := collections.Create(r.Context(), s.pool, id.Environment, def)
 	switch {
 	case errors.Is(err, collections.ErrExists):
 		e := validationError(collections.Problems{{Field: "name", Rule: "unique", Message: fmt.Sprintf("a collection named %q already exists", def.Name)}})
@@ -66,7 +66,7 @@ func (s *Server) handleCollections(w http.ResponseWriter, r *http.Request) error
 }
 
 // handleCollection serves GET /api/collections/{name} (admin).
-func (s *Server) handleCollection(w http.ResponseWriter, r *http.Request) error {
+func (s *API) handleCollection(w http.ResponseWriter, r *http.Request) error {
 	if r.Method != http.MethodGet {
 		return methodNotAllowed(http.MethodGet)
 	}
@@ -74,7 +74,7 @@ func (s *Server) handleCollection(w http.ResponseWriter, r *http.Request) error 
 	if err != nil {
 		return err
 	}
-	c, err := collections.Get(r.Context(), s.cfg.Pool, id.Environment, r.PathValue("name"))
+	c, err := collections.Get(r.Context(), s.pool, id.Environment, r.PathValue("name"))
 	if errors.Is(err, collections.ErrNotFound) {
 		return notFound("collection %q not found", r.PathValue("name"))
 	}
@@ -101,7 +101,7 @@ type publishedEvent struct {
 // out or null (meaning {}). A type pgcast.publish refuses (malformed, or in
 // a namespace missing from pgcast.publish_namespaces) is a validation_error
 // on "type" carrying the database's message.
-func (s *Server) handleEvents(w http.ResponseWriter, r *http.Request) error {
+func (s *API) handleEvents(w http.ResponseWriter, r *http.Request) error {
 	if r.Method != http.MethodPost {
 		return methodNotAllowed(http.MethodPost)
 	}
@@ -153,7 +153,7 @@ func (s *Server) handleEvents(w http.ResponseWriter, r *http.Request) error {
 		return validationError(ps)
 	}
 	var ev publishedEvent
-	err = pgx.BeginFunc(r.Context(), s.cfg.Pool, func(tx pgx.Tx) error {
+	err = pgx.BeginFunc(r.Context(), s.pool, func(tx pgx.Tx) error {
 		if _, err := tx.Exec(r.Context(), `SELECT set_config('pgcast.environment', $1, true)`, strconv.FormatInt(id.Environment, 10)); err != nil {
 			return err
 		}

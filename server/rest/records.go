@@ -1,4 +1,4 @@
-package server
+package rest
 
 import (
 	"encoding/json"
@@ -46,7 +46,7 @@ var serverManaged = []string{"id", "createdAt", "updatedAt"}
 const maxSafeInteger = 1<<53 - 1
 
 // handleRecords serves /api/{collection}: GET lists, POST creates.
-func (s *Server) handleRecords(w http.ResponseWriter, r *http.Request) error {
+func (s *API) handleRecords(w http.ResponseWriter, r *http.Request) error {
 	if r.Method != http.MethodGet && r.Method != http.MethodPost {
 		return methodNotAllowed(http.MethodGet, http.MethodPost)
 	}
@@ -66,7 +66,7 @@ func (s *Server) handleRecords(w http.ResponseWriter, r *http.Request) error {
 
 // handleRecord serves /api/{collection}/{id}: GET, PUT (partial update),
 // DELETE.
-func (s *Server) handleRecord(w http.ResponseWriter, r *http.Request) error {
+func (s *API) handleRecord(w http.ResponseWriter, r *http.Request) error {
 	switch r.Method {
 	case http.MethodGet, http.MethodPut, http.MethodDelete:
 	default:
@@ -96,12 +96,12 @@ func (s *Server) handleRecord(w http.ResponseWriter, r *http.Request) error {
 // collection looks up the collection named in the path in the caller's
 // environment. Reserved names are never served as collections, even when
 // an object class of that name was created directly in SQL.
-func (s *Server) collection(r *http.Request, id auth.Identity) (collections.Collection, error) {
+func (s *API) collection(r *http.Request, id auth.Identity) (collections.Collection, error) {
 	name := r.PathValue("collection")
 	if collections.IsReserved(name) {
 		return collections.Collection{}, notFound("collection %q not found", name)
 	}
-	c, err := collections.Get(r.Context(), s.cfg.Pool, id.Environment, name)
+	c, err := collections.Get(r.Context(), s.pool, id.Environment, name)
 	if errors.Is(err, collections.ErrNotFound) {
 		return collections.Collection{}, notFound("collection %q not found", name)
 	}
@@ -144,7 +144,7 @@ func ownerParam(ownerOnly bool, id auth.Identity) *string {
 	return &id.UserID
 }
 
-func (s *Server) createRecord(w http.ResponseWriter, r *http.Request, id auth.Identity, c collections.Collection) error {
+func (s *API) createRecord(w http.ResponseWriter, r *http.Request, id auth.Identity, c collections.Collection) error {
 	// For create, "owner" admits any signed-in caller: it becomes the owner.
 	if _, err := authorize(c.Permissions.Create, id, "create "+c.Name+" records"); err != nil {
 		return err
@@ -162,7 +162,7 @@ func (s *Server) createRecord(w http.ResponseWriter, r *http.Request, id auth.Id
 		owners = append(owners, id.UserID)
 	}
 	var rec []byte
-	err = s.cfg.Pool.QueryRow(r.Context(), `
+	err = s.pool.QueryRow(r.Context(), `
 		INSERT INTO pgcast.object_records AS r (object_class_id, cells, owners)
 		VALUES ($1, $2::jsonb, $3::text[])
 		RETURNING `+recordJSON, c.ID, cells, owners).Scan(&rec)
@@ -172,7 +172,7 @@ func (s *Server) createRecord(w http.ResponseWriter, r *http.Request, id auth.Id
 	return s.writeRecord(w, http.StatusCreated, rec)
 }
 
-func (s *Server) getRecord(w http.ResponseWriter, r *http.Request, id auth.Identity, c collections.Collection, recID int64) error {
+func (s *API) getRecord(w http.ResponseWriter, r *http.Request, id auth.Identity, c collections.Collection, recID int64) error {
 	ownerOnly, err := authorize(c.Permissions.Read, id, "read "+c.Name+" records")
 	if err != nil {
 		return err
@@ -181,7 +181,7 @@ func (s *Server) getRecord(w http.ResponseWriter, r *http.Request, id auth.Ident
 		rec               []byte
 		owners, assignees []string
 	)
-	err = s.cfg.Pool.QueryRow(r.Context(), `
+	err = s.pool.QueryRow(r.Context(), `
 		SELECT `+recordJSON+`, r.owners, r.assignees
 		FROM pgcast.object_records r
 		WHERE r.id = $1 AND r.object_class_id = $2`, recID, c.ID).Scan(&rec, &owners, &assignees)
@@ -208,7 +208,7 @@ WITH target AS (
     FOR UPDATE
 )`
 
-func (s *Server) updateRecord(w http.ResponseWriter, r *http.Request, id auth.Identity, c collections.Collection, recID int64) error {
+func (s *API) updateRecord(w http.ResponseWriter, r *http.Request, id auth.Identity, c collections.Collection, recID int64) error {
 	ownerOnly, err := authorize(c.Permissions.Update, id, "update "+c.Name+" records")
 	if err != nil {
 		return err
@@ -225,7 +225,7 @@ func (s *Server) updateRecord(w http.ResponseWriter, r *http.Request, id auth.Id
 		allowed bool
 		rec     []byte
 	)
-	err = s.cfg.Pool.QueryRow(r.Context(), targetRecord+`, changed AS (
+	err = s.pool.QueryRow(r.Context(), targetRecord+`, changed AS (
 		    UPDATE pgcast.object_records r SET cells = r.cells || $4::jsonb
 		    FROM target t
 		    WHERE r.id = t.id AND t.allowed
@@ -245,13 +245,13 @@ func (s *Server) updateRecord(w http.ResponseWriter, r *http.Request, id auth.Id
 	return s.writeRecord(w, http.StatusOK, rec)
 }
 
-func (s *Server) deleteRecord(w http.ResponseWriter, r *http.Request, id auth.Identity, c collections.Collection, recID int64) error {
+func (s *API) deleteRecord(w http.ResponseWriter, r *http.Request, id auth.Identity, c collections.Collection, recID int64) error {
 	ownerOnly, err := authorize(c.Permissions.Delete, id, "delete "+c.Name+" records")
 	if err != nil {
 		return err
 	}
 	var allowed bool
-	err = s.cfg.Pool.QueryRow(r.Context(), targetRecord+`, gone AS (
+	err = s.pool.QueryRow(r.Context(), targetRecord+`, gone AS (
 		    DELETE FROM pgcast.object_records r
 		    USING target t
 		    WHERE r.id = t.id AND t.allowed
