@@ -387,7 +387,7 @@ func (s *Server) shutdownGrace(ctx context.Context) {
 }
 
 func (s *Server) handleLivez(w http.ResponseWriter, _ *http.Request) {
-	httpjson.Write(w, http.StatusOK, map[string]string{"status": "ok"})
+	_ = httpjson.Write(w, http.StatusOK, map[string]string{"status": "ok"})
 }
 
 // handleReadyz reports ready when the server is not draining, the database
@@ -427,5 +427,5 @@ func (s *Server) handleReadyz(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		status, code = "not ready", http.StatusServiceUnavailable
 	}
-	httpjson.Write(w, code, map[string]any{"status": status, "checks": checks})
+	_ = httpjson.Write(w, code, map[string]any{"status": status, "checks": checks})
 }

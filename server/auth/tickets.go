@@ -322,6 +322,6 @@ func WSAuthHandler(auth *Authenticator, store *TicketStore, logger *slog.Logger)
 		}
 		logger.DebugContext(r.Context(), "ws ticket issued",
 			"user_id", ident.UserID, "role", ident.Role.String(), "environment_id", ident.Environment)
-		httpjson.Write(w, http.StatusOK, ticketResponse{UUID: id.String(), ExpiresAt: expires.UTC().Format(time.RFC3339)})
+		_ = httpjson.Write(w, http.StatusOK, ticketResponse{UUID: id.String(), ExpiresAt: expires.UTC().Format(time.RFC3339)})
 	})
 }

@@ -35,7 +35,7 @@ func (s *API) handleCollections(w http.ResponseWriter, r *http.Request) error {
 		if err != nil {
 			return err
 		}
-		httpjson.Write(w, http.StatusOK, map[string]any{"items": list})
+		_ = httpjson.Write(w, http.StatusOK, map[string]any{"items": list})
 		return nil
 	}
 	data, err := readBody(w, r)
@@ -61,7 +61,7 @@ func (s *API) handleCollections(w http.ResponseWriter, r *http.Request) error {
 	case err != nil:
 		return err
 	}
-	httpjson.Write(w, http.StatusCreated, c)
+	_ = httpjson.Write(w, http.StatusCreated, c)
 	return nil
 }
 
@@ -81,7 +81,7 @@ func (s *API) handleCollection(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	httpjson.Write(w, http.StatusOK, c)
+	_ = httpjson.Write(w, http.StatusOK, c)
 	return nil
 }
 
@@ -180,7 +180,7 @@ func (s *API) handleEvents(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return fmt.Errorf("publish %q: %w", typ, err)
 	}
-	httpjson.Write(w, http.StatusCreated, ev)
+	_ = httpjson.Write(w, http.StatusCreated, ev)
 	return nil
 }
 

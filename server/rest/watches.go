@@ -51,7 +51,7 @@ func (s *API) handleWatches(w http.ResponseWriter, r *http.Request) error {
 	if list == nil {
 		list = []db.Watch{}
 	}
-	httpjson.Write(w, http.StatusOK, map[string]any{"items": list})
+	_ = httpjson.Write(w, http.StatusOK, map[string]any{"items": list})
 	return nil
 }
 
@@ -74,7 +74,7 @@ func (s *API) handleWatch(w http.ResponseWriter, r *http.Request) error {
 		if err != nil {
 			return watchError(err)
 		}
-		httpjson.Write(w, http.StatusOK, wt)
+		_ = httpjson.Write(w, http.StatusOK, wt)
 	case http.MethodDelete:
 		err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error { return db.RemoveWatch(ctx, tx, id.Environment, name) })
 		if err != nil {
@@ -110,7 +110,7 @@ func (s *API) handleWatch(w http.ResponseWriter, r *http.Request) error {
 		if res.Changes == nil {
 			res.Changes = []string{}
 		}
-		httpjson.Write(w, status, watchApplied{Watch: res.Watch, Changes: res.Changes})
+		_ = httpjson.Write(w, status, watchApplied{Watch: res.Watch, Changes: res.Changes})
 	}
 	return nil
 }
