@@ -334,7 +334,7 @@ func TestRealtimeHandshake(t *testing.T) {
 	}
 
 	// S4: bad tokens get 401, no upgrade.
-	expiredAuth, err := auth.NewAuthenticator(auth.AuthConfig{Secret: []byte(testSecret), Now: func() time.Time { return time.Now().Add(-2 * time.Hour) }})
+	expiredAuth, err := auth.NewAuthenticator(auth.Config{Secret: []byte(testSecret), Now: func() time.Time { return time.Now().Add(-2 * time.Hour) }})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -342,7 +342,7 @@ func TestRealtimeHandshake(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	otherKey, err := auth.NewAuthenticator(auth.AuthConfig{Secret: []byte(strings.Repeat("k", 40))})
+	otherKey, err := auth.NewAuthenticator(auth.Config{Secret: []byte(strings.Repeat("k", 40))})
 	if err != nil {
 		t.Fatal(err)
 	}

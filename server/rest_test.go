@@ -291,7 +291,7 @@ func TestRESTErrorCodes(t *testing.T) {
 		t.Errorf("401 without WWW-Authenticate: %v", r.header)
 	}
 	s.expectError(s.do("GET", "/api/posts", "not-a-jwt", nil), http.StatusUnauthorized, "unauthorized")
-	expired, err := auth.NewAuthenticator(auth.AuthConfig{Secret: []byte(testSecret), Now: func() time.Time { return time.Now().Add(-2 * time.Hour) }})
+	expired, err := auth.NewAuthenticator(auth.Config{Secret: []byte(testSecret), Now: func() time.Time { return time.Now().Add(-2 * time.Hour) }})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -74,7 +74,7 @@ func newStackOn(t *testing.T, pool *pgxpool.Pool, url string, mutate func(*Confi
 	if err := reader.Start(ctx); err != nil {
 		t.Fatal(err)
 	}
-	auth, err := auth.NewAuthenticator(auth.AuthConfig{Secret: []byte(testSecret)})
+	auth, err := auth.NewAuthenticator(auth.Config{Secret: []byte(testSecret)})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -117,7 +117,7 @@ func TestDevFromPrivateClone(t *testing.T) {
 	if code != 0 || !strings.Contains(errs, "development secret") {
 		t.Fatalf("token: %d %s", code, errs)
 	}
-	au, err := auth.NewAuthenticator(auth.AuthConfig{Secret: []byte(devJWTSecret)})
+	au, err := auth.NewAuthenticator(auth.Config{Secret: []byte(devJWTSecret)})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -34,7 +34,7 @@ func (o *authOptions) authenticator() (*auth.Authenticator, error) {
 	if len(o.secret) < auth.MinSecretLen {
 		return nil, fmt.Errorf("--jwt-secret (PGCAST_JWT_SECRET) is %d bytes, want at least %d (e.g. `openssl rand -base64 48`)", len(o.secret), auth.MinSecretLen)
 	}
-	return auth.NewAuthenticator(auth.AuthConfig{Secret: []byte(o.secret), Issuer: o.issuer, Audience: o.audience})
+	return auth.NewAuthenticator(auth.Config{Secret: []byte(o.secret), Issuer: o.issuer, Audience: o.audience})
 }
 
 func (a *app) tokenCmd() *cobra.Command {

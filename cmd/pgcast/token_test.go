@@ -20,7 +20,7 @@ func TestTokenMintsVerifiableJWT(t *testing.T) {
 	if len(lines) != 1 {
 		t.Fatalf("want the token alone on stdout, got %q", out)
 	}
-	a, err := auth.NewAuthenticator(auth.AuthConfig{Secret: []byte(testJWTSecret)})
+	a, err := auth.NewAuthenticator(auth.Config{Secret: []byte(testJWTSecret)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -47,7 +47,7 @@ func TestTokenFromEnvironmentWithIssuerAndAudience(t *testing.T) {
 	if strings.Contains(stderr, "PGCAST_JWT_SECRET") {
 		t.Errorf("PGCAST_JWT_SECRET reported as unknown: %s", stderr)
 	}
-	a, err := auth.NewAuthenticator(auth.AuthConfig{Secret: []byte(testJWTSecret), Issuer: "https://idp.example", Audience: "pgcast"})
+	a, err := auth.NewAuthenticator(auth.Config{Secret: []byte(testJWTSecret), Issuer: "https://idp.example", Audience: "pgcast"})
 	if err != nil {
 		t.Fatal(err)
 	}

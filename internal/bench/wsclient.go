@@ -209,7 +209,7 @@ type wsAuth struct {
 }
 
 func newWSAuth(secret string, parallel int) (*wsAuth, error) {
-	a, err := auth.NewAuthenticator(auth.AuthConfig{Secret: []byte(secret)})
+	a, err := auth.NewAuthenticator(auth.Config{Secret: []byte(secret)})
 	if err != nil {
 		return nil, err
 	}

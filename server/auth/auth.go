@@ -80,9 +80,9 @@ var (
 	ErrTokenExpired = errors.New("token expired")
 )
 
-// AuthConfig configures an Authenticator. The zero value of every optional
+// Config configures an Authenticator. The zero value of every optional
 // field means its default.
-type AuthConfig struct {
+type Config struct {
 	// Secret is the HS256 key, used as raw bytes (not base64-decoded).
 	// Required; at least MinSecretLen (32) bytes.
 	Secret []byte
@@ -101,22 +101,22 @@ type AuthConfig struct {
 	Now func() time.Time
 }
 
-func (c AuthConfig) withDefaults() AuthConfig {
+func (c Config) withDefaults() Config {
 	if c.Now == nil {
 		c.Now = time.Now
 	}
 	return c
 }
 
-func (c AuthConfig) validate() error {
+func (c Config) validate() error {
 	if len(c.Secret) == 0 {
-		return errors.New("server: AuthConfig.Secret is required (the HS256 key JWTs are signed with)")
+		return errors.New("auth: Config.Secret is required (the HS256 key JWTs are signed with)")
 	}
 	if len(c.Secret) < MinSecretLen {
-		return fmt.Errorf("server: AuthConfig.Secret is %d bytes, want at least %d for HS256 (e.g. `openssl rand -base64 48`)", len(c.Secret), MinSecretLen)
+		return fmt.Errorf("auth: Config.Secret is %d bytes, want at least %d for HS256 (e.g. `openssl rand -base64 48`)", len(c.Secret), MinSecretLen)
 	}
 	if c.Leeway < 0 {
-		return errors.New("server: AuthConfig.Leeway must not be negative")
+		return errors.New("auth: Config.Leeway must not be negative")
 	}
 	return nil
 }
@@ -124,13 +124,13 @@ func (c AuthConfig) validate() error {
 // Authenticator verifies and mints pgcast JWTs. It is safe for concurrent
 // use.
 type Authenticator struct {
-	cfg    AuthConfig
+	cfg    Config
 	parser *jwt.Parser
 }
 
 // NewAuthenticator validates cfg. It copies the secret, so the caller may
 // reuse its slice.
-func NewAuthenticator(cfg AuthConfig) (*Authenticator, error) {
+func NewAuthenticator(cfg Config) (*Authenticator, error) {
 	cfg = cfg.withDefaults()
 	if err := cfg.validate(); err != nil {
 		return nil, err
@@ -254,7 +254,7 @@ func (a *Authenticator) Verify(token string) (Identity, time.Time, error) {
 	return Identity{UserID: c.Subject, Role: c.role, Environment: c.env}, c.ExpiresAt.Time, nil
 }
 
-// Leeway is the clock skew Verify tolerates (AuthConfig.Leeway): a
+// Leeway is the clock skew Verify tolerates (Config.Leeway): a
 // connection accepted with a token that expires is kept that much longer.
 func (a *Authenticator) Leeway() time.Duration { return a.cfg.Leeway }
 

@@ -16,11 +16,11 @@ import (
 // the server's secret, must then return a usable identity, and must never
 // echo the token in an error.
 func FuzzVerify(f *testing.F) {
-	a, err := NewAuthenticator(AuthConfig{Secret: authTestSecret})
+	a, err := NewAuthenticator(Config{Secret: authTestSecret})
 	if err != nil {
 		f.Fatal(err)
 	}
-	other, err := NewAuthenticator(AuthConfig{Secret: []byte(strings.Repeat("x", 48))})
+	other, err := NewAuthenticator(Config{Secret: []byte(strings.Repeat("x", 48))})
 	if err != nil {
 		f.Fatal(err)
 	}

@@ -28,7 +28,7 @@ import (
 
 var authTestSecret = []byte("pgcast-test-secret-0123456789abcdef")
 
-func newTestAuth(t *testing.T, cfg AuthConfig) *Authenticator {
+func newTestAuth(t *testing.T, cfg Config) *Authenticator {
 	t.Helper()
 	if cfg.Secret == nil {
 		cfg.Secret = authTestSecret
@@ -69,23 +69,23 @@ func signWith(t *testing.T, m jwt.SigningMethod, claims jwt.MapClaims, key any) 
 
 func TestNewAuthenticatorSecret(t *testing.T) {
 	t.Parallel()
-	if _, err := NewAuthenticator(AuthConfig{}); err == nil || !strings.Contains(err.Error(), "Secret is required") {
+	if _, err := NewAuthenticator(Config{}); err == nil || !strings.Contains(err.Error(), "Secret is required") {
 		t.Errorf("no secret: err = %v", err)
 	}
 	short := "tooshort-but-secret"
-	_, err := NewAuthenticator(AuthConfig{Secret: []byte(short)})
+	_, err := NewAuthenticator(Config{Secret: []byte(short)})
 	if err == nil || !strings.Contains(err.Error(), "at least 32") {
 		t.Errorf("short secret: err = %v", err)
 	}
 	if err != nil && strings.Contains(err.Error(), short) {
 		t.Errorf("error repeats the secret: %v", err)
 	}
-	if _, err := NewAuthenticator(AuthConfig{Secret: authTestSecret, Leeway: -time.Second}); err == nil {
+	if _, err := NewAuthenticator(Config{Secret: authTestSecret, Leeway: -time.Second}); err == nil {
 		t.Error("negative leeway accepted")
 	}
 	// The authenticator keeps its own copy of the secret.
 	sec := bytes.Clone(authTestSecret)
-	a := newTestAuth(t, AuthConfig{Secret: sec})
+	a := newTestAuth(t, Config{Secret: sec})
 	tok, err := a.Mint("u1", RoleAuthenticated, 1, time.Minute)
 	if err != nil {
 		t.Fatal(err)
@@ -98,7 +98,7 @@ func TestNewAuthenticatorSecret(t *testing.T) {
 
 func TestVerifyAccepts(t *testing.T) {
 	t.Parallel()
-	a := newTestAuth(t, AuthConfig{})
+	a := newTestAuth(t, Config{})
 	cases := []struct {
 		name    string
 		payload string
@@ -128,7 +128,7 @@ func TestVerifyAccepts(t *testing.T) {
 
 	t.Run("minted", func(t *testing.T) {
 		t.Parallel()
-		a := newTestAuth(t, AuthConfig{Issuer: "https://idp.example", Audience: "pgcast"})
+		a := newTestAuth(t, Config{Issuer: "https://idp.example", Audience: "pgcast"})
 		tok, err := a.Mint("u9", RoleAdmin, 4, 10*time.Minute)
 		if err != nil {
 			t.Fatal(err)
@@ -141,7 +141,7 @@ func TestVerifyAccepts(t *testing.T) {
 
 	t.Run("leeway", func(t *testing.T) {
 		t.Parallel()
-		a := newTestAuth(t, AuthConfig{Leeway: 30 * time.Second})
+		a := newTestAuth(t, Config{Leeway: 30 * time.Second})
 		if _, _, err := a.Verify(rawToken(hs256, `{"sub":"u1","exp":`+expIn(-10*time.Second)+`}`, authTestSecret)); err != nil {
 			t.Errorf("token expired 10 s ago rejected despite 30 s leeway: %v", err)
 		}
@@ -152,8 +152,8 @@ func TestVerifyAccepts(t *testing.T) {
 // right sentinel, and no error may contain the token.
 func TestVerifyRejects(t *testing.T) {
 	t.Parallel()
-	plain := newTestAuth(t, AuthConfig{})
-	strict := newTestAuth(t, AuthConfig{Issuer: "https://idp.example", Audience: "pgcast"})
+	plain := newTestAuth(t, Config{})
+	strict := newTestAuth(t, Config{Issuer: "https://idp.example", Audience: "pgcast"})
 	good := `"sub":"u1","exp":` + expIn(time.Hour)
 	ecKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
@@ -243,7 +243,7 @@ func TestVerifyRejects(t *testing.T) {
 
 func TestMintRejectsBadInput(t *testing.T) {
 	t.Parallel()
-	a := newTestAuth(t, AuthConfig{})
+	a := newTestAuth(t, Config{})
 	for _, c := range []struct {
 		name string
 		sub  string
@@ -585,7 +585,7 @@ func decodeError(t *testing.T, rec *httptest.ResponseRecorder) errorDetail {
 func TestWSAuthIssuesRedeemableTicket(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	a := newTestAuth(t, AuthConfig{})
+	a := newTestAuth(t, Config{})
 	s, _ := newTestStore(t, 0)
 	h := WSAuthHandler(a, s, nil)
 	tok, err := a.Mint("u1", RoleAdmin, 2, time.Hour)
@@ -655,15 +655,15 @@ func TestWSAuthIssuesRedeemableTicket(t *testing.T) {
 
 func TestWSAuthRejects(t *testing.T) {
 	t.Parallel()
-	a := newTestAuth(t, AuthConfig{})
+	a := newTestAuth(t, Config{})
 	s, _ := newTestStore(t, 0)
 	h := WSAuthHandler(a, s, nil)
-	past := newTestAuth(t, AuthConfig{Now: func() time.Time { return time.Now().Add(-2 * time.Hour) }})
+	past := newTestAuth(t, Config{Now: func() time.Time { return time.Now().Add(-2 * time.Hour) }})
 	expired, err := past.Mint("u1", RoleAuthenticated, 1, time.Hour)
 	if err != nil {
 		t.Fatal(err)
 	}
-	other := newTestAuth(t, AuthConfig{Secret: []byte("a-different-secret-0123456789abcdef")})
+	other := newTestAuth(t, Config{Secret: []byte("a-different-secret-0123456789abcdef")})
 	forged, err := other.Mint("u1", RoleAdmin, 1, time.Hour)
 	if err != nil {
 		t.Fatal(err)
@@ -727,7 +727,7 @@ func TestWSAuthRejects(t *testing.T) {
 
 func TestWSAuthDatabaseDown(t *testing.T) {
 	t.Parallel()
-	a := newTestAuth(t, AuthConfig{})
+	a := newTestAuth(t, Config{})
 	s, _ := newTestStore(t, 0)
 	s.pool.Close()
 	var logs bytes.Buffer
@@ -758,7 +758,7 @@ func TestWSAuthLogsNoSecrets(t *testing.T) {
 	ctx := context.Background()
 	var logs bytes.Buffer // the handler runs on this goroutine only
 	logger := slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	a := newTestAuth(t, AuthConfig{})
+	a := newTestAuth(t, Config{})
 	s, _ := newTestStore(t, 0)
 	h := WSAuthHandler(a, s, logger)
 
@@ -774,8 +774,8 @@ func TestWSAuthLogsNoSecrets(t *testing.T) {
 		return tok
 	}
 	good := mint(a, time.Hour)
-	expired := mint(newTestAuth(t, AuthConfig{Now: func() time.Time { return time.Now().Add(-2 * time.Hour) }}), time.Hour)
-	forged := mint(newTestAuth(t, AuthConfig{Secret: []byte("a-different-secret-0123456789abcdef")}), time.Hour)
+	expired := mint(newTestAuth(t, Config{Now: func() time.Time { return time.Now().Add(-2 * time.Hour) }}), time.Hour)
+	forged := mint(newTestAuth(t, Config{Secret: []byte("a-different-secret-0123456789abcdef")}), time.Hour)
 
 	for i := 0; i < 3; i++ {
 		rec := getWSAuth(h, http.MethodGet, "Bearer "+good)

@@ -121,10 +121,10 @@ func WithTicketMetrics(m *TicketMetrics) TicketOption {
 // (0 means DefaultTicketTTL, 60 s).
 func NewTicketStore(pool *pgxpool.Pool, ttl time.Duration, opts ...TicketOption) (*TicketStore, error) {
 	if pool == nil {
-		return nil, errors.New("server: NewTicketStore: pool is required")
+		return nil, errors.New("auth: NewTicketStore: pool is required")
 	}
 	if ttl < 0 {
-		return nil, fmt.Errorf("server: NewTicketStore: ticket TTL must not be negative, got %s", ttl)
+		return nil, fmt.Errorf("auth: NewTicketStore: ticket TTL must not be negative, got %s", ttl)
 	}
 	if ttl == 0 {
 		ttl = DefaultTicketTTL
