@@ -6,6 +6,7 @@ import (
 	"go/parser"
 	"go/token"
 	"os"
+	"path"
 	"path/filepath"
 	"regexp"
 	"slices"
@@ -105,7 +106,7 @@ func TestAsyncAPIDescribesEveryRealtimeServerMessage(t *testing.T) {
 func TestAsyncAPIDescribesEveryRealtimeClientAction(t *testing.T) {
 	t.Parallel()
 	doc := asyncAPI(t)
-	src := parseSources(t, "../server")
+	src := serverSources(t)
 	code := map[string]bool{}
 	for _, f := range src {
 		ast.Inspect(f.file, func(n ast.Node) bool {
@@ -131,7 +132,7 @@ func TestAsyncAPIDescribesEveryRealtimeErrorCode(t *testing.T) {
 	t.Parallel()
 	doc := asyncAPI(t)
 	code := map[string]bool{}
-	for _, f := range parseSources(t, "../server") {
+	for _, f := range serverSources(t) {
 		ast.Inspect(f.file, func(n ast.Node) bool {
 			// clientError, and channelError: the errors about a channel,
 			// which may list the channels that exist.
@@ -159,7 +160,7 @@ func TestAsyncAPIDescribesEveryRealtimeErrorCode(t *testing.T) {
 }
 
 // Every close code the server can send is described on every WebSocket
-// channel it applies to (those used only by realtime*.go on /api/realtime
+// channel it applies to (those used only by package realtime on /api/realtime
 // alone), and in the contracts.
 func TestAsyncAPIDescribesEveryCloseCode(t *testing.T) {
 	t.Parallel()
@@ -225,13 +226,18 @@ func TestAsyncAPIDescribesEveryCatalystEvent(t *testing.T) {
 func TestContractsDescribeEveryHTTPErrorCode(t *testing.T) {
 	t.Parallel()
 	code := map[string]bool{}
-	for _, f := range parseSources(t, "../server") {
+	for _, f := range serverSources(t) {
 		ast.Inspect(f.file, func(n ast.Node) bool {
-			if s, ok := compositeField(n, "apiError", "code"); ok {
+			if s, ok := compositeField(n, "Error", "code"); ok { // rest.Error
 				code[s] = true
 			}
-			if call, ok := n.(*ast.CallExpr); ok && isIdent(call.Fun, "writeError") && len(call.Args) >= 3 {
+			if call, ok := n.(*ast.CallExpr); ok && isFunc(call.Fun, "httpjson", "Error") && len(call.Args) >= 3 {
 				if s, ok := stringLit(call.Args[2]); ok {
+					code[s] = true
+				}
+			}
+			if call, ok := n.(*ast.CallExpr); ok && isFunc(call.Fun, "rest", "NewError") && len(call.Args) >= 2 {
+				if s, ok := stringLit(call.Args[1]); ok {
 					code[s] = true
 				}
 			}
@@ -252,7 +258,7 @@ func TestContractsDescribeEveryHTTPErrorCode(t *testing.T) {
 func TestAsyncAPILimitsAreTheServers(t *testing.T) {
 	t.Parallel()
 	doc := asyncAPI(t)
-	consts := intConsts(t, "../server")
+	consts := intConsts(t, serverSources(t))
 	if got, want := scalar(t, doc, "#/components/schemas/Channel/maxLength"), consts["maxChannelLen"]; got != want {
 		t.Errorf("Channel maxLength %d, server's maxChannelLen %d", got, want)
 	}
@@ -442,6 +448,23 @@ type sourceFile struct {
 	file *ast.File
 }
 
+// serverDirs are the server's packages, relative to ../server.
+var serverDirs = []string{"", "auth", "catalyst", "internal/httpjson", "realtime", "rest", "ws"}
+
+// serverSources parses the non-test Go files of the server's packages,
+// each named by its path below ../server ("realtime/conn.go").
+func serverSources(t *testing.T) []sourceFile {
+	t.Helper()
+	var out []sourceFile
+	for _, d := range serverDirs {
+		for _, f := range parseSources(t, filepath.Join("../server", d)) {
+			f.name = path.Join(d, f.name)
+			out = append(out, f)
+		}
+	}
+	return out
+}
+
 // parseSources parses the non-test Go files of dir.
 func parseSources(t *testing.T, dir string) []sourceFile {
 	t.Helper()
@@ -476,6 +499,15 @@ func stringLit(e ast.Expr) (string, bool) {
 	return s, err == nil
 }
 
+// isFunc reports whether e names function name of package pkg, from
+// inside it (name) or from another package (pkg.name).
+func isFunc(e ast.Expr, pkg, name string) bool {
+	if sel, ok := e.(*ast.SelectorExpr); ok {
+		return isIdent(sel.X, pkg) && sel.Sel.Name == name
+	}
+	return isIdent(e, name)
+}
+
 func isIdent(e ast.Expr, name string) bool {
 	id, ok := e.(*ast.Ident)
 	return ok && id.Name == name
@@ -505,7 +537,7 @@ var typeInLiteral = regexp.MustCompile(`\{"type":"([a-z_]+)"`)
 func realtimeServerTypes(t *testing.T) map[string]bool {
 	t.Helper()
 	out := map[string]bool{}
-	files := append(parseSources(t, "../server"), parseSources(t, "../stream")...)
+	files := append(serverSources(t), parseSources(t, "../stream")...)
 	for _, f := range files {
 		ast.Inspect(f.file, func(n ast.Node) bool {
 			switch n := n.(type) {
@@ -567,10 +599,10 @@ var closeConstName = regexp.MustCompile(`^[Cc]lose[A-Z]`)
 // closeCodes returns the close codes the server can send, each with whether
 // only /api/realtime sends it: the constants named Close…/close… whose value
 // is a code, and the first argument of every close(…) call; a code whose
-// close calls are all in realtime*.go files is realtime's alone.
+// close calls are all in package realtime is realtime's alone.
 func closeCodes(t *testing.T) map[int]bool {
 	t.Helper()
-	files := parseSources(t, "../server")
+	files := serverSources(t)
 	codeOf := func(e ast.Expr) (int, bool) {
 		switch e := e.(type) {
 		case *ast.BasicLit:
@@ -613,12 +645,15 @@ func closeCodes(t *testing.T) map[int]bool {
 			if !ok || len(call.Args) == 0 {
 				return true
 			}
-			if sel, ok := call.Fun.(*ast.SelectorExpr); !ok || sel.Sel.Name != "close" {
+			if sel, ok := call.Fun.(*ast.SelectorExpr); !ok || (sel.Sel.Name != "close" && sel.Sel.Name != "Close") {
 				return true
 			}
 			c, ok := codeOf(call.Args[0])
 			if id, isID := call.Args[0].(*ast.Ident); isID {
 				c, ok = consts[id.Name]
+			}
+			if sel, isSel := call.Args[0].(*ast.SelectorExpr); isSel && !isIdent(sel.X, "websocket") {
+				c, ok = consts[sel.Sel.Name] // another server package's: ws.CloseSlowConsumer
 			}
 			if ok {
 				usedIn[c] = append(usedIn[c], f.name)
@@ -639,11 +674,11 @@ func closeCodes(t *testing.T) map[int]bool {
 	return out
 }
 
-// intConsts returns the integer constants of dir's sources.
-func intConsts(t *testing.T, dir string) map[string]int {
+// intConsts returns the integer constants of files.
+func intConsts(t *testing.T, files []sourceFile) map[string]int {
 	t.Helper()
 	out := map[string]int{}
-	for _, f := range parseSources(t, dir) {
+	for _, f := range files {
 		ast.Inspect(f.file, func(n ast.Node) bool {
 			vs, ok := n.(*ast.ValueSpec)
 			if !ok {

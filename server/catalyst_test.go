@@ -9,15 +9,18 @@ import (
 	"time"
 
 	"github.com/gorilla/websocket"
+
+	"github.com/pgcast/pgcast/server/auth"
+	"github.com/pgcast/pgcast/server/catalyst"
 )
 
 const recordsPath = "/ws/events/object-records/"
 
 func TestCatalystBatching(t *testing.T) {
 	t.Parallel()
-	s := newStack(t, func(c *Config) { c.Catalyst = CatalystConfig{MessageLimit: 1000, MessageTime: time.Second} })
+	s := newStack(t, func(c *Config) { c.Catalyst = catalyst.Config{MessageLimit: 1000, MessageTime: time.Second} })
 	cls, f := s.class(1, "posts", "public", "title")
-	ws := s.connect(recordsPath + "?uuid=" + s.ticket("admin", RoleAdmin, 1))
+	ws := s.connect(recordsPath + "?uuid=" + s.ticket("admin", auth.RoleAdmin, 1))
 	start := time.Now()
 	// 2,500 records in one statement: 2,500 created items plus one count.
 	s.exec(`INSERT INTO pgcast.object_records (object_class_id, cells)
@@ -69,10 +72,10 @@ SELECT $1, jsonb_build_object($2::text, 'r' || g) FROM generate_series(1, 2500) 
 
 func TestCatalystEveryEventKind(t *testing.T) {
 	t.Parallel()
-	s := newStack(t, func(c *Config) { c.Catalyst = CatalystConfig{MessageLimit: 1000, MessageTime: 100 * time.Millisecond} })
+	s := newStack(t, func(c *Config) { c.Catalyst = catalyst.Config{MessageLimit: 1000, MessageTime: 100 * time.Millisecond} })
 	cls, f := s.class(1, "deals", "public", "name", "stage")
-	recs := s.connect(recordsPath + "?uuid=" + s.ticket("admin", RoleAdmin, 1))
-	tasks := s.connect("/ws/events/tasks/?uuid=" + s.ticket("admin", RoleAdmin, 1))
+	recs := s.connect(recordsPath + "?uuid=" + s.ticket("admin", auth.RoleAdmin, 1))
+	tasks := s.connect("/ws/events/tasks/?uuid=" + s.ticket("admin", auth.RoleAdmin, 1))
 	name, stage := fmt.Sprint(f["name"]), fmt.Sprint(f["stage"])
 
 	rec := s.queryInt(`INSERT INTO pgcast.object_records (object_class_id, cells, owners) VALUES ($1, jsonb_build_object($2::text, 'a'), '{o1}') RETURNING id`, cls, name)
@@ -200,7 +203,7 @@ func sortedCopy(s []string) []string { c := slices.Clone(s); slices.Sort(c); ret
 
 func TestCatalystFiltersAndPermissions(t *testing.T) {
 	t.Parallel()
-	s := newStack(t, func(c *Config) { c.Catalyst = CatalystConfig{MessageLimit: 1000, MessageTime: 100 * time.Millisecond} })
+	s := newStack(t, func(c *Config) { c.Catalyst = catalyst.Config{MessageLimit: 1000, MessageTime: 100 * time.Millisecond} })
 	s.exec(`INSERT INTO pgcast.environments (id, name) VALUES (2, 'second')`)
 	pub, pf := s.class(1, "pub", "public", "a", "b")
 	own, of := s.class(1, "own", "owner", "a")
@@ -208,7 +211,7 @@ func TestCatalystFiltersAndPermissions(t *testing.T) {
 	_ = other
 
 	// Bad filters: 400 and the ticket survives.
-	tk := s.ticket("u1", RoleAuthenticated, 1)
+	tk := s.ticket("u1", auth.RoleAuthenticated, 1)
 	for _, q := range []string{"object_class_ids=1,x", "object_class_ids=0", "field_ids=-3", "object_class_ids=1,,2", "field_ids=1.5"} {
 		_, code, body := s.dial(recordsPath+"?uuid="+tk+"&"+q, nil)
 		if code != 400 || !strings.Contains(body, `"invalid_filter"`) {
@@ -216,11 +219,11 @@ func TestCatalystFiltersAndPermissions(t *testing.T) {
 		}
 	}
 	classOnly := s.connect(fmt.Sprintf("%s?uuid=%s&object_class_ids=%%20%d%%20&field_ids=", recordsPath, tk, pub)) // spaces, empty field_ids
-	fieldB := s.connect(fmt.Sprintf("%s?uuid=%s&field_ids=%d", recordsPath, s.ticket("u1", RoleAuthenticated, 1), pf["b"]))
-	owner := s.connect(fmt.Sprintf("%s?uuid=%s&object_class_ids=%d", recordsPath, s.ticket("o1", RoleAuthenticated, 1), own))
-	stranger := s.connect(fmt.Sprintf("%s?uuid=%s&object_class_ids=%d", recordsPath, s.ticket("u9", RoleAuthenticated, 1), own))
-	admin := s.connect(fmt.Sprintf("%s?uuid=%s&object_class_ids=%d", recordsPath, s.ticket("root", RoleAdmin, 1), own))
-	env2 := s.connect(recordsPath + "?uuid=" + s.ticket("admin2", RoleAdmin, 2))
+	fieldB := s.connect(fmt.Sprintf("%s?uuid=%s&field_ids=%d", recordsPath, s.ticket("u1", auth.RoleAuthenticated, 1), pf["b"]))
+	owner := s.connect(fmt.Sprintf("%s?uuid=%s&object_class_ids=%d", recordsPath, s.ticket("o1", auth.RoleAuthenticated, 1), own))
+	stranger := s.connect(fmt.Sprintf("%s?uuid=%s&object_class_ids=%d", recordsPath, s.ticket("u9", auth.RoleAuthenticated, 1), own))
+	admin := s.connect(fmt.Sprintf("%s?uuid=%s&object_class_ids=%d", recordsPath, s.ticket("root", auth.RoleAdmin, 1), own))
+	env2 := s.connect(recordsPath + "?uuid=" + s.ticket("admin2", auth.RoleAdmin, 2))
 
 	r1 := s.queryInt(`INSERT INTO pgcast.object_records (object_class_id) VALUES ($1) RETURNING id`, pub)
 	s.exec(`UPDATE pgcast.object_records SET cells = jsonb_build_object($2::text, 1) WHERE id = $1`, r1, fmt.Sprint(pf["a"]))
@@ -262,19 +265,19 @@ func TestCatalystTickets(t *testing.T) {
 			t.Errorf("%s: %d %s", name, code, body)
 		}
 	}
-	tk := s.ticket("u1", RoleAuthenticated, 1)
+	tk := s.ticket("u1", auth.RoleAuthenticated, 1)
 	s.connect(recordsPath + "?uuid=" + tk)
 	if _, code, _ := s.dial(recordsPath+"?uuid="+tk, nil); code != 401 {
 		t.Errorf("reused ticket: %d", code)
 	}
-	expired := s.ticket("u1", RoleAuthenticated, 1)
+	expired := s.ticket("u1", auth.RoleAuthenticated, 1)
 	s.exec(`UPDATE pgcast.tickets SET expires_at = now() - interval '1 second' WHERE id = $1`, expired)
 	if _, code, _ := s.dial(recordsPath+"?uuid="+expired, nil); code != 401 {
 		t.Errorf("expired ticket: %d", code)
 	}
 	// S3: two concurrent upgrades with one ticket: exactly one succeeds.
 	for range 5 {
-		tk := s.ticket("u1", RoleAuthenticated, 1)
+		tk := s.ticket("u1", auth.RoleAuthenticated, 1)
 		var wg sync.WaitGroup
 		codes := make([]int, 2)
 		for i := range 2 {
@@ -302,9 +305,9 @@ func TestCatalystTickets(t *testing.T) {
 // and a new connection receives only events committed after it.
 func TestCatalystReconnectGetsOnlyNewEvents(t *testing.T) {
 	t.Parallel()
-	s := newStack(t, func(c *Config) { c.Catalyst = CatalystConfig{MessageLimit: 1000, MessageTime: time.Hour} })
+	s := newStack(t, func(c *Config) { c.Catalyst = catalyst.Config{MessageLimit: 1000, MessageTime: time.Hour} })
 	cls, _ := s.class(1, "posts", "public")
-	ws := s.connect(recordsPath + "?uuid=" + s.ticket("u1", RoleAuthenticated, 1))
+	ws := s.connect(recordsPath + "?uuid=" + s.ticket("u1", auth.RoleAuthenticated, 1))
 	s.exec(`INSERT INTO pgcast.object_records (object_class_id) SELECT $1 FROM generate_series(1, 10)`, cls)
 	lastOld := s.queryInt(`SELECT max(id) FROM pgcast.object_records`)
 	// The tick is an hour away: wait until the 11 items sit in the buffer,
@@ -312,7 +315,7 @@ func TestCatalystReconnectGetsOnlyNewEvents(t *testing.T) {
 	s.waitMetric("pgcast_hub_deliveries_total", 11)
 	ws.Close()
 
-	ws2 := s.connect(recordsPath + "?uuid=" + s.ticket("u1", RoleAuthenticated, 1))
+	ws2 := s.connect(recordsPath + "?uuid=" + s.ticket("u1", auth.RoleAuthenticated, 1))
 	// 999 created + 1 count = exactly one full frame, sent at once.
 	s.exec(`INSERT INTO pgcast.object_records (object_class_id) SELECT $1 FROM generate_series(1, 999)`, cls)
 	for _, it := range readItems(t, ws2, 1000, 10*time.Second) {

@@ -4,9 +4,12 @@ import (
 	"net/http"
 	"strconv"
 	"time"
+
+	"github.com/pgcast/pgcast/server/rest"
+	"github.com/pgcast/pgcast/server/ws"
 )
 
-// CORS lets browser apps on the origins of WSConfig.AllowedOrigins call the
+// CORS lets browser apps on the origins of ws.Config.AllowedOrigins call the
 // ticket endpoint and the REST API (a browser opening a WebSocket sends no
 // preflight: the handshake checks Origin itself, with a 403). Requests
 // carry their token in the Authorization header, never in a cookie, so no
@@ -40,9 +43,9 @@ func (s *Server) cors(w http.ResponseWriter, r *http.Request) (answered bool) {
 	if origin == "" {
 		return false
 	}
-	if !originAllowed(r, s.cfg.WS.AllowedOrigins) {
+	if !ws.OriginAllowed(r, s.cfg.WS.AllowedOrigins) {
 		if preflight {
-			writeAPIError(w, &apiError{status: http.StatusForbidden, code: "forbidden", message: "origin not allowed: see --allowed-origins"})
+			rest.NewError(http.StatusForbidden, "forbidden", "origin not allowed: see --allowed-origins").Write(w)
 		}
 		return preflight
 	}

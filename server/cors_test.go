@@ -5,6 +5,8 @@ import (
 	"slices"
 	"strings"
 	"testing"
+
+	"github.com/pgcast/pgcast/server/auth"
 )
 
 // TestCORS (issue 10 item 16): with --allowed-origins, a browser app on an allowed
@@ -17,7 +19,7 @@ func TestCORS(t *testing.T) {
 	const app = "http://localhost:3000"
 	s := newStack(t, func(c *Config) { c.WS.AllowedOrigins = []string{app} })
 	s.define(1, `{"name":"posts","fields":[{"name":"title","type":"string"}],"permissions":{"create":"public","read":"public"}}`)
-	tok := s.token("u1", RoleAuthenticated, 1)
+	tok := s.token("u1", auth.RoleAuthenticated, 1)
 	varies := func(r apiResp) bool { return slices.Contains(r.header.Values("Vary"), "Origin") }
 
 	preflight := func(path, origin, method, headers string) apiResp {
@@ -112,7 +114,7 @@ func TestCORSSameOriginByDefault(t *testing.T) {
 	if resp.StatusCode != http.StatusForbidden || resp.Header.Get("Access-Control-Allow-Origin") != "" {
 		t.Errorf("cross-origin preflight: %d %v", resp.StatusCode, resp.Header)
 	}
-	r := s.do("GET", "/api/users/ws-auth/", s.token("u1", RoleAuthenticated, 1), nil, "Origin", s.base)
+	r := s.do("GET", "/api/users/ws-auth/", s.token("u1", auth.RoleAuthenticated, 1), nil, "Origin", s.base)
 	if r.status != http.StatusOK || r.header.Get("Access-Control-Allow-Origin") != s.base {
 		t.Errorf("same origin: %s %v", r, r.header)
 	}

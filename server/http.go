@@ -1,16 +1,17 @@
 package server
 
 import (
-	"errors"
 	"fmt"
 	"net"
 	"net/http"
 	"net/netip"
-	"os"
 	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/pgcast/pgcast/server/rest"
+	"github.com/pgcast/pgcast/server/ws"
 )
 
 // HTTPConfig bounds plain HTTP requests: every request but a WebSocket past
@@ -37,8 +38,8 @@ type HTTPConfig struct {
 	WriteTimeout time.Duration
 	// MaxRequestsPerIP caps the requests one client address has in flight
 	// at once; beyond it a request is answered 429 too_many_requests. The
-	// WebSocket endpoints are not counted (WSConfig.MaxConnsPerIP caps
-	// them). The address is the peer's or, from WSConfig.TrustedProxies,
+	// WebSocket endpoints are not counted (ws.Config.MaxConnsPerIP caps
+	// them). The address is the peer's or, from ws.Config.TrustedProxies,
 	// the one X-Forwarded-For names. Default 64; negative: no cap.
 	MaxRequestsPerIP int
 	// MaxListBytes is the byte budget of a page of GET /api/{collection}:
@@ -55,7 +56,7 @@ const (
 	DefaultHTTPReadTimeout  = 30 * time.Second
 	DefaultHTTPWriteTimeout = 60 * time.Second
 	DefaultMaxRequestsPerIP = 64
-	DefaultMaxListBytes     = MaxRESTBody
+	DefaultMaxListBytes     = rest.DefaultMaxListBytes
 )
 
 // Labels of pgcast_http_timeouts_total{phase}.
@@ -120,11 +121,12 @@ func newHTTPMetrics(reg prometheus.Registerer) (*httpMetrics, error) {
 	return m, nil
 }
 
-// countTimeout counts err when it is a deadline of the connection
-// (http.Server's read or write timeout).
-func (m *httpMetrics) countTimeout(phase string, err error) {
-	if errors.Is(err, os.ErrDeadlineExceeded) {
-		m.timeouts.WithLabelValues(phase).Inc()
+// rest are the counters the REST API moves.
+func (m *httpMetrics) rest() rest.Metrics {
+	return rest.Metrics{
+		ReadTimeouts:  m.timeouts.WithLabelValues(timeoutRead),
+		WriteTimeouts: m.timeouts.WithLabelValues(timeoutWrite),
+		Truncated:     m.truncated,
 	}
 }
 
@@ -179,7 +181,7 @@ func (c *requestCap) acquire(r *http.Request) (ip string, ok bool) {
 	if c.max <= 0 {
 		return "", true
 	}
-	ip = clientIP(r, c.trusted)
+	ip = ws.ClientIP(r, c.trusted)
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.inFlight[ip] >= c.max {
@@ -211,9 +213,13 @@ type routes struct {
 }
 
 func (m *routes) Handle(pattern string, h http.Handler) {
-	_, rt := h.(*realtimeHandler)
-	_, cat := h.(*catalystHandler)
-	m.ServeMux.Handle(pattern, route{h: h, s: m.s, ws: rt || cat})
+	m.ServeMux.Handle(pattern, route{h: h, s: m.s})
+}
+
+// HandleWebSocket registers a WebSocket endpoint: no CORS, and not counted
+// against MaxRequestsPerIP (ws.Config.MaxConnsPerIP caps it).
+func (m *routes) HandleWebSocket(pattern string, h http.Handler) {
+	m.ServeMux.Handle(pattern, route{h: h, s: m.s, ws: true})
 }
 
 func (m *routes) HandleFunc(pattern string, f func(http.ResponseWriter, *http.Request)) {
@@ -236,8 +242,8 @@ func (rt route) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		rt.s.httpMetrics.refused.Inc()
 		w.Header().Set("Retry-After", "1")
-		writeAPIError(w, &apiError{status: http.StatusTooManyRequests, code: "too_many_requests",
-			message: fmt.Sprintf("at most %d requests in flight per client address", rt.s.requests.max)})
+		rest.NewError(http.StatusTooManyRequests, "too_many_requests",
+			fmt.Sprintf("at most %d requests in flight per client address", rt.s.requests.max)).Write(w)
 		return
 	}
 	defer rt.s.requests.release(ip)

@@ -3,6 +3,8 @@ package server
 import (
 	"net/http"
 	"strings"
+
+	"github.com/pgcast/pgcast/server/rest"
 )
 
 // muxWriter is the ResponseWriter of a request that no route of pgcast's
@@ -22,22 +24,22 @@ func (w *muxWriter) WriteHeader(status int) {
 	}
 	w.wrote = true
 	h := w.Header()
-	e := &apiError{status: status, code: "internal", message: "internal error, try again"}
+	code, message := "internal", "internal error, try again"
 	switch {
 	case status >= 300 && status < 400:
 		// Not an error, but the body is the error shape all the same: one
 		// shape for clients to read, and it says where to go.
-		e.code, e.message = "moved", "use "+h.Get("Location")+" (the path in canonical form)"
+		code, message = "moved", "use "+h.Get("Location")+" (the path in canonical form)"
 	case status == http.StatusNotFound:
-		e.code, e.message = "not_found", "no such endpoint"
+		code, message = "not_found", "no such endpoint"
 	case status == http.StatusMethodNotAllowed:
-		e.code, e.message = "method_not_allowed", "use "+h.Get("Allow")
+		code, message = "method_not_allowed", "use "+h.Get("Allow")
 	case status < 500:
-		e.code = strings.ToLower(strings.ReplaceAll(http.StatusText(status), " ", "_"))
-		e.message = http.StatusText(status)
+		code = strings.ToLower(strings.ReplaceAll(http.StatusText(status), " ", "_"))
+		message = http.StatusText(status)
 	}
 	h.Del("Content-Length") // the mux's, for its own body
-	writeAPIError(w.ResponseWriter, e)
+	rest.NewError(status, code, message).Write(w.ResponseWriter)
 }
 
 // Write drops the mux's own body: WriteHeader has written pgcast's (the

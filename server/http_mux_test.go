@@ -7,6 +7,8 @@ import (
 	"net/http"
 	"strings"
 	"testing"
+
+	"github.com/pgcast/pgcast/internal/collections"
 )
 
 // TestEveryResponseIsJSON (issue 10 item 10): what the router answers itself (a
@@ -41,7 +43,13 @@ func TestEveryResponseIsJSON(t *testing.T) {
 		}
 		body, _ := io.ReadAll(resp.Body)
 		resp.Body.Close()
-		var e apiErrorBody
+		var e struct { // the REST error body
+			Error struct {
+				Code    string                `json:"code"`
+				Message string                `json:"message"`
+				Details []collections.Problem `json:"details"`
+			} `json:"error"`
+		}
 		dec := json.NewDecoder(bytes.NewReader(body))
 		dec.DisallowUnknownFields()
 		switch {

@@ -5,6 +5,9 @@ import (
 	"net/http"
 	"testing"
 	"time"
+
+	"github.com/pgcast/pgcast/server/internal/wstest"
+	pgws "github.com/pgcast/pgcast/server/ws"
 )
 
 // TestShutdownGrace (issue 10 item 11): on Stop, /readyz fails for the grace period
@@ -26,7 +29,7 @@ func TestShutdownGrace(t *testing.T) {
 			ws := s.rtConnect("")
 			closed := make(chan int, 1)
 			go func() {
-				code, _ := readUntilClose(ws, 30*time.Second)
+				code, _ := wstest.ReadUntilClose(ws, 30*time.Second)
 				closed <- code
 			}()
 			ctx, cancel := context.WithTimeout(context.Background(), c.within)
@@ -53,7 +56,7 @@ func TestShutdownGrace(t *testing.T) {
 				default:
 				}
 			}
-			if code := <-closed; code != CloseGoingAway {
+			if code := <-closed; code != pgws.CloseGoingAway {
 				t.Errorf("closed with %d", code)
 			}
 			if took := time.Since(start); took < c.wantAtLeast {

@@ -15,6 +15,8 @@ import (
 	"testing"
 	"time"
 
+	pgws "github.com/pgcast/pgcast/server/ws"
+
 	"github.com/gorilla/websocket"
 )
 
@@ -162,7 +164,7 @@ func TestHTTPTrickledBodiesAreCut(t *testing.T) {
 func TestHTTPRequestsPerAddressAreCapped(t *testing.T) {
 	t.Parallel()
 	const perIP = 3
-	lb, err := ParseTrustedProxies([]string{"127.0.0.1", "::1"})
+	lb, err := pgws.ParseTrustedProxies([]string{"127.0.0.1", "::1"})
 	if err != nil {
 		t.Fatal(err)
 	}

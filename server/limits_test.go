@@ -4,49 +4,17 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"net/http/httptest"
-	"net/netip"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/gorilla/websocket"
-)
+	pgws "github.com/pgcast/pgcast/server/ws"
 
-func TestMsgBucket(t *testing.T) {
-	t.Parallel()
-	t0 := time.Unix(1_000_000, 0)
-	b := newMsgBucket(1, 3)
-	type want struct{ allowed, closeIt bool }
-	for i, w := range []want{{true, false}, {true, false}, {true, false}, {false, false}, {false, false}, {false, true}} {
-		if allowed, closeIt := b.take(t0); allowed != w.allowed || closeIt != w.closeIt {
-			t.Fatalf("message %d at once: allowed %v close %v, want %+v", i+1, allowed, closeIt, w)
-		}
-	}
-	// A client that was briefly too fast earns tokens back, up to the burst.
-	later := t0.Add(time.Hour)
-	for i := range 3 {
-		if allowed, _ := b.take(later); !allowed {
-			t.Fatalf("message %d an hour later refused", i+1)
-		}
-	}
-	if allowed, _ := b.take(later); allowed {
-		t.Fatal("the burst grew past its size")
-	}
-	// The refusal cost a token too: one second repays it, the next earns one.
-	if allowed, _ := b.take(later.Add(time.Second)); allowed {
-		t.Fatal("a refused message cost nothing")
-	}
-	if allowed, _ := b.take(later.Add(3 * time.Second)); !allowed {
-		t.Fatal("one token a second: refused after two more seconds")
-	}
-	unlimited := newMsgBucket(-1, 1)
-	for range 1000 {
-		if allowed, closeIt := unlimited.take(t0); !allowed || closeIt {
-			t.Fatal("a negative rate limits")
-		}
-	}
-}
+	"github.com/gorilla/websocket"
+
+	"github.com/pgcast/pgcast/server/auth"
+	"github.com/pgcast/pgcast/server/internal/wstest"
+)
 
 // TestRealtimeMessageFlood is S9: a client sending faster than the message
 // rate gets its messages refused with rate_limited, then, as it goes on, is
@@ -80,7 +48,7 @@ func TestRealtimeMessageFlood(t *testing.T) {
 			break // closed already
 		}
 	}
-	if code, err := readUntilClose(ws, 10*time.Second); code != ClosePolicy {
+	if code, err := wstest.ReadUntilClose(ws, 10*time.Second); code != pgws.ClosePolicy {
 		t.Fatalf("closed with %d (%v), want 1008", code, err)
 	}
 	if m := rtAsk(t, other, `{"action":"ping"}`); m.Type != "pong" {
@@ -96,13 +64,13 @@ func TestRealtimeMessageFlood(t *testing.T) {
 func TestCatalystMessageFlood(t *testing.T) {
 	t.Parallel()
 	s := newStack(t, func(c *Config) { c.WS.MessageRate, c.WS.MessageBurst = 1, 2 })
-	ws := s.connect("/ws/events/object-records/?uuid=" + s.ticket("u1", RoleAuthenticated, 1))
+	ws := s.connect("/ws/events/object-records/?uuid=" + s.ticket("u1", auth.RoleAuthenticated, 1))
 	for range 10 {
 		if err := ws.WriteMessage(websocket.TextMessage, []byte(`hello`)); err != nil {
 			break // closed already
 		}
 	}
-	if code, err := readUntilClose(ws, 10*time.Second); code != ClosePolicy {
+	if code, err := wstest.ReadUntilClose(ws, 10*time.Second); code != pgws.ClosePolicy {
 		t.Fatalf("closed with %d (%v), want 1008", code, err)
 	}
 	if n := s.metric("pgcast_ws_messages_refused_total"); n < 1 {
@@ -116,9 +84,9 @@ func TestCatalystMessageFlood(t *testing.T) {
 func TestConnectionCaps(t *testing.T) {
 	t.Parallel()
 	s := newStack(t, func(c *Config) { c.WS.MaxConnsPerUser, c.WS.MaxConnsPerIP = 2, 4 })
-	bearer := http.Header{"Authorization": {"Bearer " + s.token("alice", RoleAuthenticated, 1)}}
-	first := s.rtConnect(s.token("alice", RoleAuthenticated, 1))
-	s.connect("/ws/events/object-records/?uuid=" + s.ticket("alice", RoleAuthenticated, 1))
+	bearer := http.Header{"Authorization": {"Bearer " + s.token("alice", auth.RoleAuthenticated, 1)}}
+	first := s.rtConnect(s.token("alice", auth.RoleAuthenticated, 1))
+	s.connect("/ws/events/object-records/?uuid=" + s.ticket("alice", auth.RoleAuthenticated, 1))
 	refused := func(what, path string, h http.Header, want string) {
 		t.Helper()
 		ws, code, body := s.dial(path, h)
@@ -127,9 +95,9 @@ func TestConnectionCaps(t *testing.T) {
 		}
 	}
 	refused("alice's third (realtime)", realtimePath, bearer, "at most 2 connections per user")
-	refused("alice's third (Catalyst)", "/ws/events/tasks/?uuid="+s.ticket("alice", RoleAuthenticated, 1), nil, "at most 2 connections per user")
+	refused("alice's third (Catalyst)", "/ws/events/tasks/?uuid="+s.ticket("alice", auth.RoleAuthenticated, 1), nil, "at most 2 connections per user")
 	// Another user, and anonymous clients, count against the address only.
-	s.rtConnect(s.token("bob", RoleAuthenticated, 1))
+	s.rtConnect(s.token("bob", auth.RoleAuthenticated, 1))
 	s.rtConnect("")
 	refused("the address's fifth", realtimePath, nil, "at most 4 connections per client address")
 	if n := s.metric("pgcast_ws_connections_refused_total"); n != 3 {
@@ -146,7 +114,7 @@ func TestConnectionCaps(t *testing.T) {
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
-	s.rtConnect(s.token("alice", RoleAuthenticated, 1))
+	s.rtConnect(s.token("alice", auth.RoleAuthenticated, 1))
 }
 
 // TestSlowHeadersAreCut is S13: a client that trickles its request headers
@@ -180,48 +148,11 @@ func TestSlowHeadersAreCut(t *testing.T) {
 	}
 }
 
-func TestClientIP(t *testing.T) {
-	t.Parallel()
-	trusted, err := ParseTrustedProxies([]string{"10.0.0.0/8", " ::1 ", "192.168.1.1"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, c := range []struct {
-		name, peer string
-		xff        []string
-		trusted    []netip.Prefix
-		want       string
-	}{
-		{"no trusted proxies: the peer", "10.0.0.1:1234", []string{"1.2.3.4"}, nil, "10.0.0.1"},
-		{"a trusted proxy's client", "10.0.0.1:1234", []string{"1.2.3.4"}, trusted, "1.2.3.4"},
-		{"what the client wrote itself is ignored", "10.0.0.1:1234", []string{"6.6.6.6, 1.2.3.4"}, trusted, "1.2.3.4"},
-		{"a chain of trusted proxies", "10.0.0.1:1234", []string{"1.2.3.4, 10.9.9.9, 192.168.1.1"}, trusted, "1.2.3.4"},
-		{"several headers", "10.0.0.1:1234", []string{"6.6.6.6", "1.2.3.4"}, trusted, "1.2.3.4"},
-		{"an untrusted peer's header is ignored", "5.5.5.5:1234", []string{"1.2.3.4"}, trusted, "5.5.5.5"},
-		{"a trusted proxy without the header", "10.0.0.1:1234", nil, trusted, "10.0.0.1"},
-		{"a malformed hop stops the walk", "10.0.0.1:1234", []string{"1.2.3.4, garbage"}, trusted, "10.0.0.1"},
-		{"IPv6", "[::1]:80", []string{"2001:db8::1"}, trusted, "2001:db8::1"},
-		{"IPv4 in IPv6", "[::ffff:10.0.0.1]:80", []string{"::ffff:1.2.3.4"}, trusted, "1.2.3.4"},
-	} {
-		r := httptest.NewRequest(http.MethodGet, "/", nil)
-		r.RemoteAddr = c.peer
-		for _, v := range c.xff {
-			r.Header.Add("X-Forwarded-For", v)
-		}
-		if got := clientIP(r, c.trusted); got != c.want {
-			t.Errorf("%s: %q, want %q", c.name, got, c.want)
-		}
-	}
-	if _, err := ParseTrustedProxies([]string{"10.0.0.0/8", "proxy.example"}); err == nil || !strings.Contains(err.Error(), `"proxy.example"`) {
-		t.Errorf("a host name: %v", err)
-	}
-}
-
 // TestConnectionCapsBehindAProxy: with the proxy trusted, the per-address
 // cap counts the clients X-Forwarded-For names, not the proxy.
 func TestConnectionCapsBehindAProxy(t *testing.T) {
 	t.Parallel()
-	lb, err := ParseTrustedProxies([]string{"127.0.0.1", "::1"})
+	lb, err := pgws.ParseTrustedProxies([]string{"127.0.0.1", "::1"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -243,8 +174,8 @@ func TestConnectionCapsBehindAProxy(t *testing.T) {
 func TestRefusedHandshakeKeepsTicket(t *testing.T) {
 	t.Parallel()
 	s := newStack(t, func(c *Config) { c.WS.MaxConnsPerUser = 1 })
-	first := s.connect(recordsPath + "?uuid=" + s.ticket("alice", RoleAuthenticated, 1))
-	tk := s.ticket("alice", RoleAuthenticated, 1)
+	first := s.connect(recordsPath + "?uuid=" + s.ticket("alice", auth.RoleAuthenticated, 1))
+	tk := s.ticket("alice", auth.RoleAuthenticated, 1)
 	if ws, code, body := s.dial(recordsPath+"?uuid="+tk, nil); ws != nil || code != http.StatusTooManyRequests {
 		t.Fatalf("over the cap: %d %s, want 429", code, body)
 	}

@@ -7,6 +7,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/pgcast/pgcast/server/auth"
 )
 
 // rtNextEvent reads the next frame, which must be an event of type typ, and
@@ -60,7 +62,7 @@ func TestRealtimePayloadIsRESTRecordByteForByte(t *testing.T) {
 		fm := f.(map[string]any)
 		fid[fm["name"].(string)] = fmt.Sprint(num(t, fm["id"]))
 	}
-	ws := s.rtConnect(s.token("u1", RoleAuthenticated, 1)) // job.* goes to signed-in users
+	ws := s.rtConnect(s.token("u1", auth.RoleAuthenticated, 1)) // job.* goes to signed-in users
 	rtSubscribe(t, ws, "posts.*", "job.*")
 
 	// Written through REST.

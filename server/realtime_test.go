@@ -7,10 +7,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"log/slog"
 	"net"
 	"net/http"
-	"runtime"
 	"slices"
 	"strconv"
 	"strings"
@@ -21,9 +19,11 @@ import (
 	"github.com/google/uuid"
 	"github.com/gorilla/websocket"
 	"github.com/jackc/pgx/v5"
-	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/pgcast/pgcast/stream"
+	"github.com/pgcast/pgcast/server/auth"
+	"github.com/pgcast/pgcast/server/internal/wstest"
+	"github.com/pgcast/pgcast/server/realtime"
+	pgws "github.com/pgcast/pgcast/server/ws"
 )
 
 const realtimePath = "/api/realtime"
@@ -323,7 +323,7 @@ func TestRealtimeHandshake(t *testing.T) {
 		resp.Body.Close()
 	}
 	// S1: a disallowed origin gets 403, even with a valid token.
-	tok := s.token("u1", RoleAuthenticated, 1)
+	tok := s.token("u1", auth.RoleAuthenticated, 1)
 	for _, origin := range []string{"https://evil.example", "null", "https://app.example.com.evil.io"} {
 		if _, code, body := s.dial(realtimePath+"?token="+tok, http.Header{"Origin": {origin}}); code != http.StatusForbidden {
 			t.Errorf("origin %q: %d %s", origin, code, body)
@@ -334,19 +334,19 @@ func TestRealtimeHandshake(t *testing.T) {
 	}
 
 	// S4: bad tokens get 401, no upgrade.
-	expiredAuth, err := NewAuthenticator(AuthConfig{Secret: []byte(testSecret), Now: func() time.Time { return time.Now().Add(-2 * time.Hour) }})
+	expiredAuth, err := auth.NewAuthenticator(auth.Config{Secret: []byte(testSecret), Now: func() time.Time { return time.Now().Add(-2 * time.Hour) }})
 	if err != nil {
 		t.Fatal(err)
 	}
-	expired, err := expiredAuth.Mint("u1", RoleAuthenticated, 1, time.Hour)
+	expired, err := expiredAuth.Mint("u1", auth.RoleAuthenticated, 1, time.Hour)
 	if err != nil {
 		t.Fatal(err)
 	}
-	otherKey, err := NewAuthenticator(AuthConfig{Secret: []byte(strings.Repeat("k", 40))})
+	otherKey, err := auth.NewAuthenticator(auth.Config{Secret: []byte(strings.Repeat("k", 40))})
 	if err != nil {
 		t.Fatal(err)
 	}
-	wrongKey, _ := otherKey.Mint("u1", RoleAdmin, 1, time.Hour)
+	wrongKey, _ := otherKey.Mint("u1", auth.RoleAdmin, 1, time.Hour)
 	b64 := base64.RawURLEncoding.EncodeToString
 	algNone := b64([]byte(`{"alg":"none","typ":"JWT"}`)) + "." + b64([]byte(fmt.Sprintf(`{"sub":"u1","role":"admin","exp":%d}`, time.Now().Add(time.Hour).Unix()))) + "."
 	parts := strings.Split(tok, ".")
@@ -476,10 +476,10 @@ func TestRealtimePermissionMatrix(t *testing.T) {
 		reads []string // rules whose events it receives
 	}{
 		{"anonymous", "", 1, []string{"public"}},
-		{"authenticated", s.token("u1", RoleAuthenticated, 1), 1, []string{"public", "authenticated"}},
-		{"owner", s.token("o1", RoleAuthenticated, 1), 1, []string{"public", "authenticated", "owner"}},
-		{"admin", s.token("root", RoleAdmin, 1), 1, []string{"public", "authenticated", "owner", "admin"}},
-		{"other environment's admin", s.token("root2", RoleAdmin, 2), 2, nil},
+		{"authenticated", s.token("u1", auth.RoleAuthenticated, 1), 1, []string{"public", "authenticated"}},
+		{"owner", s.token("o1", auth.RoleAuthenticated, 1), 1, []string{"public", "authenticated", "owner"}},
+		{"admin", s.token("root", auth.RoleAdmin, 1), 1, []string{"public", "authenticated", "owner", "admin"}},
+		{"other environment's admin", s.token("root2", auth.RoleAdmin, 2), 2, nil},
 	}
 	conns := make([]*websocket.Conn, len(viewers))
 	for i, v := range viewers {
@@ -520,9 +520,9 @@ func TestRealtimeNamespaceVisibility(t *testing.T) {
 		want        []string
 	}{
 		{"anonymous", "", []string{"storage.uploaded/public", "system.collection.created"}},
-		{"u1", s.token("u1", RoleAuthenticated, 1), []string{"auth.login/u1", "storage.uploaded/u1", "storage.uploaded/public", "job.completed", "function.failed", "system.collection.created"}},
-		{"u2", s.token("u2", RoleAuthenticated, 1), []string{"storage.uploaded/public", "job.completed", "function.failed", "system.collection.created"}},
-		{"admin", s.token("root", RoleAdmin, 1), []string{"auth.login/u1", "auth.logout/nobody", "storage.uploaded/u1", "storage.uploaded/public", "job.completed", "function.failed", "system.collection.created"}},
+		{"u1", s.token("u1", auth.RoleAuthenticated, 1), []string{"auth.login/u1", "storage.uploaded/u1", "storage.uploaded/public", "job.completed", "function.failed", "system.collection.created"}},
+		{"u2", s.token("u2", auth.RoleAuthenticated, 1), []string{"storage.uploaded/public", "job.completed", "function.failed", "system.collection.created"}},
+		{"admin", s.token("root", auth.RoleAdmin, 1), []string{"auth.login/u1", "auth.logout/nobody", "storage.uploaded/u1", "storage.uploaded/public", "job.completed", "function.failed", "system.collection.created"}},
 	}
 	conns := make([]*websocket.Conn, len(viewers))
 	for i, v := range viewers {
@@ -566,7 +566,7 @@ func TestRealtimeNamespaceVisibility(t *testing.T) {
 func TestRealtimeTokenExpiry(t *testing.T) {
 	t.Parallel()
 	s := newStack(t, nil)
-	tok, err := s.auth.Mint("u1", RoleAuthenticated, 1, 3*time.Second)
+	tok, err := s.auth.Mint("u1", auth.RoleAuthenticated, 1, 3*time.Second)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -576,9 +576,9 @@ func TestRealtimeTokenExpiry(t *testing.T) {
 	}
 	ws := s.rtConnect(tok)
 	rtSubscribe(t, ws, "job.*")
-	code, err := readUntilClose(ws, 15*time.Second)
+	code, err := wstest.ReadUntilClose(ws, 15*time.Second)
 	closedAt := time.Now()
-	if code != CloseTokenExpired {
+	if code != realtime.CloseTokenExpired {
 		t.Fatalf("closed with %d (%v), want 4001", code, err)
 	}
 	var ce *websocket.CloseError
@@ -606,7 +606,7 @@ func TestRealtimeOversizedFrame(t *testing.T) {
 		t.Fatalf("4 KiB frame: %s", m)
 	}
 	rtSend(t, ws, strings.Repeat(" ", 4097))
-	if code, err := readUntilClose(ws, 10*time.Second); code != CloseTooBig {
+	if code, err := wstest.ReadUntilClose(ws, 10*time.Second); code != pgws.CloseTooBig {
 		t.Fatalf("closed with %d (%v), want 1009", code, err)
 	}
 }
@@ -742,7 +742,7 @@ func TestRealtimeResumeFiltersAndDedups(t *testing.T) {
 	s.exec(`INSERT INTO pgcast.object_records (object_class_id, owners) VALUES ($1, '{u2}')`, own)
 	s.exec(`SELECT pgcast.publish('auth.login', '{"userId":"u2"}')`)
 	s.exec(`SELECT pgcast.publish('auth.login', '{"userId":"u1"}')`)
-	ws := s.rtConnect(s.token("u1", RoleAuthenticated, 1))
+	ws := s.rtConnect(s.token("u1", auth.RoleAuthenticated, 1))
 	for _, ch := range []string{"notes.*", "notes.created", "auth.*"} {
 		rtSend(t, ws, fmt.Sprintf(`{"action":"subscribe","channel":%q,"since":"evt_%d"}`, ch, start))
 	}
@@ -845,8 +845,8 @@ func TestRealtimeSlowConsumer(t *testing.T) {
 	// Three pages: the queue overflows on the second.
 	s.exec(`INSERT INTO pgcast.object_records (object_class_id) SELECT $1 FROM generate_series(1, 3000)`, cls)
 	s.waitMetric("pgcast_hub_overflows_total", 1)
-	code, err := readUntilClose(slow, 30*time.Second)
-	if code != CloseSlowConsumer {
+	code, err := wstest.ReadUntilClose(slow, 30*time.Second)
+	if code != pgws.CloseSlowConsumer {
 		t.Fatalf("slow client ended with %v (code %d), want 4008", err, code)
 	}
 	s.waitMetric("pgcast_ws_slow_consumer_closes_total", 1)
@@ -857,314 +857,18 @@ func isTimeout(err error) bool {
 	return ok && ne.Timeout()
 }
 
-// newTestOutbox is an outbox on a connection that is never run: enough to
-// watch what the writer would send and how the connection would close.
-func newTestOutbox(max int, window time.Duration) (*rtOutbox, *wsConn) {
-	conn := newWSConn(nil, nil, WSConfig{}, slog.New(slog.DiscardHandler), nil)
-	c := func() prometheus.Counter { return prometheus.NewCounter(prometheus.CounterOpts{Name: "x"}) }
-	o := newRTOutbox(max, window, conn, c(), c())
-	conn.out = o
-	return o, conn
-}
-
-func testItem(pos int64, class string) stream.Item {
-	ev := &stream.Event{Position: pos, Kind: stream.KindRecordCreated, Environment: 1, ClassName: class}
-	return stream.Item{Event: ev, Bytes: []byte(fmt.Sprintf("live %d", pos))}
-}
-
-// taken takes everything queued, as the writer would, and returns the
-// frames' payloads.
-func taken(o *rtOutbox) []string {
-	var out []string
-	for {
-		var fb frameBuf
-		o.take(&fb)
-		if fb.empty() {
-			return out
-		}
-		out = append(out, fbTexts(&fb)...)
-	}
-}
-
-// woken reports whether the (never started) connection's writer was woken
-// since the last call.
-func woken(c *wsConn) bool { return c.state.And(^wsAgain)&wsAgain != 0 }
-
-func closedWith(c *wsConn) int {
-	code, closed := c.closeCode()
-	if !closed {
-		return 0
-	}
-	return code
-}
-
-// TestRealtimeOutboxResumeSwitch walks the switch from replay to live
-// deterministically: held live events come after the replay, minus those
-// replayed; a late live copy of a replayed event is dropped within the
-// window and only then.
-func TestRealtimeOutboxResumeSwitch(t *testing.T) {
-	t.Parallel()
-	o, conn := newTestOutbox(100, time.Hour)
-	if !o.subscribe("posts.*", []byte("ack"), true) {
-		t.Fatal("subscribe refused")
-	}
-	o.queueReplay(&replayReq{channel: "posts.*", after: 1, set: &replayedSet{}})
-	req := o.nextReplay()
-	if req == nil || o.nextReplay() != nil || !o.startReplay(req) {
-		t.Fatal("queue")
-	}
-	for _, p := range []int64{5, 7, 9} { // published by the hub while the replay runs
-		if !o.Enqueue(testItem(p, "posts")) {
-			t.Fatal("held event refused")
-		}
-	}
-	if got := taken(o); !slices.Equal(got, []string{"ack"}) {
-		t.Fatalf("during the replay the writer got %v", got)
-	}
-	for _, p := range []int64{3, 5, 7} {
-		if err := o.pushReplayed(context.Background(), req, []byte(fmt.Sprintf("replayed %d", p)), p); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if !o.Enqueue(testItem(11, "posts")) {
-		t.Fatal("held")
-	}
-	if !o.finishReplay(req) {
-		t.Fatal("not released")
-	}
-	o.Enqueue(testItem(5, "posts"))  // the reader publishes a replayed entry late: dropped
-	o.Enqueue(testItem(13, "posts")) // new
-	want := []string{"replayed 3", "replayed 5", "replayed 7", "live 9", "live 11", "live 13"}
-	if got := taken(o); !slices.Equal(got, want) {
-		t.Fatalf("got %v, want %v", got, want)
-	}
-	// A second replay skips what the first sent.
-	if !o.subscribe("posts.created", []byte("ack2"), true) {
-		t.Fatal("subscribe refused")
-	}
-	o.queueReplay(&replayReq{channel: "posts.created", after: 1, set: &replayedSet{}})
-	req2 := o.nextReplay()
-	o.startReplay(req2)
-	for _, p := range []int64{3, 15} {
-		_ = o.pushReplayed(context.Background(), req2, []byte(fmt.Sprintf("replayed %d", p)), p)
-	}
-	o.finishReplay(req2)
-	if got := taken(o); !slices.Equal(got, []string{"ack2", "replayed 15"}) {
-		t.Fatalf("second replay: %v", got)
-	}
-	if code := closedWith(conn); code != 0 {
-		t.Fatalf("connection closed with %d", code)
-	}
-
-	// Past the window, a late copy is delivered (it cannot have been
-	// replayed by a replay the connection still remembers).
-	o2, _ := newTestOutbox(100, -time.Nanosecond)
-	o2.subscribe("posts.*", []byte("ack"), true)
-	o2.queueReplay(&replayReq{channel: "posts.*", set: &replayedSet{}})
-	r := o2.nextReplay()
-	o2.startReplay(r)
-	_ = o2.pushReplayed(context.Background(), r, []byte("replayed 5"), 5)
-	o2.finishReplay(r)
-	o2.Enqueue(testItem(5, "posts"))
-	if got := taken(o2); !slices.Equal(got, []string{"ack", "replayed 5", "live 5"}) {
-		t.Fatalf("after the window: %v", got)
-	}
-	if len(o2.replayed) != 0 || o2.nReplayd != 0 {
-		t.Fatalf("expired replay kept: %d sets, %d positions", len(o2.replayed), o2.nReplayd)
-	}
-}
-
-// TestRealtimeOutboxUnsubscribeDuringReplay: unsubscribing cancels the
-// replay, and held events of that channel are not sent after the
-// acknowledgement.
-func TestRealtimeOutboxUnsubscribeDuringReplay(t *testing.T) {
-	t.Parallel()
-	o, _ := newTestOutbox(100, time.Hour)
-	o.subscribe("job.*", []byte("ack job"), false)
-	o.subscribe("posts.*", []byte("ack posts"), true)
-	o.queueReplay(&replayReq{channel: "posts.*", set: &replayedSet{}})
-	req := o.nextReplay()
-	o.startReplay(req)
-	_ = o.pushReplayed(context.Background(), req, []byte("replayed 1"), 1)
-	o.Enqueue(testItem(2, "posts"))
-	job := testItem(3, "")
-	job.Event.Kind, job.Event.Type = stream.KindPublished, "job.completed"
-	o.Enqueue(job)
-	o.unsubscribe("posts.*", []byte("unsubscribed posts"))
-	if err := o.pushReplayed(context.Background(), req, []byte("replayed 4"), 4); err != errReplayCancelled {
-		t.Fatalf("push after unsubscribe: %v", err)
-	}
-	o.replyFor(req, []byte("reset"))
-	o.finishReplay(req)
-	want := []string{"ack job", "ack posts", "replayed 1", "unsubscribed posts", "live 3"}
-	if got := taken(o); !slices.Equal(got, want) {
-		t.Fatalf("got %v, want %v", got, want)
-	}
-}
-
-// TestRealtimeOutboxBounds: the queue (replies and held events included) is
-// bounded; overflowing it closes with 4008; the writer takes bounded batches
-// and is woken again for the rest; a replay waits for the writer.
-func TestRealtimeOutboxBounds(t *testing.T) {
-	t.Parallel()
-	o, conn := newTestOutbox(3, time.Hour)
-	for p := range int64(3) {
-		if !o.Enqueue(testItem(p+1, "posts")) {
-			t.Fatal("refused below the bound")
-		}
-	}
-	if o.Enqueue(testItem(4, "posts")) {
-		t.Fatal("accepted over the bound")
-	}
-	if code := closedWith(conn); code != CloseSlowConsumer {
-		t.Fatalf("closed with %d", code)
-	}
-	if o.Enqueue(testItem(5, "posts")) || o.reply([]byte("x")) {
-		t.Fatal("accepted after closing")
-	}
-
-	o, conn = newTestOutbox(2, time.Hour)
-	o.reply([]byte("a"))
-	o.reply([]byte("b"))
-	if o.reply([]byte("c")) {
-		t.Fatal("reply over the bound")
-	}
-	if code := closedWith(conn); code != CloseSlowConsumer {
-		t.Fatalf("closed with %d", code)
-	}
-
-	o, conn = newTestOutbox(10_000, time.Hour)
-	for p := range int64(600) {
-		o.Enqueue(testItem(p+1, "posts"))
-	}
-	if !woken(conn) {
-		t.Fatal("writer not woken")
-	}
-	var fb frameBuf
-	o.take(&fb)
-	if fb.frames != maxFramesPerWrite {
-		t.Fatalf("took %d", fb.frames)
-	}
-	o.Enqueue(testItem(601, "posts"))
-	if woken(conn) {
-		t.Fatal("woken again for a queue the writer has yet to empty")
-	}
-	if rest := taken(o); len(rest) != 601-maxFramesPerWrite || len(o.q) != 0 {
-		t.Fatalf("took %d more, left %d", len(rest), len(o.q))
-	}
-
-	// A replay never queues more than replayWindow ahead of the writer.
-	o.subscribe("posts.*", []byte("ack"), true)
-	o.queueReplay(&replayReq{channel: "posts.*", set: &replayedSet{}})
-	req := o.nextReplay()
-	o.startReplay(req)
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() {
-		for p := range int64(2 * replayWindow) {
-			if err := o.pushReplayed(ctx, req, []byte("r"), p+1); err != nil {
-				done <- err
-				return
-			}
-		}
-		done <- nil
-	}()
-	n := 0
-	for n < 2*replayWindow+1 {
-		o.mu.Lock()
-		queued := len(o.q) - o.head
-		o.mu.Unlock()
-		if queued == 0 {
-			for !woken(conn) {
-				runtime.Gosched() // the pusher runs
-			}
-			continue
-		}
-		if queued > replayWindow+1 {
-			t.Fatalf("%d frames queued", queued)
-		}
-		var fb frameBuf
-		o.take(&fb)
-		n += fb.frames
-	}
-	if err := <-done; err != nil {
-		t.Fatal(err)
-	}
-	cancel()
-}
-
-// FuzzRealtimeClientMessage is S7/S8 for the client-message decoder: no
-// panic; every frame gets exactly one outcome; what is accepted is well
-// formed and survives a round trip; errors use the documented codes.
-func FuzzRealtimeClientMessage(f *testing.F) {
-	for _, s := range []string{
-		`{"action":"ping"}`, `{"action":"subscribe","channel":"posts.created"}`, `{"action":"subscribe","channel":"posts.*","since":"evt_123"}`,
-		`{"action":"unsubscribe","channel":"auth.login"}`, `{`, `[]`, `null`, `{"action":"x"}`, `{"action":"subscribe","channel":"a..b"}`,
-		`{"action":"subscribe","channel":"` + strings.Repeat("a", 201) + `"}`, `{"action":"subscribe","channel":"a.*","since":"evt_x"}`,
-		`{"action":"subscribe","channel":"a.b","action":"ping"}`, `{"action":"subscribe","channel":"\u0061.b"}`, "\xff", `[[[[[[[[[[[[[[[[[[[[]]]]]]]]]]]]]]]]]]]]`,
-	} {
-		f.Add([]byte(s))
-	}
-	codes := []string{"invalid_json", "invalid_action", "invalid_channel", "invalid_since"}
-	f.Fuzz(func(t *testing.T, data []byte) {
-		m, cerr := parseClientMessage(data)
-		if cerr != nil {
-			if !slices.Contains(codes, cerr.code) || cerr.message == "" {
-				t.Fatalf("%q: error %+v", data, cerr)
-			}
-			var reply rtMsg
-			if err := json.Unmarshal(cerr.frame(), &reply); err != nil || reply.Type != "error" || reply.Code != cerr.code {
-				t.Fatalf("%q: error frame %s", data, cerr.frame())
-			}
-			if !json.Valid(data) && cerr.code != "invalid_json" {
-				t.Fatalf("%q: invalid JSON answered with %s", data, cerr.code)
-			}
-			return
-		}
-		if !json.Valid(data) {
-			t.Fatalf("%q: invalid JSON accepted", data)
-		}
-		switch m.action {
-		case actionPing:
-			if m.channel != "" || m.resume {
-				t.Fatalf("%q: ping with %+v", data, m)
-			}
-			return
-		case actionSubscribe, actionUnsubscribe:
-		default:
-			t.Fatalf("%q: action %q accepted", data, m.action)
-		}
-		if len(m.channel) == 0 || len(m.channel) > maxChannelLen || !validChannel(m.channel) || strings.Count(m.channel, "*") > 1 ||
-			(strings.Contains(m.channel, "*") && !strings.HasSuffix(m.channel, ".*") && m.channel != "*") {
-			t.Fatalf("%q: channel %q accepted", data, m.channel)
-		}
-		if m.resume && (m.action != actionSubscribe || m.since < 0) {
-			t.Fatalf("%q: resume %+v", data, m)
-		}
-		// Round trip.
-		frame := fmt.Sprintf(`{"action":%q,"channel":%q}`, m.action, m.channel)
-		if m.resume {
-			frame = fmt.Sprintf(`{"action":%q,"channel":%q,"since":"evt_%d"}`, m.action, m.channel, m.since)
-		}
-		back, err := parseClientMessage([]byte(frame))
-		if err != nil || back != m {
-			t.Fatalf("%q: round trip %s gave %+v, %v", data, frame, back, err)
-		}
-	})
-}
-
 // TestRealtimeShutdown: server shutdown closes realtime sockets with 1001
 // and ends their replays.
 func TestRealtimeShutdown(t *testing.T) {
 	t.Parallel()
 	s := newStack(t, nil)
-	ws := s.rtConnect(s.token("u1", RoleAuthenticated, 1))
+	ws := s.rtConnect(s.token("u1", auth.RoleAuthenticated, 1))
 	rtSubscribe(t, ws, "job.*")
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	done := make(chan error, 1)
 	go func() { done <- s.srv.Stop(ctx) }()
-	if code, err := readUntilClose(ws, 10*time.Second); code != CloseGoingAway {
+	if code, err := wstest.ReadUntilClose(ws, 10*time.Second); code != pgws.CloseGoingAway {
 		t.Fatalf("closed with %d (%v)", code, err)
 	}
 	if err := <-done; err != nil {
@@ -1181,7 +885,7 @@ func TestRealtimeReadRuleChangeTakesEffect(t *testing.T) {
 	s := newStack(t, nil)
 	cls, f := s.class(1, "posts", "public", "title")
 	anon := s.rtConnect("")
-	alice := s.rtConnect(s.token("alice", RoleAuthenticated, 1))
+	alice := s.rtConnect(s.token("alice", auth.RoleAuthenticated, 1))
 	for _, ws := range []*websocket.Conn{anon, alice} {
 		rtSubscribe(t, ws, "posts.*", "system.done")
 	}
@@ -1217,7 +921,7 @@ func TestRealtimeReadRuleChangeTakesEffect(t *testing.T) {
 }
 
 // TestRealtimeReconnectStormIsBounded is R10: when many clients resume at
-// once, this node runs at most maxConcurrentReplays replay statements at a
+// once, this node runs at most realtime.MaxConcurrentReplays replay statements at a
 // time, not one per client. The log is locked so that every replay statement
 // started waits in Postgres, where it can be counted; then every client gets
 // all it missed.
@@ -1251,7 +955,7 @@ WHERE datname = current_database() AND wait_event_type = 'Lock'
 	if _, err := locker.Exec(ctx, `BEGIN; LOCK TABLE pgcast.events IN ACCESS EXCLUSIVE MODE`); err != nil {
 		t.Fatal(err)
 	}
-	const clients = 3 * maxConcurrentReplays
+	const clients = 3 * realtime.MaxConcurrentReplays
 	conns := make([]*websocket.Conn, clients)
 	for i := range conns {
 		conns[i] = s.rtConnect("")
@@ -1260,17 +964,17 @@ WHERE datname = current_database() AND wait_event_type = 'Lock'
 		}
 	}
 	deadline := time.Now().Add(10 * time.Second)
-	for waiting() < maxConcurrentReplays {
+	for waiting() < realtime.MaxConcurrentReplays {
 		if time.Now().After(deadline) {
-			t.Fatalf("%d replay statements waiting, want %d", waiting(), maxConcurrentReplays)
+			t.Fatalf("%d replay statements waiting, want %d", waiting(), realtime.MaxConcurrentReplays)
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
 	// The others' workers are started too: without the bound their
 	// statements would join within moments.
 	for end := time.Now().Add(300 * time.Millisecond); time.Now().Before(end); {
-		if n := waiting(); n > maxConcurrentReplays {
-			t.Fatalf("%d replay statements at once, want at most %d", n, maxConcurrentReplays)
+		if n := waiting(); n > realtime.MaxConcurrentReplays {
+			t.Fatalf("%d replay statements at once, want at most %d", n, realtime.MaxConcurrentReplays)
 		}
 		time.Sleep(5 * time.Millisecond)
 	}

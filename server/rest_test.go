@@ -15,6 +15,8 @@ import (
 	"time"
 
 	"github.com/pgcast/pgcast/internal/collections"
+	"github.com/pgcast/pgcast/server/auth"
+	"github.com/pgcast/pgcast/server/rest"
 	"github.com/pgcast/pgcast/stream"
 )
 
@@ -131,7 +133,7 @@ func hasDetail(e apiErr, field, rule string) bool {
 }
 
 func (s *stack) admin(env int64) string {
-	return s.token("admin-"+strconv.FormatInt(env, 10), RoleAdmin, env)
+	return s.token("admin-"+strconv.FormatInt(env, 10), auth.RoleAdmin, env)
 }
 
 // define creates a collection through the REST API as an admin of env.
@@ -160,7 +162,7 @@ func TestRESTCRUD(t *testing.T) {
 	s := newStack(t, nil)
 	s.define(1, `{"name":"posts","fields":[{"name":"title","type":"string","required":true},{"name":"body","type":"text"},{"name":"views","type":"integer"}],
 		"permissions":{"create":"authenticated","read":"public","update":"owner","delete":"owner"}}`)
-	u1 := s.token("u1", RoleAuthenticated, 1)
+	u1 := s.token("u1", auth.RoleAuthenticated, 1)
 
 	created := s.expect(s.do("POST", "/api/posts", u1, map[string]any{"title": "Hello", "views": 1}), http.StatusCreated)
 	id := num(t, created["id"])
@@ -231,10 +233,10 @@ func TestRESTListLimitAndPaging(t *testing.T) {
 	        SELECT $1, jsonb_build_object($2::text, i) FROM generate_series(1, 1005) i`, num(t, c["id"]), strconv.FormatInt(fieldID, 10))
 
 	items := func(r apiResp) []any { s.t.Helper(); return s.expect(r, http.StatusOK)["items"].([]any) }
-	if got := items(s.do("GET", "/api/notes", "", nil)); len(got) != DefaultListLimit || num(t, got[0].(map[string]any)["n"]) != 1005 {
+	if got := items(s.do("GET", "/api/notes", "", nil)); len(got) != rest.DefaultListLimit || num(t, got[0].(map[string]any)["n"]) != 1005 {
 		t.Errorf("default page: %d items, first %v", len(got), got[0])
 	}
-	if got := items(s.do("GET", "/api/notes?limit=1000", "", nil)); len(got) != MaxListLimit {
+	if got := items(s.do("GET", "/api/notes?limit=1000", "", nil)); len(got) != rest.MaxListLimit {
 		t.Errorf("limit=1000: %d items", len(got))
 	}
 	page := items(s.do("GET", "/api/notes?limit=2", "", nil))
@@ -255,7 +257,7 @@ func TestRESTErrorCodes(t *testing.T) {
 	t.Parallel()
 	s := newStack(t, nil)
 	s.define(1, `{"name":"posts","fields":[{"name":"title","type":"string"}],"permissions":{"create":"authenticated","read":"authenticated","update":"admin","delete":"admin"}}`)
-	u1 := s.token("u1", RoleAuthenticated, 1)
+	u1 := s.token("u1", auth.RoleAuthenticated, 1)
 	rec := num(t, s.expect(s.do("POST", "/api/posts", u1, `{"title":"x"}`), http.StatusCreated)["id"])
 	recPath := fmt.Sprintf("/api/posts/%d", rec)
 
@@ -278,7 +280,7 @@ func TestRESTErrorCodes(t *testing.T) {
 	s.expectError(s.do("GET", "/api/posts/abc", u1, nil), http.StatusBadRequest, "bad_request")
 	s.expectError(s.do("GET", "/api/posts/0", u1, nil), http.StatusBadRequest, "bad_request")
 	s.expectError(s.do("POST", "/api/posts", u1, `title=x`, "Content-Type", "application/x-www-form-urlencoded"), http.StatusUnsupportedMediaType, "bad_request")
-	big := `{"title":"` + strings.Repeat("x", MaxRESTBody) + `"}`
+	big := `{"title":"` + strings.Repeat("x", rest.MaxBody) + `"}`
 	s.expectError(s.do("POST", "/api/posts", u1, big), http.StatusRequestEntityTooLarge, "bad_request")
 	// A body without Content-Type is accepted.
 	s.expect(s.do("POST", "/api/posts", u1, `{"title":"y"}`, "Content-Type", ""), http.StatusCreated)
@@ -289,11 +291,11 @@ func TestRESTErrorCodes(t *testing.T) {
 		t.Errorf("401 without WWW-Authenticate: %v", r.header)
 	}
 	s.expectError(s.do("GET", "/api/posts", "not-a-jwt", nil), http.StatusUnauthorized, "unauthorized")
-	expired, err := NewAuthenticator(AuthConfig{Secret: []byte(testSecret), Now: func() time.Time { return time.Now().Add(-2 * time.Hour) }})
+	expired, err := auth.NewAuthenticator(auth.Config{Secret: []byte(testSecret), Now: func() time.Time { return time.Now().Add(-2 * time.Hour) }})
 	if err != nil {
 		t.Fatal(err)
 	}
-	old, _ := expired.Mint("u1", RoleAuthenticated, 1, time.Hour)
+	old, _ := expired.Mint("u1", auth.RoleAuthenticated, 1, time.Hour)
 	if e := s.expectError(s.do("GET", "/api/posts", old, nil), http.StatusUnauthorized, "unauthorized"); e.Message != "token expired" {
 		t.Errorf("expired token: %+v", e)
 	}
@@ -471,10 +473,10 @@ func TestRESTPermissionMatrix(t *testing.T) {
 	s := newStack(t, nil)
 	callers := map[string]string{
 		"anonymous": "",
-		"other":     s.token("other", RoleAuthenticated, 1),
-		"owner":     s.token("owner1", RoleAuthenticated, 1),
-		"assignee":  s.token("asg1", RoleAuthenticated, 1),
-		"admin":     s.token("boss", RoleAdmin, 1),
+		"other":     s.token("other", auth.RoleAuthenticated, 1),
+		"owner":     s.token("owner1", auth.RoleAuthenticated, 1),
+		"assignee":  s.token("asg1", auth.RoleAuthenticated, 1),
+		"admin":     s.token("boss", auth.RoleAdmin, 1),
 	}
 	classes := map[string]int64{}
 	for _, rule := range []string{"public", "authenticated", "owner", "admin"} {
@@ -589,7 +591,7 @@ func TestRESTEnvironmentIsolation(t *testing.T) {
 	if c1["id"] == c2["id"] {
 		t.Fatal("one class for two environments")
 	}
-	u1, u2 := s.token("u", RoleAuthenticated, 1), s.token("u", RoleAuthenticated, 2)
+	u1, u2 := s.token("u", auth.RoleAuthenticated, 1), s.token("u", auth.RoleAuthenticated, 2)
 	r1 := s.expect(s.do("POST", "/api/posts", u1, `{"title":"env1"}`), http.StatusCreated)
 	r2 := s.expect(s.do("POST", "/api/posts", u2, `{"title":"env2"}`), http.StatusCreated)
 	for _, c := range []struct {
@@ -721,7 +723,7 @@ func TestRESTCollections(t *testing.T) {
 	}
 	s.expectError(s.do("POST", "/api/collections", admin, `{"name":`), http.StatusBadRequest, "bad_request")
 	s.expectError(s.do("POST", "/api/collections", "", `{"name":"x"}`), http.StatusUnauthorized, "unauthorized")
-	s.expectError(s.do("POST", "/api/collections", s.token("u", RoleAuthenticated, 1), `{"name":"x"}`), http.StatusForbidden, "forbidden")
+	s.expectError(s.do("POST", "/api/collections", s.token("u", auth.RoleAuthenticated, 1), `{"name":"x"}`), http.StatusForbidden, "forbidden")
 	s.expectError(s.do("GET", "/api/collections", "", nil), http.StatusUnauthorized, "unauthorized")
 	if n := s.queryInt(`SELECT count(*) FROM pgcast.object_classes`); n != 1 {
 		t.Errorf("%d classes after refused definitions, want 1", n)
@@ -778,7 +780,7 @@ func TestRESTEvents(t *testing.T) {
 		t.Errorf("published %v", r)
 	}
 	s.expectError(s.do("POST", "/api/events", "", `{"type":"job.done"}`), http.StatusUnauthorized, "unauthorized")
-	s.expectError(s.do("POST", "/api/events", s.token("u", RoleAuthenticated, 1), `{"type":"job.done"}`), http.StatusForbidden, "forbidden")
+	s.expectError(s.do("POST", "/api/events", s.token("u", auth.RoleAuthenticated, 1), `{"type":"job.done"}`), http.StatusForbidden, "forbidden")
 	if n := s.queryInt(`SELECT count(*) FROM pgcast.events`); n != before+1 {
 		t.Errorf("%d entries appended, want only the billing one", n-before)
 	}
@@ -861,7 +863,7 @@ func TestRESTWriteMatchesSQLWriteEvents(t *testing.T) {
 		fm := f.(map[string]any)
 		fid[fm["name"].(string)] = strconv.FormatInt(num(t, fm["id"]), 10)
 	}
-	u1 := s.token("u1", RoleAuthenticated, 1)
+	u1 := s.token("u1", auth.RoleAuthenticated, 1)
 
 	// create
 	restRec := s.do("POST", "/api/posts", u1, `{"title":"Hello","n":3,"meta":{"tags":["a"]}}`)

@@ -15,6 +15,10 @@ import (
 
 	"github.com/pgcast/pgcast/internal/pgcluster"
 	"github.com/pgcast/pgcast/internal/pgtest"
+	"github.com/pgcast/pgcast/server/auth"
+	"github.com/pgcast/pgcast/server/catalyst"
+	"github.com/pgcast/pgcast/server/internal/wstest"
+	pgws "github.com/pgcast/pgcast/server/ws"
 )
 
 // TestClientsStayConnectedAcrossPostgresRestart is R3 seen from the
@@ -25,11 +29,11 @@ func TestClientsStayConnectedAcrossPostgresRestart(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
 	cluster, url, pool := pgtest.PrivateCluster(t, pgcluster.Config{Durable: true})
-	s := newStackOn(t, pool, url, func(c *Config) { c.Catalyst = CatalystConfig{MessageLimit: 1000, MessageTime: 50 * time.Millisecond} })
+	s := newStackOn(t, pool, url, func(c *Config) { c.Catalyst = catalyst.Config{MessageLimit: 1000, MessageTime: 50 * time.Millisecond} })
 	cls, f := s.class(1, "posts", "public", "title")
 	rt := s.rtConnect("")
 	rtSubscribe(t, rt, "posts.*")
-	cat := s.connect(recordsPath + "?uuid=" + s.ticket("u1", RoleAuthenticated, 1))
+	cat := s.connect(recordsPath + "?uuid=" + s.ticket("u1", auth.RoleAuthenticated, 1))
 
 	// insert commits one record, retrying while the pool finds its
 	// connections broken by the restart.
@@ -145,7 +149,7 @@ func TestShutdownOfAThousandClients(t *testing.T) {
 	results := make(chan closed, clients)
 	for _, ws := range conns {
 		go func() {
-			code, _ := readUntilClose(ws, 20*time.Second)
+			code, _ := wstest.ReadUntilClose(ws, 20*time.Second)
 			results <- closed{code, time.Now()}
 		}()
 	}
@@ -174,7 +178,7 @@ func TestShutdownOfAThousandClients(t *testing.T) {
 			last = r.at
 		}
 	}
-	if codes[CloseGoingAway] != clients {
+	if codes[pgws.CloseGoingAway] != clients {
 		t.Errorf("close codes %v, want %d × 1001", codes, clients)
 	}
 	// Ten batches, nine pauses between them.

@@ -2,7 +2,6 @@ package server
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -18,6 +17,12 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/pgcast/pgcast/db"
+	"github.com/pgcast/pgcast/server/auth"
+	"github.com/pgcast/pgcast/server/catalyst"
+	"github.com/pgcast/pgcast/server/internal/httpjson"
+	"github.com/pgcast/pgcast/server/realtime"
+	"github.com/pgcast/pgcast/server/rest"
+	"github.com/pgcast/pgcast/server/ws"
 	"github.com/pgcast/pgcast/stream"
 )
 
@@ -48,16 +53,16 @@ type Config struct {
 	// WebSocket and ticket endpoints are not served.
 	Hub *stream.Hub
 	// Auth verifies JWTs. Required with Hub.
-	Auth *Authenticator
+	Auth *auth.Authenticator
 	// TicketTTL is how long a ws-auth ticket stays valid. Default 60 s.
 	TicketTTL time.Duration
 	// TicketPruneInterval is how often expired, never-redeemed tickets are
 	// deleted. Default 5 × TicketTTL, between 10 s and 1 min.
 	TicketPruneInterval time.Duration
 	// WS are the WebSocket settings (origins, keep-alive, buffer bound).
-	WS WSConfig
+	WS ws.Config
 	// Catalyst are the batching settings of the Catalyst endpoints.
-	Catalyst CatalystConfig
+	Catalyst catalyst.Config
 	// CloseBatch is how many WebSockets are closed at once on shutdown, with
 	// CloseBatchPause between batches. Defaults 500 and 20 ms.
 	CloseBatch      int
@@ -109,8 +114,8 @@ func (c Config) withDefaults() Config {
 		c.ShutdownGrace = 5 * time.Second
 	}
 	c.HTTP = c.HTTP.withDefaults()
-	c.WS = c.WS.withDefaults()
-	c.Catalyst = c.Catalyst.withDefaults()
+	c.WS = c.WS.WithDefaults()
+	c.Catalyst = c.Catalyst.WithDefaults()
 	return c
 }
 
@@ -148,8 +153,8 @@ type Server struct {
 	requests    *requestCap
 	connStates  *connStates
 
-	conns   *connRegistry
-	tickets *TicketStore
+	transport *ws.Transport // nil without Config.Hub
+	tickets   *auth.TicketStore
 
 	mu       sync.Mutex
 	started  bool
@@ -174,7 +179,7 @@ func New(cfg Config) (*Server, error) {
 		return nil, fmt.Errorf("server: register metrics: %w", err)
 	}
 	s := &Server{
-		cfg: cfg, done: make(chan struct{}), conns: newConnRegistry(),
+		cfg: cfg, done: make(chan struct{}),
 		httpMetrics: hm, connStates: newConnStates(hm),
 		requests: &requestCap{max: cfg.HTTP.MaxRequestsPerIP, trusted: cfg.WS.TrustedProxies, inFlight: map[string]int{}},
 	}
@@ -192,38 +197,41 @@ func New(cfg Config) (*Server, error) {
 // routeStreams adds the ticket endpoint and the WebSocket endpoints.
 func (s *Server) routeStreams() error {
 	cfg := s.cfg
-	metrics, err := newWSMetrics(cfg.Registry)
-	if err != nil {
+	var err error
+	if s.transport, err = ws.NewTransport(cfg.WS, cfg.Registry, cfg.Logger); err != nil {
 		return fmt.Errorf("server: register metrics: %w", err)
 	}
-	tm := NewTicketMetrics()
+	tm := auth.NewTicketMetrics()
 	if err := tm.Register(cfg.Registry); err != nil {
 		return fmt.Errorf("server: register metrics: %w", err)
 	}
-	if s.tickets, err = NewTicketStore(cfg.Pool, cfg.TicketTTL, WithTicketMetrics(tm)); err != nil {
+	if s.tickets, err = auth.NewTicketStore(cfg.Pool, cfg.TicketTTL, auth.WithTicketMetrics(tm)); err != nil {
 		return err
 	}
 	// Exactly this path, with or without its trailing slash (a subtree
 	// pattern would also serve /api/users/ws-auth/anything, and without the
 	// slash the request would fall to the collections REST API).
-	wsAuth := WSAuthHandler(cfg.Auth, s.tickets, cfg.Logger)
+	wsAuth := auth.WSAuthHandler(cfg.Auth, s.tickets, cfg.Logger)
 	s.mux.Handle("/api/users/ws-auth/{$}", wsAuth)
 	s.mux.Handle("/api/users/ws-auth", wsAuth)
-	upgrader := newUpgrader(cfg.WS.AllowedOrigins)
-	caps := newConnCaps(cfg.WS.MaxConnsPerUser, cfg.WS.MaxConnsPerIP, cfg.WS.TrustedProxies)
 	for path, proto := range map[string]stream.Protocol{
 		"/ws/events/object-records/": stream.ProtocolRecords,
 		"/ws/events/tasks/":          stream.ProtocolTasks,
 	} {
-		s.mux.Handle(path, &catalystHandler{
-			protocol: proto, cfg: cfg.Catalyst, ws: cfg.WS, hub: cfg.Hub, tickets: s.tickets,
-			upgrader: upgrader, conns: s.conns, caps: caps, metrics: metrics, logger: cfg.Logger,
-		})
+		s.mux.HandleWebSocket(path, catalyst.New(proto, cfg.Catalyst, cfg.Hub, s.tickets, s.transport, cfg.Logger))
 	}
-	if err := s.routeRealtime(upgrader, caps, metrics); err != nil {
-		return err
+	// GET /api/realtime. Every method is registered explicitly (rather than
+	// a method-less pattern) so that the path never conflicts with method
+	// patterns such as "POST /api/{collection}", and other methods still get
+	// a JSON 405.
+	rt := realtime.New(cfg.Hub, cfg.Auth, cfg.Pool, s.transport, cfg.Logger)
+	for _, m := range []string{http.MethodGet, http.MethodPost, http.MethodPut, http.MethodPatch, http.MethodDelete, http.MethodOptions} {
+		s.mux.HandleWebSocket(m+" /api/realtime", rt)
 	}
-	return s.routeREST()
+	rest.New(rest.Config{
+		Pool: cfg.Pool, Auth: cfg.Auth, Logger: cfg.Logger, MaxListBytes: cfg.HTTP.MaxListBytes, Metrics: s.httpMetrics.rest(),
+	}).Register(s.mux)
+	return nil
 }
 
 // Handler is the public handler (for tests and embedding).
@@ -342,7 +350,9 @@ func (s *Server) Stop(ctx context.Context) error {
 	s.stopBackground()
 	s.shutdownGrace(ctx)
 	// WebSockets are hijacked: http.Server.Shutdown does not see them.
-	s.conns.closeAll(ctx, s.cfg.CloseBatch, s.cfg.CloseBatchPause)
+	if s.transport != nil {
+		s.transport.CloseAll(ctx, s.cfg.CloseBatch, s.cfg.CloseBatchPause)
+	}
 	var errs []error
 	if err := s.public.Shutdown(ctx); err != nil {
 		errs = append(errs, fmt.Errorf("shut down public server: %w", err))
@@ -377,7 +387,7 @@ func (s *Server) shutdownGrace(ctx context.Context) {
 }
 
 func (s *Server) handleLivez(w http.ResponseWriter, _ *http.Request) {
-	writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+	_ = httpjson.Write(w, http.StatusOK, map[string]string{"status": "ok"})
 }
 
 // handleReadyz reports ready when the server is not draining, the database
@@ -417,14 +427,5 @@ func (s *Server) handleReadyz(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		status, code = "not ready", http.StatusServiceUnavailable
 	}
-	writeJSON(w, code, map[string]any{"status": status, "checks": checks})
-}
-
-// writeJSON writes v with the JSON content type every pgcast response has.
-// An error is the connection's (the client is gone, or too slow): there is
-// nothing left to answer.
-func writeJSON(w http.ResponseWriter, code int, v any) error {
-	w.Header().Set("Content-Type", "application/json")
-	w.WriteHeader(code)
-	return json.NewEncoder(w).Encode(v)
+	_ = httpjson.Write(w, code, map[string]any{"status": status, "checks": checks})
 }

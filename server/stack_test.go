@@ -18,6 +18,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/pgcast/pgcast/internal/pgtest"
+	"github.com/pgcast/pgcast/server/auth"
 	"github.com/pgcast/pgcast/stream"
 )
 
@@ -31,7 +32,7 @@ type stack struct {
 	url    string
 	srv    *Server
 	base   string // http://127.0.0.1:port
-	auth   *Authenticator
+	auth   *auth.Authenticator
 	hub    *stream.Hub
 	logBuf *syncBuffer
 }
@@ -73,7 +74,7 @@ func newStackOn(t *testing.T, pool *pgxpool.Pool, url string, mutate func(*Confi
 	if err := reader.Start(ctx); err != nil {
 		t.Fatal(err)
 	}
-	auth, err := NewAuthenticator(AuthConfig{Secret: []byte(testSecret)})
+	auth, err := auth.NewAuthenticator(auth.Config{Secret: []byte(testSecret)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -119,7 +120,7 @@ func (s *stack) queryInt(sql string, args ...any) int64 {
 }
 
 // token mints a JWT.
-func (s *stack) token(sub string, role Role, env int64) string {
+func (s *stack) token(sub string, role auth.Role, env int64) string {
 	s.t.Helper()
 	tok, err := s.auth.Mint(sub, role, env, time.Hour)
 	if err != nil {
@@ -129,7 +130,7 @@ func (s *stack) token(sub string, role Role, env int64) string {
 }
 
 // ticket fetches a ws-auth ticket with a JWT.
-func (s *stack) ticket(sub string, role Role, env int64) string {
+func (s *stack) ticket(sub string, role auth.Role, env int64) string {
 	s.t.Helper()
 	req, _ := http.NewRequest(http.MethodGet, s.base+"/api/users/ws-auth/", nil)
 	req.Header.Set("Authorization", "Bearer "+s.token(sub, role, env))

@@ -14,6 +14,8 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/pgcast/pgcast/db"
+	"github.com/pgcast/pgcast/server/auth"
+	"github.com/pgcast/pgcast/server/catalyst"
 )
 
 // A watched table of the application, end to end: written with plain SQL,
@@ -40,9 +42,9 @@ func TestWatchRealtime(t *testing.T) {
 	s.watch(db.WatchDefinition{Table: "public.orders", Read: "owner", OwnerColumns: []string{"customer"},
 		Columns: db.WatchColumns{Exclude: []string{"card"}}})
 
-	alice := s.rtConnect(s.token("alice", RoleAuthenticated, 1))
-	bob := s.rtConnect(s.token("bob", RoleAuthenticated, 1))
-	admin := s.rtConnect(s.token("root", RoleAdmin, 1))
+	alice := s.rtConnect(s.token("alice", auth.RoleAuthenticated, 1))
+	bob := s.rtConnect(s.token("bob", auth.RoleAuthenticated, 1))
+	admin := s.rtConnect(s.token("root", auth.RoleAdmin, 1))
 	anon := s.rtConnect("")
 	for _, ws := range []*websocket.Conn{alice, bob, admin, anon} {
 		rtSubscribe(t, ws, "orders.*", "system.done")
@@ -85,7 +87,7 @@ func TestWatchRealtime(t *testing.T) {
 	}
 
 	// Resume replays the watched table's events from the log.
-	again := s.rtConnect(s.token("alice", RoleAuthenticated, 1))
+	again := s.rtConnect(s.token("alice", auth.RoleAuthenticated, 1))
 	rtSend(t, again, fmt.Sprintf(`{"action":"subscribe","channel":"orders.*","since":"evt_%d"}`, first))
 	if m := rtRead(t, again, 10*time.Second); m.Type != "subscribed" {
 		t.Fatalf("resume: %s", m)
@@ -99,7 +101,7 @@ func TestWatchRealtime(t *testing.T) {
 
 func TestWatchCatalyst(t *testing.T) {
 	t.Parallel()
-	s := newStack(t, func(c *Config) { c.Catalyst = CatalystConfig{MessageLimit: 1000, MessageTime: 50 * time.Millisecond} })
+	s := newStack(t, func(c *Config) { c.Catalyst = catalyst.Config{MessageLimit: 1000, MessageTime: 50 * time.Millisecond} })
 	s.exec(`CREATE TABLE orders (id int PRIMARY KEY, status text, total numeric)`)
 	s.exec(`CREATE TABLE skus (code text PRIMARY KEY, status text)`)
 	orders := s.watch(db.WatchDefinition{Table: "orders", Read: "public", Counts: true})
@@ -110,7 +112,7 @@ func TestWatchCatalyst(t *testing.T) {
 			status = int(c.ID)
 		}
 	}
-	ws := s.connect(fmt.Sprintf("%s?uuid=%s&object_class_ids=%d,%d", recordsPath, s.ticket("root", RoleAdmin, 1), orders.ClassID, skus.ClassID))
+	ws := s.connect(fmt.Sprintf("%s?uuid=%s&object_class_ids=%d,%d", recordsPath, s.ticket("root", auth.RoleAdmin, 1), orders.ClassID, skus.ClassID))
 	rt := s.rtConnect("")
 	rtSubscribe(t, rt, "skus.*")
 
@@ -162,7 +164,7 @@ func TestWatchListedAndRefusedByRecordEndpoints(t *testing.T) {
 	s := newStack(t, nil)
 	s.exec(`CREATE TABLE orders (id int PRIMARY KEY, status text)`)
 	w := s.watch(db.WatchDefinition{Table: "orders"})
-	admin := s.token("root", RoleAdmin, 1)
+	admin := s.token("root", auth.RoleAdmin, 1)
 	r := s.do(http.MethodGet, "/api/collections", admin, nil)
 	var list struct {
 		Items []struct {
@@ -207,8 +209,8 @@ func TestWatchEnvironmentColumnRealtime(t *testing.T) {
 	s.exec(`INSERT INTO pgcast.environments (id, name) VALUES (2, 'two'), (3, 'three')`)
 	s.exec(`CREATE TABLE notes (id int PRIMARY KEY, tenant_id int NOT NULL, body text)`)
 	s.watch(db.WatchDefinition{Table: "notes", Read: "authenticated", EnvColumn: "tenant_id"})
-	two := s.rtConnect(s.token("u2", RoleAuthenticated, 2))
-	three := s.rtConnect(s.token("u3", RoleAuthenticated, 3))
+	two := s.rtConnect(s.token("u2", auth.RoleAuthenticated, 2))
+	three := s.rtConnect(s.token("u3", auth.RoleAuthenticated, 3))
 	for _, ws := range []*websocket.Conn{two, three} {
 		rtSubscribe(t, ws, "notes.*", "system.done")
 	}
@@ -236,7 +238,7 @@ func TestWatchesAPI(t *testing.T) {
 	s.exec(`INSERT INTO pgcast.environments (id, name) VALUES (2, 'two')`)
 	s.exec(`CREATE TABLE orders (id int PRIMARY KEY, customer text, card text)`)
 	s.exec(`CREATE TABLE nokey (a int)`)
-	admin := s.token("root", RoleAdmin, 1)
+	admin := s.token("root", auth.RoleAdmin, 1)
 	def := map[string]any{"table": "public.orders", "columns": map[string]any{"exclude": []string{"card"}}, "read": "owner", "owner_columns": []string{"customer"}}
 
 	for _, c := range []struct {
@@ -245,8 +247,8 @@ func TestWatchesAPI(t *testing.T) {
 		status              int
 		want                string
 	}{
-		{http.MethodPut, "/api/watches/orders", s.token("u1", RoleAuthenticated, 1), def, 403, `"forbidden"`},
-		{http.MethodPut, "/api/watches/orders", s.token("root2", RoleAdmin, 2), def, 403, "only admins of environment 1"},
+		{http.MethodPut, "/api/watches/orders", s.token("u1", auth.RoleAuthenticated, 1), def, 403, `"forbidden"`},
+		{http.MethodPut, "/api/watches/orders", s.token("root2", auth.RoleAdmin, 2), def, 403, "only admins of environment 1"},
 		{http.MethodPut, "/api/watches/orders", admin, map[string]any{"table": "public.orders", "colums": map[string]any{}}, 400, `unknown key \"colums\"`},
 		{http.MethodPut, "/api/watches/nokey", admin, map[string]any{"table": "public.nokey"}, 400, "has no primary key"},
 		{http.MethodPut, "/api/watches/orders", admin, map[string]any{"table": "public.orders", "name": "other"}, 400, `differs from the path's`},

@@ -11,27 +11,12 @@ import (
 	"time"
 
 	"github.com/gorilla/websocket"
+
+	"github.com/pgcast/pgcast/server/auth"
+	"github.com/pgcast/pgcast/server/catalyst"
+	"github.com/pgcast/pgcast/server/internal/wstest"
+	pgws "github.com/pgcast/pgcast/server/ws"
 )
-
-func closeCode(err error) int {
-	var ce *websocket.CloseError
-	if errors.As(err, &ce) {
-		return ce.Code
-	}
-	return 0
-}
-
-// readUntilClose reads and discards until the connection ends and returns
-// the close code (0 when it ended without a close frame).
-func readUntilClose(ws *websocket.Conn, timeout time.Duration) (int, error) {
-	deadline := time.Now().Add(timeout)
-	for {
-		_ = ws.SetReadDeadline(deadline)
-		if _, _, err := ws.ReadMessage(); err != nil {
-			return closeCode(err), err
-		}
-	}
-}
 
 // TestSlowConsumerIsClosedOthersUnaffected is R9 / the slow-consumer rule: a
 // client that stops reading is closed with 4008 once its buffer overflows,
@@ -39,7 +24,7 @@ func readUntilClose(ws *websocket.Conn, timeout time.Duration) (int, error) {
 func TestSlowConsumerIsClosedOthersUnaffected(t *testing.T) {
 	t.Parallel()
 	s := newStack(t, func(c *Config) {
-		c.Catalyst = CatalystConfig{MessageLimit: 100, MessageTime: 50 * time.Millisecond}
+		c.Catalyst = catalyst.Config{MessageLimit: 100, MessageTime: 50 * time.Millisecond}
 		c.WS.MaxBuffer = 1000
 	})
 	cls, _ := s.class(1, "posts", "public")
@@ -54,12 +39,12 @@ func TestSlowConsumerIsClosedOthersUnaffected(t *testing.T) {
 		return d.DialContext(ctx, network, addr)
 	}}
 	wsURL := "ws" + strings.TrimPrefix(s.base, "http") + recordsPath + "?uuid="
-	slow, _, err := dialer.Dial(wsURL+s.ticket("slow", RoleAuthenticated, 1), nil)
+	slow, _, err := dialer.Dial(wsURL+s.ticket("slow", auth.RoleAuthenticated, 1), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer slow.Close()
-	fast := s.connect(recordsPath + "?uuid=" + s.ticket("fast", RoleAuthenticated, 1))
+	fast := s.connect(recordsPath + "?uuid=" + s.ticket("fast", auth.RoleAuthenticated, 1))
 
 	// Records go in by chunks, each read in full by the fast client before
 	// the next: it never has more than a chunk waiting (far below
@@ -88,8 +73,8 @@ func TestSlowConsumerIsClosedOthersUnaffected(t *testing.T) {
 		s.exec(`INSERT INTO pgcast.object_records (object_class_id) SELECT $1 FROM generate_series(1, $2)`, cls, chunk)
 		readChunk(created + chunk)
 	}
-	code, err := readUntilClose(slow, 30*time.Second)
-	if code != CloseSlowConsumer {
+	code, err := wstest.ReadUntilClose(slow, 30*time.Second)
+	if code != pgws.CloseSlowConsumer {
 		t.Fatalf("slow client ended with %v (code %d), want 4008", err, code)
 	}
 	// The fast client is still served.
@@ -103,26 +88,26 @@ func TestOriginCheck(t *testing.T) {
 	s := newStack(t, func(c *Config) { c.WS.AllowedOrigins = []string{"https://app.example.com"} })
 	for _, origin := range []string{"https://evil.example", "null", "https://app.example.com.evil.io", "https://evilapp.example.com", "http://app.example.com", "https://app.example.com@evil.io"} {
 		h := http.Header{"Origin": {origin}}
-		_, code, body := s.dial(recordsPath+"?uuid="+s.ticket("u", RoleAuthenticated, 1), h)
+		_, code, body := s.dial(recordsPath+"?uuid="+s.ticket("u", auth.RoleAuthenticated, 1), h)
 		if code != http.StatusForbidden {
 			t.Errorf("origin %q: %d %s", origin, code, body)
 		}
 	}
-	ws, code, _ := s.dial(recordsPath+"?uuid="+s.ticket("u", RoleAuthenticated, 1), http.Header{"Origin": {"https://app.example.com"}})
+	ws, code, _ := s.dial(recordsPath+"?uuid="+s.ticket("u", auth.RoleAuthenticated, 1), http.Header{"Origin": {"https://app.example.com"}})
 	if ws == nil {
 		t.Fatalf("allowed origin refused: %d", code)
 	}
-	s.connect(recordsPath + "?uuid=" + s.ticket("u", RoleAuthenticated, 1)) // no Origin: non-browser client
+	s.connect(recordsPath + "?uuid=" + s.ticket("u", auth.RoleAuthenticated, 1)) // no Origin: non-browser client
 }
 
 func TestSameOriginDefault(t *testing.T) {
 	t.Parallel()
 	s := newStack(t, nil)
 	host := strings.TrimPrefix(s.base, "http://")
-	if ws, code, _ := s.dial(recordsPath+"?uuid="+s.ticket("u", RoleAuthenticated, 1), http.Header{"Origin": {"http://" + host}}); ws == nil {
+	if ws, code, _ := s.dial(recordsPath+"?uuid="+s.ticket("u", auth.RoleAuthenticated, 1), http.Header{"Origin": {"http://" + host}}); ws == nil {
 		t.Fatalf("same origin refused: %d", code)
 	}
-	if _, code, _ := s.dial(recordsPath+"?uuid="+s.ticket("u", RoleAuthenticated, 1), http.Header{"Origin": {"http://other:1"}}); code != 403 {
+	if _, code, _ := s.dial(recordsPath+"?uuid="+s.ticket("u", auth.RoleAuthenticated, 1), http.Header{"Origin": {"http://other:1"}}); code != 403 {
 		t.Fatalf("cross origin: %d", code)
 	}
 }
@@ -131,14 +116,14 @@ func TestSameOriginDefault(t *testing.T) {
 func TestOversizedClientFrame(t *testing.T) {
 	t.Parallel()
 	s := newStack(t, nil)
-	ws := s.connect(recordsPath + "?uuid=" + s.ticket("u", RoleAuthenticated, 1))
+	ws := s.connect(recordsPath + "?uuid=" + s.ticket("u", auth.RoleAuthenticated, 1))
 	if err := ws.WriteMessage(websocket.TextMessage, []byte(strings.Repeat("x", 4000))); err != nil {
 		t.Fatal(err)
 	}
 	if err := ws.WriteMessage(websocket.TextMessage, []byte(strings.Repeat("x", 5000))); err != nil {
 		t.Fatal(err)
 	}
-	if code, err := readUntilClose(ws, 10*time.Second); code != CloseTooBig {
+	if code, err := wstest.ReadUntilClose(ws, 10*time.Second); code != pgws.CloseTooBig {
 		t.Fatalf("closed with %d (%v), want 1009", code, err)
 	}
 }
@@ -148,10 +133,10 @@ func TestOversizedClientFrame(t *testing.T) {
 func TestUnansweredPings(t *testing.T) {
 	t.Parallel()
 	s := newStack(t, func(c *Config) { c.WS.PingInterval, c.WS.PongWait = 100*time.Millisecond, 300*time.Millisecond })
-	ws := s.connect(recordsPath + "?uuid=" + s.ticket("u", RoleAuthenticated, 1))
+	ws := s.connect(recordsPath + "?uuid=" + s.ticket("u", auth.RoleAuthenticated, 1))
 	ws.SetPingHandler(func(string) error { return nil }) // never pong
 	start := time.Now()
-	_, err := readUntilClose(ws, 5*time.Second)
+	_, err := wstest.ReadUntilClose(ws, 5*time.Second)
 	if ne, ok := err.(net.Error); ok && ne.Timeout() {
 		t.Fatal("server never closed the silent peer")
 	}
@@ -159,9 +144,9 @@ func TestUnansweredPings(t *testing.T) {
 		t.Fatalf("closed after %s", took)
 	}
 	// A peer that answers stays.
-	ok := s.connect(recordsPath + "?uuid=" + s.ticket("u", RoleAuthenticated, 1))
+	ok := s.connect(recordsPath + "?uuid=" + s.ticket("u", auth.RoleAuthenticated, 1))
 	_ = ok.SetReadDeadline(time.Now().Add(time.Second))
-	if _, _, err := ok.ReadMessage(); err == nil || closeCode(err) != 0 {
+	if _, _, err := ok.ReadMessage(); err == nil || wstest.CloseCode(err) != 0 {
 		t.Fatalf("answering peer: %v", err)
 	}
 }
@@ -173,14 +158,14 @@ func TestShutdownClosesWith1001(t *testing.T) {
 	s := newStack(t, func(c *Config) { c.CloseBatch, c.CloseBatchPause = 3, 10*time.Millisecond })
 	var conns []*websocket.Conn
 	for range 10 {
-		conns = append(conns, s.connect(recordsPath+"?uuid="+s.ticket("u", RoleAuthenticated, 1)))
+		conns = append(conns, s.connect(recordsPath+"?uuid="+s.ticket("u", auth.RoleAuthenticated, 1)))
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	done := make(chan error, 1)
 	go func() { done <- s.srv.Stop(ctx) }()
 	for i, ws := range conns {
-		if code, err := readUntilClose(ws, 5*time.Second); code != CloseGoingAway {
+		if code, err := wstest.ReadUntilClose(ws, 5*time.Second); code != pgws.CloseGoingAway {
 			t.Errorf("conn %d: %v", i, err)
 		}
 	}
@@ -194,8 +179,8 @@ func TestShutdownClosesWith1001(t *testing.T) {
 func TestNoSecretsInLogs(t *testing.T) {
 	t.Parallel()
 	s := newStack(t, nil)
-	tok := s.token("u", RoleAuthenticated, 1)
-	tk := s.ticket("u", RoleAuthenticated, 1)
+	tok := s.token("u", auth.RoleAuthenticated, 1)
+	tk := s.ticket("u", auth.RoleAuthenticated, 1)
 	s.connect(recordsPath + "?uuid=" + tk)
 	s.dial(recordsPath+"?uuid="+tk, nil) // reuse: rejected
 	req, _ := http.NewRequest(http.MethodGet, s.base+"/api/users/ws-auth/", nil)

@@ -6,14 +6,19 @@ import (
 	"testing"
 	"time"
 
+	pgws "github.com/pgcast/pgcast/server/ws"
+
 	"github.com/gorilla/websocket"
+
+	"github.com/pgcast/pgcast/server/auth"
+	"github.com/pgcast/pgcast/server/internal/wstest"
 )
 
 // endpoints opens one connection to each protocol.
 func (s *stack) endpoints() map[string]*websocket.Conn {
 	s.t.Helper()
 	return map[string]*websocket.Conn{
-		"catalyst": s.connect(recordsPath + "?uuid=" + s.ticket("u", RoleAuthenticated, 1)),
+		"catalyst": s.connect(recordsPath + "?uuid=" + s.ticket("u", auth.RoleAuthenticated, 1)),
 		"realtime": s.rtConnect(""),
 	}
 }
@@ -37,7 +42,7 @@ func sendUntilClosed(t *testing.T, ws *websocket.Conn, n int, send func() error)
 			}
 		}
 	})
-	code, err := readUntilClose(ws, 30*time.Second)
+	code, err := wstest.ReadUntilClose(ws, 30*time.Second)
 	ws.Close() // ends the sender
 	if code == 0 {
 		t.Errorf("ended with %v", err)
@@ -55,7 +60,7 @@ func TestEveryClientFrameCounts(t *testing.T) {
 	for name, ws := range s.endpoints() {
 		if code := sendUntilClosed(t, ws, 10_000, func() error {
 			return ws.WriteControl(websocket.PongMessage, nil, time.Now().Add(10*time.Second))
-		}); code != ClosePolicy {
+		}); code != pgws.ClosePolicy {
 			t.Errorf("%s, 10,000 pongs: closed with %d, want 1008", name, code)
 		}
 	}
@@ -63,14 +68,14 @@ func TestEveryClientFrameCounts(t *testing.T) {
 		// A text frame without FIN, then empty continuation frames without
 		// FIN, a thousand at a time.
 		nc := ws.UnderlyingConn()
-		if _, err := nc.Write(rawFrame(opText, []byte("{"))); err != nil {
+		if _, err := nc.Write(rawFrame(websocket.TextMessage, []byte("{"))); err != nil {
 			t.Fatal(err)
 		}
 		batch := bytes.Repeat(rawFrame(0x00, nil), 1000)
 		if code := sendUntilClosed(t, ws, 1000, func() error {
 			_, err := nc.Write(batch)
 			return err
-		}); code != ClosePolicy {
+		}); code != pgws.ClosePolicy {
 			t.Errorf("%s, 1,000,000 continuation frames: closed with %d, want 1008", name, code)
 		}
 	}
@@ -89,7 +94,7 @@ func TestClientFrameChecks(t *testing.T) {
 	s := newStack(t, nil)
 	expect := func(what string, ws *websocket.Conn, want int) {
 		t.Helper()
-		if code, err := readUntilClose(ws, 30*time.Second); code != want {
+		if code, err := wstest.ReadUntilClose(ws, 30*time.Second); code != want {
 			t.Errorf("%s: closed with %d (%v), want %d", what, code, err, want)
 		}
 	}
@@ -97,23 +102,23 @@ func TestClientFrameChecks(t *testing.T) {
 		if err := ws.WriteMessage(websocket.TextMessage, []byte("{\"action\":\"ping\",\"x\":\"\xff\"}")); err != nil {
 			t.Fatal(err)
 		}
-		expect(name+", invalid UTF-8", ws, CloseInvalidUTF8)
+		expect(name+", invalid UTF-8", ws, pgws.CloseInvalidUTF8)
 	}
 	for name, ws := range s.endpoints() {
 		if err := ws.WriteControl(websocket.CloseMessage, []byte{0x03}, time.Now().Add(10*time.Second)); err != nil {
 			t.Fatal(err)
 		}
-		expect(name+", 1-byte close payload", ws, CloseProtocolError)
+		expect(name+", 1-byte close payload", ws, pgws.CloseProtocolError)
 	}
 	ws := s.rtConnect("")
 	if err := ws.WriteMessage(websocket.BinaryMessage, []byte(`{"action":"ping"}`)); err != nil {
 		t.Fatal(err)
 	}
-	expect("realtime, binary message", ws, CloseUnsupported)
+	expect("realtime, binary message", ws, pgws.CloseUnsupported)
 
 	// A Catalyst client's binary message is dropped: the connection still
 	// answers a ping afterwards.
-	ws = s.connect(recordsPath + "?uuid=" + s.ticket("u", RoleAuthenticated, 1))
+	ws = s.connect(recordsPath + "?uuid=" + s.ticket("u", auth.RoleAuthenticated, 1))
 	pong := make(chan struct{}, 1)
 	ws.SetPongHandler(func(string) error { pong <- struct{}{}; return nil })
 	if err := ws.WriteMessage(websocket.BinaryMessage, []byte{0xff, 0x00}); err != nil {
@@ -123,7 +128,7 @@ func TestClientFrameChecks(t *testing.T) {
 		t.Fatal(err)
 	}
 	done := make(chan int, 1)
-	go func() { code, _ := readUntilClose(ws, 30*time.Second); done <- code }()
+	go func() { code, _ := wstest.ReadUntilClose(ws, 30*time.Second); done <- code }()
 	select {
 	case <-pong:
 	case code := <-done:
@@ -160,10 +165,10 @@ func TestPongWaitIgnoresOtherFrames(t *testing.T) {
 				}
 			}
 		})
-		code, err := readUntilClose(ws, 30*time.Second)
+		code, err := wstest.ReadUntilClose(ws, 30*time.Second)
 		close(stop)
 		wg.Wait()
-		if code != ClosePolicy {
+		if code != pgws.ClosePolicy {
 			t.Errorf("%s: ended with %d (%v), want 1008 after the pong wait", name, code, err)
 		}
 	}

@@ -11,7 +11,10 @@ import (
 
 	"github.com/gorilla/websocket"
 
-	"github.com/pgcast/pgcast/stream"
+	"github.com/pgcast/pgcast/server/auth"
+	"github.com/pgcast/pgcast/server/catalyst"
+	"github.com/pgcast/pgcast/server/internal/wstest"
+	pgws "github.com/pgcast/pgcast/server/ws"
 )
 
 // dialSlow opens a WebSocket whose socket receive buffer is tiny: a client
@@ -42,15 +45,17 @@ func (s *stack) dialSlow(path string) *websocket.Conn {
 // of work on a loaded machine.
 func (s *stack) shrinkServerBuffers(want int) {
 	s.t.Helper()
-	r := s.srv.conns
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if len(r.conns) != want {
-		s.t.Fatalf("%d connections open, want %d", len(r.conns), want)
+	conns := s.srv.transport.Conns()
+	if len(conns) != want {
+		s.t.Fatalf("%d connections open, want %d", len(conns), want)
 	}
-	for c := range r.conns {
+	for _, c := range conns {
+		raw, err := c.NetConn().(syscall.Conn).SyscallConn()
+		if err != nil {
+			s.t.Fatal(err)
+		}
 		var serr error
-		err := c.raw.Control(func(fd uintptr) { serr = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_SNDBUF, 4096) })
+		err = raw.Control(func(fd uintptr) { serr = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_SNDBUF, 4096) })
 		if err = errors.Join(err, serr); err != nil {
 			s.t.Fatal(err)
 		}
@@ -79,7 +84,7 @@ func TestSlowConsumerWriteTimeout(t *testing.T) {
 	t.Parallel()
 	s := newStack(t, nil)
 	cls, _ := s.class(1, "posts", "public")
-	catalyst := s.dialSlow(recordsPath + "?uuid=" + s.ticket("u", RoleAuthenticated, 1))
+	catalyst := s.dialSlow(recordsPath + "?uuid=" + s.ticket("u", auth.RoleAuthenticated, 1))
 	realtime := s.dialSlow(realtimePath)
 	rtRead(t, realtime, 10*time.Second) // connected
 	rtSubscribe(t, realtime, "posts.*")
@@ -90,14 +95,14 @@ func TestSlowConsumerWriteTimeout(t *testing.T) {
 	s.exec(`INSERT INTO pgcast.object_records (object_class_id) SELECT $1 FROM generate_series(1, 2000)`, cls)
 	// Counted once each connection is over: after its writer has given up.
 	s.waitMetricFor("pgcast_ws_slow_consumer_closes_total", 2, 2*time.Minute)
-	if took := time.Since(start); took < writeTimeout/2 {
+	if took := time.Since(start); took < pgws.WriteTimeout/2 {
 		t.Fatalf("closed after %s, before any write could time out", took)
 	}
 	if n := s.metric("pgcast_hub_overflows_total"); n != 0 {
 		t.Fatalf("pgcast_hub_overflows_total = %v: a queue overflowed, the write timeout was to trip first", n)
 	}
 	for name, ws := range map[string]*websocket.Conn{"catalyst": catalyst, "realtime": realtime} {
-		if code, err := readUntilClose(ws, 30*time.Second); code != CloseSlowConsumer {
+		if code, err := wstest.ReadUntilClose(ws, 30*time.Second); code != pgws.CloseSlowConsumer {
 			t.Errorf("%s client ended with %v (code %d), want 4008", name, err, code)
 		}
 	}
@@ -125,7 +130,7 @@ func TestSlowConsumerOverflowWhileWriteBlocked(t *testing.T) {
 		_ = slow.SetReadDeadline(time.Now().Add(30 * time.Second))
 		_, data, err := slow.ReadMessage()
 		if err != nil {
-			if code := closeCode(err); code != CloseSlowConsumer {
+			if code := wstest.CloseCode(err); code != pgws.CloseSlowConsumer {
 				t.Fatalf("after %d frames: %v (code %d), want 4008", n, err, code)
 			}
 			break
@@ -137,36 +142,6 @@ func TestSlowConsumerOverflowWhileWriteBlocked(t *testing.T) {
 	}
 }
 
-// TestFrameBufRest: after a write cut short, only the rest of the frame in
-// progress precedes the close frame.
-func TestFrameBufRest(t *testing.T) {
-	t.Parallel()
-	var fb frameBuf
-	fb.control(opPong, "pp")                                   // bytes 0-4
-	fb.text([]byte("hello"))                                   // 4-11
-	fb.text(nil)                                               // 11-13
-	fb.owned(appendCatalystFrame(nil, nil))                    // 13-17: "[]"
-	fb.owned(appendCatalystFrame(nil, make([]stream.Item, 1))) // 17-21: "[]" of one empty item
-	if fb.size != 21 {
-		t.Fatalf("size %d", fb.size)
-	}
-	all := bytesOf(fb.iov[:fb.niov])
-	for written, end := range map[int]int{0: 0, 2: 4, 4: 4, 5: 11, 10: 11, 11: 11, 12: 13, 14: 17, 17: 17, 19: 21, 21: 21} {
-		fb.nb = net.Buffers{all[written:]}
-		if got, want := bytesOf(fb.rest()), all[written:end]; string(got) != string(want) {
-			t.Errorf("%d bytes written: rest %q, want %q", written, got, want)
-		}
-	}
-}
-
-func bytesOf(nb net.Buffers) []byte {
-	var b []byte
-	for _, v := range nb {
-		b = append(b, v...)
-	}
-	return b
-}
-
 // TestMinBufferHoldsTwoPages: with the smallest buffer --max-buffer accepts
 // (MinBuffer), clients that read get a 2,000-row statement (two reader
 // pages) whole, on both protocols, however late their writers run.
@@ -175,10 +150,10 @@ func TestMinBufferHoldsTwoPages(t *testing.T) {
 	const limit = 100
 	s := newStack(t, func(c *Config) {
 		c.Catalyst.MessageLimit = limit
-		c.WS.MaxBuffer = MinBuffer(limit)
+		c.WS.MaxBuffer = catalyst.MinBuffer(limit)
 	})
 	cls, _ := s.class(1, "posts", "public")
-	catalyst := s.connect(recordsPath + "?uuid=" + s.ticket("u", RoleAuthenticated, 1))
+	catalyst := s.connect(recordsPath + "?uuid=" + s.ticket("u", auth.RoleAuthenticated, 1))
 	realtime := s.rtConnect("")
 	rtSubscribe(t, realtime, "posts.*")
 	s.exec(`INSERT INTO pgcast.object_records (object_class_id) SELECT $1 FROM generate_series(1, 2000)`, cls)

@@ -10,7 +10,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/pgcast/pgcast/server"
+	"github.com/pgcast/pgcast/server/auth"
 )
 
 // startDev runs `pgcast dev` in-process with working directory wd and no
@@ -117,7 +117,7 @@ func TestDevFromPrivateClone(t *testing.T) {
 	if code != 0 || !strings.Contains(errs, "development secret") {
 		t.Fatalf("token: %d %s", code, errs)
 	}
-	au, err := server.NewAuthenticator(server.AuthConfig{Secret: []byte(devJWTSecret)})
+	au, err := auth.NewAuthenticator(auth.Config{Secret: []byte(devJWTSecret)})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -11,6 +11,8 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/pgcast/pgcast/server"
+	"github.com/pgcast/pgcast/server/catalyst"
+	"github.com/pgcast/pgcast/server/ws"
 	pgsql "github.com/pgcast/pgcast/sql"
 	"github.com/pgcast/pgcast/stream"
 )
@@ -106,7 +108,7 @@ it, it waits up to --schema-wait for another node to migrate, then gives up;
 		Example: "  DATABASE_URL=postgres://localhost/app pgcast serve --migrate\n  pgcast serve --database-url postgres://localhost/app --addr :8080 --log-format json",
 		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if _, err := server.ParseTrustedProxies(o.trustedProxies); err != nil {
+			if _, err := ws.ParseTrustedProxies(o.trustedProxies); err != nil {
 				return fmt.Errorf("--trusted-proxies: %w", err)
 			}
 			if err := o.checkBuffer(); err != nil {
@@ -124,9 +126,9 @@ it, it waits up to --schema-wait for another node to migrate, then gives up;
 }
 
 // checkBuffer refuses a --max-buffer that one statement's events would
-// overflow for clients that read (see server.MinBuffer).
+// overflow for clients that read (see catalyst.MinBuffer).
 func (o *serveOptions) checkBuffer() error {
-	if least := server.MinBuffer(o.messageLimit); o.maxBuffer < least {
+	if least := catalyst.MinBuffer(o.messageLimit); o.maxBuffer < least {
 		return fmt.Errorf("--max-buffer %d is below %d (--message-limit %d + two reader pages of 1000 events): one statement would close clients that read with 4008", o.maxBuffer, least, o.messageLimit)
 	}
 	return nil
@@ -141,7 +143,7 @@ func (a *app) serve(ctx context.Context, url string, o *serveOptions) error {
 	if err != nil {
 		return err
 	}
-	trusted, err := server.ParseTrustedProxies(o.trustedProxies)
+	trusted, err := ws.ParseTrustedProxies(o.trustedProxies)
 	if err != nil {
 		return fmt.Errorf("--trusted-proxies: %w", err)
 	}
@@ -201,7 +203,7 @@ func (a *app) serve(ctx context.Context, url string, o *serveOptions) error {
 		Hub:          hub,
 		Auth:         auth,
 		TicketTTL:    o.ticketTTL,
-		WS: server.WSConfig{
+		WS: ws.Config{
 			AllowedOrigins:  o.allowedOrigins,
 			PingInterval:    o.pingInterval,
 			PongWait:        o.pongWait,
@@ -212,7 +214,7 @@ func (a *app) serve(ctx context.Context, url string, o *serveOptions) error {
 			MaxConnsPerIP:   o.maxConnsPerIP,
 			TrustedProxies:  trusted,
 		},
-		Catalyst: server.CatalystConfig{MessageLimit: o.messageLimit, MessageTime: o.messageTime},
+		Catalyst: catalyst.Config{MessageLimit: o.messageLimit, MessageTime: o.messageTime},
 		HTTP: server.HTTPConfig{
 			IdleTimeout:      o.httpIdleTimeout,
 			ReadTimeout:      o.httpReadTimeout,

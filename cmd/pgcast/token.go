@@ -8,7 +8,7 @@ import (
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 
-	"github.com/pgcast/pgcast/server"
+	"github.com/pgcast/pgcast/server/auth"
 )
 
 // authOptions are the JWT settings shared by `pgcast token` and the server.
@@ -19,7 +19,7 @@ type authOptions struct {
 }
 
 func (o *authOptions) addFlags(fs *pflag.FlagSet) {
-	fs.StringVar(&o.secret, "jwt-secret", "", fmt.Sprintf("HS256 secret JWTs are signed with, used as raw bytes, at least %d bytes", server.MinSecretLen))
+	fs.StringVar(&o.secret, "jwt-secret", "", fmt.Sprintf("HS256 secret JWTs are signed with, used as raw bytes, at least %d bytes", auth.MinSecretLen))
 	markSecret(fs, "jwt-secret", secretValue)
 	fs.StringVar(&o.issuer, "jwt-issuer", "", "required iss claim of JWTs, written into minted tokens (default: not checked)")
 	fs.StringVar(&o.audience, "jwt-audience", "", "required aud claim of JWTs, written into minted tokens (default: not checked)")
@@ -27,18 +27,18 @@ func (o *authOptions) addFlags(fs *pflag.FlagSet) {
 
 // authenticator builds the server's Authenticator, with errors that name the
 // flag and its environment variable instead of the Go field.
-func (o *authOptions) authenticator() (*server.Authenticator, error) {
+func (o *authOptions) authenticator() (*auth.Authenticator, error) {
 	if o.secret == "" {
 		return nil, errors.New("no JWT secret: set PGCAST_JWT_SECRET or --jwt-secret")
 	}
-	if len(o.secret) < server.MinSecretLen {
-		return nil, fmt.Errorf("--jwt-secret (PGCAST_JWT_SECRET) is %d bytes, want at least %d (e.g. `openssl rand -base64 48`)", len(o.secret), server.MinSecretLen)
+	if len(o.secret) < auth.MinSecretLen {
+		return nil, fmt.Errorf("--jwt-secret (PGCAST_JWT_SECRET) is %d bytes, want at least %d (e.g. `openssl rand -base64 48`)", len(o.secret), auth.MinSecretLen)
 	}
-	return server.NewAuthenticator(server.AuthConfig{Secret: []byte(o.secret), Issuer: o.issuer, Audience: o.audience})
+	return auth.NewAuthenticator(auth.Config{Secret: []byte(o.secret), Issuer: o.issuer, Audience: o.audience})
 }
 
 func (a *app) tokenCmd() *cobra.Command {
-	auth := &authOptions{}
+	opts := &authOptions{}
 	var (
 		sub  string
 		role string
@@ -66,7 +66,7 @@ application's identity provider instead.`,
 			if sub == "" {
 				return errors.New("--sub is required: the user id the token is for")
 			}
-			r, err := server.ParseRole(role)
+			r, err := auth.ParseRole(role)
 			if err != nil {
 				return fmt.Errorf("invalid --role %q: %w", role, err)
 			}
@@ -76,12 +76,12 @@ application's identity provider instead.`,
 			if ttl <= 0 {
 				return fmt.Errorf("invalid --ttl %s: want a positive duration such as 1h", ttl)
 			}
-			if auth.secret == "" {
-				if err := a.devTokenSecret(auth); err != nil {
+			if opts.secret == "" {
+				if err := a.devTokenSecret(opts); err != nil {
 					return err
 				}
 			}
-			au, err := auth.authenticator()
+			au, err := opts.authenticator()
 			if err != nil {
 				return err
 			}
@@ -98,7 +98,7 @@ application's identity provider instead.`,
 	fs.StringVar(&role, "role", "authenticated", `role claim: "admin" or "authenticated"`)
 	fs.Int64Var(&env, "env", 1, "environment id (env claim)")
 	fs.DurationVar(&ttl, "ttl", time.Hour, "how long the token is valid")
-	auth.addFlags(fs)
+	opts.addFlags(fs)
 	return cmd
 }
 
@@ -106,7 +106,7 @@ application's identity provider instead.`,
 // the `pgcast dev` found from the working directory serves with it (see
 // findDevState), and says so on stderr. It fails when that dev server has a
 // secret of its own, which token cannot know.
-func (a *app) devTokenSecret(auth *authOptions) error {
+func (a *app) devTokenSecret(opts *authOptions) error {
 	st, path, ok := a.findDevState()
 	if !ok {
 		return nil // authenticator says what to set
@@ -114,7 +114,7 @@ func (a *app) devTokenSecret(auth *authOptions) error {
 	if !st.DevJWTSecret {
 		return fmt.Errorf("no JWT secret: set PGCAST_JWT_SECRET or --jwt-secret to the secret the `pgcast dev` recorded in %s serves with", path)
 	}
-	auth.secret = devJWTSecret
+	opts.secret = devJWTSecret
 	a.logger.Warn("no --jwt-secret: minting with the public development secret, as `pgcast dev` serves with it", "state", path)
 	return nil
 }

@@ -5,7 +5,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/pgcast/pgcast/server"
+	"github.com/pgcast/pgcast/server/auth"
 )
 
 const testJWTSecret = "cli-test-secret-0123456789abcdefghij"
@@ -20,7 +20,7 @@ func TestTokenMintsVerifiableJWT(t *testing.T) {
 	if len(lines) != 1 {
 		t.Fatalf("want the token alone on stdout, got %q", out)
 	}
-	a, err := server.NewAuthenticator(server.AuthConfig{Secret: []byte(testJWTSecret)})
+	a, err := auth.NewAuthenticator(auth.Config{Secret: []byte(testJWTSecret)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -28,7 +28,7 @@ func TestTokenMintsVerifiableJWT(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if want := (server.Identity{UserID: "u1", Role: server.RoleAdmin, Environment: 1}); id != want {
+	if want := (auth.Identity{UserID: "u1", Role: auth.RoleAdmin, Environment: 1}); id != want {
 		t.Errorf("identity %+v, want %+v", id, want)
 	}
 	if d := time.Until(exp); d < 59*time.Minute || d > time.Hour {
@@ -47,7 +47,7 @@ func TestTokenFromEnvironmentWithIssuerAndAudience(t *testing.T) {
 	if strings.Contains(stderr, "PGCAST_JWT_SECRET") {
 		t.Errorf("PGCAST_JWT_SECRET reported as unknown: %s", stderr)
 	}
-	a, err := server.NewAuthenticator(server.AuthConfig{Secret: []byte(testJWTSecret), Issuer: "https://idp.example", Audience: "pgcast"})
+	a, err := auth.NewAuthenticator(auth.Config{Secret: []byte(testJWTSecret), Issuer: "https://idp.example", Audience: "pgcast"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -55,7 +55,7 @@ func TestTokenFromEnvironmentWithIssuerAndAudience(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if want := (server.Identity{UserID: "u2", Role: server.RoleAuthenticated, Environment: 7}); id != want {
+	if want := (auth.Identity{UserID: "u2", Role: auth.RoleAuthenticated, Environment: 7}); id != want {
 		t.Errorf("identity %+v, want %+v", id, want)
 	}
 	if d := time.Until(exp); d < 4*time.Minute || d > 5*time.Minute {

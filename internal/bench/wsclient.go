@@ -17,7 +17,7 @@ import (
 	"github.com/gorilla/websocket"
 
 	"github.com/pgcast/pgcast/internal/startstop"
-	pgcastsrv "github.com/pgcast/pgcast/server"
+	"github.com/pgcast/pgcast/server/auth"
 )
 
 // The clients of the WebSocket scenarios share two cores with Postgres and
@@ -204,13 +204,13 @@ func openClients(ctx context.Context, n, parallel int, open func(ctx context.Con
 
 // wsAuth mints tokens and fetches tickets like a Catalyst client.
 type wsAuth struct {
-	auth   *pgcastsrv.Authenticator
+	auth   *auth.Authenticator
 	http   *http.Client
 	dialer *websocket.Dialer
 }
 
 func newWSAuth(secret string, parallel int) (*wsAuth, error) {
-	a, err := pgcastsrv.NewAuthenticator(pgcastsrv.AuthConfig{Secret: []byte(secret)})
+	a, err := auth.NewAuthenticator(auth.Config{Secret: []byte(secret)})
 	if err != nil {
 		return nil, err
 	}
@@ -233,7 +233,7 @@ func (a *wsAuth) closeIdle() { a.http.CloseIdleConnections() }
 
 // token mints a one-hour token for the benchmark user i.
 func (a *wsAuth) token(i int) (string, error) {
-	return a.auth.Mint(benchUser(i), pgcastsrv.RoleAuthenticated, 1, time.Hour)
+	return a.auth.Mint(benchUser(i), auth.RoleAuthenticated, 1, time.Hour)
 }
 
 func benchUser(i int) string { return fmt.Sprintf("bench_user_%d", i) }
