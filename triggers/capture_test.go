@@ -547,7 +547,9 @@ func TestRecordDeleted(t *testing.T) {
 	es := f.newEntries()
 	wantKinds(t, es, triggers.KindRecordDeleted, triggers.KindRecordsCountChanged)
 	wantIDs(t, es[0], classID, id, nil)
-	want := map[string]any{"class": "posts", "read": "owner", "owners": strs("o"), "assignees": strs("s"), "record": map[string]any{"id": num(id)}}
+	title := fmt.Sprint(fl["title"])
+	want := map[string]any{"class": "posts", "read": "owner", "owners": strs("o"), "assignees": strs("s"), "record": map[string]any{"id": num(id)},
+		"old_cells": map[string]any{title: "x"}, "fields": map[string]any{title: "title"}}
 	if !reflect.DeepEqual(es[0].Data, want) {
 		t.Errorf("data = %v, want %v", es[0].Data, want)
 	}

@@ -31,7 +31,7 @@
 //
 //	record_created            {class, read, owners, assignees, cells, fields, created_at, updated_at}
 //	record_updated            {class, read, owners, assignees, field_ids, old_cells, cells, fields, created_at, updated_at}
-//	record_deleted            {class, read, owners, assignees, record:{id}}   (as it was)
+//	record_deleted            {class, read, owners, assignees, record:{id}, old_cells, fields}   (as it was)
 //	record_owner_added        {class, read, owners, assignees, user_id}       (arrays after)
 //	record_owner_removed      {class, read, owners, assignees, user_id}       (arrays before)
 //	record_assignee_added     {class, read, owners, assignees, user_id}

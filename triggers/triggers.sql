@@ -500,9 +500,13 @@ BEGIN
         SELECT 'record_deleted', c.environment_id, c.id, o.id,
                jsonb_build_object('class', c.name, 'read', c.read_rule,
                                   'owners', to_jsonb(o.owners), 'assignees', to_jsonb(o.assignees),
-                                  'record', jsonb_build_object('id', o.id))
+                                  'record', jsonb_build_object('id', o.id),
+                                  -- The cells as they were, so that a subscription
+                                  -- filter matches a delete on the record's last
+                                  -- values (package stream, Event.Old).
+                                  'old_cells', o.cells, 'fields', c.field_names)
         FROM pgcast_old_records o
-        CROSS JOIN LATERAL (SELECT c.id, c.environment_id, c.name, c.read_rule
+        CROSS JOIN LATERAL (SELECT c.id, c.environment_id, c.name, c.read_rule, c.field_names
                             FROM pgcast.object_classes c WHERE c.id = o.object_class_id OFFSET 0) c
         UNION ALL
         SELECT 'records_count_changed', counts.environment_id, counts.id, NULL::bigint,

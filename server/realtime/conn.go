@@ -121,6 +121,8 @@ func (c *rtConn) subscribe(m clientMessage) {
 	n := len(o.channels)
 	o.mu.Unlock()
 	if have {
+		// Subscribing again replaces the channel's filter and select.
+		c.h.hub.AddChannelWith(c.sub, m.channel, m.opts)
 		c.reply(channelReply("subscribed", m.channel))
 		return
 	}
@@ -137,7 +139,7 @@ func (c *rtConn) subscribe(m clientMessage) {
 	if !m.resume {
 		// Acknowledge first: the channel's events can only follow it.
 		if o.subscribe(m.channel, channelReply("subscribed", m.channel), false) {
-			c.h.hub.AddChannel(c.sub, m.channel)
+			c.h.hub.AddChannelWith(c.sub, m.channel, m.opts)
 			c.conn.Notify()
 		}
 		return
@@ -149,8 +151,8 @@ func (c *rtConn) subscribe(m clientMessage) {
 	c.conn.Notify()
 	// The hub now offers the channel's live events, which the outbox holds;
 	// only then may the replay read the log (see rtOutbox).
-	c.h.hub.AddChannel(c.sub, m.channel)
-	o.queueReplay(&replayReq{channel: m.channel, after: m.since, set: &replayedSet{}})
+	c.h.hub.AddChannelWith(c.sub, m.channel, m.opts)
+	o.queueReplay(&replayReq{channel: m.channel, after: m.since, opts: m.opts, set: &replayedSet{}})
 	if c.workerDone == nil {
 		c.workerDone = make(chan struct{})
 		go c.replayWorker()

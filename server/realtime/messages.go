@@ -4,6 +4,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"strings"
+
+	"github.com/pgcast/pgcast/stream"
 )
 
 // Client messages.
@@ -20,6 +22,7 @@ type clientMessage struct {
 	channel string // subscribe, unsubscribe
 	since   int64  // subscribe with resume
 	resume  bool
+	opts    *stream.ChannelOptions // subscribe: filter and select; nil: none
 }
 
 // clientError is an error reply.
@@ -106,6 +109,11 @@ func parseClientMessage(data []byte) (clientMessage, *clientError) {
 		}
 		m.since, m.resume = pos, true
 	}
+	opts, cerr := parseOptions(fields)
+	if cerr != nil {
+		return clientMessage{}, cerr
+	}
+	m.opts = opts
 	return m, nil
 }
 

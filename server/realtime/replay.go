@@ -53,7 +53,11 @@ func (c *rtConn) replay(req *replayReq) {
 		if !stream.ChannelMatches(req.channel, typ) || !stream.Visible(c.viewer, ev) {
 			return nil
 		}
-		return o.pushReplayed(c.ctx, req, stream.AppendRealtimeEvent(nil, ev, typ), ev.Position)
+		b, ok := stream.RealtimeFrame(nil, ev, typ, req.opts)
+		if !ok {
+			return nil // the channel's filter does not admit it
+		}
+		return o.pushReplayed(c.ctx, req, b, ev.Position)
 	})
 	switch {
 	case err == nil, errors.Is(err, errReplayCancelled), errors.Is(err, errOutboxClosed), c.ctx.Err() != nil:
@@ -80,8 +84,9 @@ func (h *Handler) acquireReplaySlot(ctx context.Context) (func(), error) {
 type replayReq struct {
 	channel   string
 	after     int64
-	cancelled bool         // unsubscribed meanwhile (guarded by rtOutbox.mu)
-	set       *replayedSet // what it sent
+	opts      *stream.ChannelOptions // the channel's filter and select, applied as live
+	cancelled bool                   // unsubscribed meanwhile (guarded by rtOutbox.mu)
+	set       *replayedSet           // what it sent
 }
 
 // replayedSet is the positions one replay sent, ascending.

@@ -256,7 +256,6 @@ test("close() leaves no timer or socket behind, even while waiting to reconnect"
 
 test(
   "filter: subscribe with filter status=eq.paid gets only the paid orders",
-  { todo: "NEEDS SERVER SUPPORT: /api/realtime must apply the subscribe message's filter (issue 11); until then this test fails" },
   async (t) => {
     const stack = await startStack(t, { name: "filter" });
     const admin = stack.client({ token: () => adminToken(stack) });
