@@ -74,6 +74,13 @@ type Config struct {
 	// and never more than half of the time that context leaves, so that
 	// closing has the other half. Default 5 s; negative: none.
 	ShutdownGrace time.Duration
+	// NoConsole turns off the live console at /console/ (served by
+	// default: it is static files on the public APIs and holds no secret).
+	NoConsole bool
+	// DevToken, when set, mints the development tokens the console's
+	// "Mint a development token" button asks GET /console/dev-token for.
+	// Only `pgcast dev` sets it; never set it on a server others can reach.
+	DevToken func() (string, error)
 }
 
 // ReadyCheck is one named readiness condition.
@@ -186,6 +193,7 @@ func New(cfg Config) (*Server, error) {
 	s.mux = &routes{ServeMux: http.NewServeMux(), s: s}
 	s.mux.HandleFunc("GET /livez", s.handleLivez)
 	s.mux.HandleFunc("GET /readyz", s.handleReadyz)
+	s.routeConsole()
 	if cfg.Hub != nil {
 		if err := s.routeStreams(); err != nil {
 			return nil, err

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -13,6 +14,7 @@ import (
 
 	"github.com/pgcast/pgcast/internal/collections"
 	"github.com/pgcast/pgcast/internal/pgcluster"
+	"github.com/pgcast/pgcast/server/auth"
 )
 
 // devDatabase is the database `pgcast dev` creates in its private cluster.
@@ -54,6 +56,7 @@ with; each says so on stderr.`,
 			ctx := cmd.Context()
 			o.migrate = true
 			o.seed = a.seedDev
+			o.devTokens = true
 			devSecret := o.auth.secret == ""
 			if devSecret {
 				o.auth.secret = devJWTSecret
@@ -183,4 +186,14 @@ func createDatabase(ctx context.Context, adminURL, name string) error {
 		return fmt.Errorf("create database %q: %w", name, err)
 	}
 	return nil
+}
+
+// devTokenMinter mints the console's development tokens (an admin of
+// environment 1, for an hour) when on, as `pgcast dev` serves: its secret is
+// the development one unless --jwt-secret says otherwise.
+func devTokenMinter(on bool, authn *auth.Authenticator) func() (string, error) {
+	if !on || authn == nil {
+		return nil
+	}
+	return func() (string, error) { return authn.Mint("dev", auth.RoleAdmin, 1, time.Hour) }
 }

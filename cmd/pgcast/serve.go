@@ -53,6 +53,10 @@ type serveOptions struct {
 	// seed, when set, runs after the schema check and before serving
 	// (`pgcast dev` seeds a demo collection).
 	seed func(context.Context, *pgxpool.Pool) error
+	// console serves /console/ (--console); devTokens lets the console mint
+	// development tokens (`pgcast dev` only).
+	console   bool
+	devTokens bool
 }
 
 func (o *serveOptions) addFlags(fs *pflag.FlagSet) {
@@ -80,6 +84,7 @@ func (o *serveOptions) addFlags(fs *pflag.FlagSet) {
 	fs.IntVar(&o.maxConnsPerUser, "max-conns-per-user", 100, "WebSocket connections one user may hold on this node (both protocols); more are refused with 429; negative: no cap")
 	fs.IntVar(&o.maxConnsPerIP, "max-conns-per-ip", 0, "WebSocket connections one client IP address may hold on this node; more are refused with 429; 0: no cap (behind a proxy, set --trusted-proxies, else every client has the proxy's address)")
 	fs.StringSliceVar(&o.trustedProxies, "trusted-proxies", nil, "addresses or CIDRs of the proxies in front of pgcast, comma-separated: for their requests the client address (for --max-conns-per-ip) is taken from X-Forwarded-For")
+	fs.BoolVar(&o.console, "console", true, "serve the live console at /console/ (static pages on the public APIs: sign in with a token, watch channels, a live grid, Catalyst frames)")
 	fs.DurationVar(&o.ticketTTL, "ticket-ttl", 60*time.Second, "lifetime of a /api/users/ws-auth/ ticket")
 	fs.DurationVar(&o.httpIdleTimeout, "http-idle-timeout", server.DefaultHTTPIdleTimeout, "close a keep-alive HTTP connection idle this long; behind a load balancer keep it above the balancer's idle timeout (60s on AWS ALB and nginx)")
 	fs.DurationVar(&o.httpReadTimeout, "http-read-timeout", server.DefaultHTTPReadTimeout, "most time to read an HTTP request, body included (a body not received by then is answered 408); WebSockets are not affected")
@@ -223,6 +228,8 @@ func (a *app) serve(ctx context.Context, url string, o *serveOptions) error {
 			MaxListBytes:     noneIfZero(o.maxListBytes),
 		},
 		ShutdownGrace: noneIfZero(o.shutdownGrace),
+		NoConsole:     !o.console,
+		DevToken:      devTokenMinter(o.devTokens, auth),
 	})
 	if err != nil {
 		return err
