@@ -258,6 +258,7 @@ export type ServerErrorCode =
   | "invalid_channel"
   | "invalid_since"
   | "invalid_filter"
+  | "unknown_namespace"
   | "subscription_limit"
   | "internal_error"
   | "rate_limited";

@@ -195,10 +195,12 @@ test("subscribe errors are RealtimeErrors with the server's code; a bad since is
   const stack = await startStack(t, { name: "suberr" });
   const client = stack.client({}); // anonymous
   const errors = [];
-  const forbidden = client.subscribe("nope.*", { onError: (e) => errors.push(e) }, () => {});
-  await assert.rejects(forbidden.ready, (e) => e instanceof RealtimeError && e.code === "forbidden");
+  const unknown = client.subscribe("nope.*", { onError: (e) => errors.push(e) }, () => {});
+  await assert.rejects(unknown.ready, (e) => e instanceof RealtimeError && e.code === "unknown_namespace");
   assert.equal(errors.length, 1);
-  assert.equal(errors[0].code, "forbidden");
+  assert.equal(errors[0].code, "unknown_namespace");
+  const badFilter = client.subscribe("system.*", { filter: "name=eqq.x", onError: () => {} }, () => {});
+  await assert.rejects(badFilter.ready, (e) => e instanceof RealtimeError && e.code === "invalid_filter" && /unknown operator/.test(e.message));
   const bad = client.subscribe("no spaces", { onError: () => {} }, () => {});
   await assert.rejects(bad.ready, (e) => e instanceof RealtimeError && e.code === "invalid_channel");
   assert.throws(() => client.subscribe("job.*", { since: "123" }, () => {}), TypeError);
