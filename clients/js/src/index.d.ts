@@ -75,6 +75,8 @@ export interface RealtimeEvent<P = Record<string, any>> {
   timestamp: string;
   source: string;
   payload: P;
+  /** Only on a channel with a filter: the update made the row enter or leave it (drop the row on "leave"). */
+  transition?: "enter" | "leave";
   [key: string]: unknown;
 }
 
