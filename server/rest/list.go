@@ -45,7 +45,7 @@ SELECT record FROM page WHERE n > 0 ORDER BY n`
 // listRecords serves GET /api/{collection}: {"items":[…]}, with
 // "truncated":true when the page stopped early at the byte budget.
 func (s *API) listRecords(w http.ResponseWriter, r *http.Request, id auth.Identity, c collections.Collection) error {
-	ownerOnly, err := authorize(c.Permissions.Read, id, "list "+c.Name)
+	rule, err := authorize(c.Permissions.Read, id, "list "+c.Name)
 	if err != nil {
 		return err
 	}
@@ -70,7 +70,7 @@ func (s *API) listRecords(w http.ResponseWriter, r *http.Request, id auth.Identi
 	if ps != nil {
 		return validationError(ps)
 	}
-	rows, err := s.pool.Query(r.Context(), listPage, c.ID, ownerParam(ownerOnly, id), before, limit, int64(s.maxListBytes))
+	rows, err := s.pool.Query(r.Context(), listPage, c.ID, id.Viewer().OwnerFilter(rule), before, limit, int64(s.maxListBytes))
 	if err != nil {
 		return fmt.Errorf("list %s: %w", c.Name, err)
 	}

@@ -17,6 +17,7 @@ import (
 
 	"github.com/pgcast/pgcast/internal/collections"
 	"github.com/pgcast/pgcast/server/auth"
+	"github.com/pgcast/pgcast/stream"
 )
 
 // recordJSON builds, from the row r of pgcast.object_records, the record as
@@ -108,40 +109,17 @@ func (s *API) collection(r *http.Request, id auth.Identity) (collections.Collect
 	return c, refuseWatched(c, err)
 }
 
-// authorize applies rule to the caller as far as it can without the
-// record. ownerOnly says the caller passes only for records it owns or is
-// assigned to (rule owner, caller not admin).
-func authorize(rule collections.Rule, id auth.Identity, what string) (ownerOnly bool, err error) {
-	switch rule {
-	case collections.RulePublic:
-		return false, nil
-	case collections.RuleAuthenticated:
-		if id.Anonymous() {
-			return false, denied(id, what)
-		}
-		return false, nil
-	case collections.RuleOwner:
-		if id.IsAdmin() {
-			return false, nil
-		}
-		if id.Anonymous() {
-			return false, denied(id, what)
-		}
-		return true, nil
+// authorize checks that rule lets the caller at the collection at all, as
+// far as stream's read rules (Viewer.Access) decide without the record, and
+// returns it as stream's rule for the checks that need the record
+// (Viewer.OwnerFilter, Viewer.MayRead). A rule this binary does not know is
+// RuleUnknown: admins only.
+func authorize(rule collections.Rule, id auth.Identity, what string) (stream.Rule, error) {
+	r, _ := stream.ParseRule(string(rule))
+	if id.Viewer().Access(r) == stream.AccessNone {
+		return r, denied(id, what)
 	}
-	// RuleAdmin, and any rule this binary does not know: only admins.
-	if !id.IsAdmin() {
-		return false, denied(id, what)
-	}
-	return false, nil
-}
-
-// ownerParam is the user a query must restrict records to (NULL: none).
-func ownerParam(ownerOnly bool, id auth.Identity) *string {
-	if !ownerOnly {
-		return nil
-	}
-	return &id.UserID
+	return r, nil
 }
 
 func (s *API) createRecord(w http.ResponseWriter, r *http.Request, id auth.Identity, c collections.Collection) error {
@@ -173,7 +151,7 @@ func (s *API) createRecord(w http.ResponseWriter, r *http.Request, id auth.Ident
 }
 
 func (s *API) getRecord(w http.ResponseWriter, r *http.Request, id auth.Identity, c collections.Collection, recID int64) error {
-	ownerOnly, err := authorize(c.Permissions.Read, id, "read "+c.Name+" records")
+	rule, err := authorize(c.Permissions.Read, id, "read "+c.Name+" records")
 	if err != nil {
 		return err
 	}
@@ -191,7 +169,7 @@ func (s *API) getRecord(w http.ResponseWriter, r *http.Request, id auth.Identity
 	if err != nil {
 		return fmt.Errorf("read %s record: %w", c.Name, err)
 	}
-	if ownerOnly && !slices.Contains(owners, id.UserID) && !slices.Contains(assignees, id.UserID) {
+	if !id.Viewer().MayRead(rule, owners, assignees) {
 		return denied(id, fmt.Sprintf("read %s record %d", c.Name, recID))
 	}
 	return s.writeRecord(w, http.StatusOK, rec)
@@ -209,7 +187,7 @@ WITH target AS (
 )`
 
 func (s *API) updateRecord(w http.ResponseWriter, r *http.Request, id auth.Identity, c collections.Collection, recID int64) error {
-	ownerOnly, err := authorize(c.Permissions.Update, id, "update "+c.Name+" records")
+	rule, err := authorize(c.Permissions.Update, id, "update "+c.Name+" records")
 	if err != nil {
 		return err
 	}
@@ -232,7 +210,7 @@ func (s *API) updateRecord(w http.ResponseWriter, r *http.Request, id auth.Ident
 		    RETURNING `+recordJSON+` AS record
 		)
 		SELECT t.allowed, (SELECT c.record FROM changed c) FROM target t`,
-		recID, c.ID, ownerParam(ownerOnly, id), cells).Scan(&allowed, &rec)
+		recID, c.ID, id.Viewer().OwnerFilter(rule), cells).Scan(&allowed, &rec)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return notFound("%s record %d not found", c.Name, recID)
 	}
@@ -246,7 +224,7 @@ func (s *API) updateRecord(w http.ResponseWriter, r *http.Request, id auth.Ident
 }
 
 func (s *API) deleteRecord(w http.ResponseWriter, r *http.Request, id auth.Identity, c collections.Collection, recID int64) error {
-	ownerOnly, err := authorize(c.Permissions.Delete, id, "delete "+c.Name+" records")
+	rule, err := authorize(c.Permissions.Delete, id, "delete "+c.Name+" records")
 	if err != nil {
 		return err
 	}
@@ -257,7 +235,7 @@ func (s *API) deleteRecord(w http.ResponseWriter, r *http.Request, id auth.Ident
 		    WHERE r.id = t.id AND t.allowed
 		)
 		SELECT t.allowed FROM target t`,
-		recID, c.ID, ownerParam(ownerOnly, id)).Scan(&allowed)
+		recID, c.ID, id.Viewer().OwnerFilter(rule)).Scan(&allowed)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return notFound("%s record %d not found", c.Name, recID)
 	}
