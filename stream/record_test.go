@@ -14,10 +14,10 @@ import (
 	"github.com/pgcast/pgcast/stream"
 )
 
-// recordSQL is the record as the REST API builds it in SQL (recordJSON in
-// package server) and as the capture triggers built it before the reader
-// did; encoding/json's compaction of it is what REST answers, the reference the reader's
-// record must equal byte for byte.
+// recordSQL is the record as the REST API built it in SQL before it built
+// records with AppendRecord, and as the capture triggers built it before the
+// reader did; encoding/json's compaction of it is what REST answered, the
+// reference the record AppendRecord builds must equal byte for byte.
 const recordSQL = `(COALESCE((SELECT jsonb_object_agg(f.name, r.cells -> f.id::text)
           FROM pgcast.object_class_fields f
           WHERE f.object_class_id = r.object_class_id AND r.cells ? f.id::text), '{}'::jsonb)

@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
+
+	"github.com/pgcast/pgcast/stream"
 )
 
 // Role is what a caller may do. The zero value is RoleAnonymous.
@@ -66,6 +68,12 @@ func (i Identity) IsAdmin() bool { return i.Role == RoleAdmin }
 
 // Anonymous reports whether the identity carries no verified user.
 func (i Identity) Anonymous() bool { return i.Role == RoleAnonymous || i.UserID == "" }
+
+// Viewer is who the identity reads as, for stream's read rules (the Hub's,
+// replay's and REST's alike).
+func (i Identity) Viewer() stream.Viewer {
+	return stream.Viewer{UserID: i.UserID, Admin: i.IsAdmin(), Environment: i.Environment}
+}
 
 // MinSecretLen is the shortest HS256 secret NewAuthenticator accepts, in
 // bytes: a key shorter than the 256-bit hash output weakens HMAC-SHA256 and is

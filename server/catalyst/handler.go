@@ -98,7 +98,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	// learn of a commit) as soon as it has the 101, and that event is its.
 	b := newBatcher(h.cfg.MessageLimit, h.buffer, h.cfg.MessageTime, h.ep.Frames(), h.ep.Items())
 	sub, err := h.hub.Subscribe(stream.SubscribeOptions{
-		Viewer:   stream.Viewer{UserID: id.UserID, Admin: id.IsAdmin(), Environment: id.Environment},
+		Viewer:   id.Viewer(),
 		Protocol: h.protocol,
 		ClassIDs: classIDs,
 		FieldIDs: fieldIDs,

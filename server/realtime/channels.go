@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+
+	"github.com/pgcast/pgcast/stream"
 )
 
 // Which channels a subscribe may name. A channel's first segment is its
@@ -30,9 +32,6 @@ const (
 	nsPublished                     // events are published to it
 )
 
-// collectionEvents are the last segments of a collection's event types.
-var collectionEvents = []string{"created", "updated", "deleted"}
-
 // channelError is an error reply about a channel, with the channels that
 // exist when it is invalid_channel for a known namespace.
 type channelError struct {
@@ -50,10 +49,10 @@ func (e channelError) frame() []byte {
 }
 
 // checkChannel decides whether a subscribe to channel (grammatical: see
-// validChannel) goes ahead. When it does not, reply is the error to send,
+// stream.ValidChannel) goes ahead. When it does not, reply is the error to send,
 // or nil when the connection is ending.
 func (c *rtConn) checkChannel(channel string) (reply []byte, ok bool) {
-	ns, rest, dotted := strings.Cut(channel, ".")
+	ns := stream.ChannelNamespace(channel)
 	if ns == "*" {
 		return channelError{code: "invalid_channel",
 			message: `Channel "*" names no namespace: subscribe to a namespace's channels, e.g. posts.* or job.*`}.frame(), false
@@ -71,16 +70,14 @@ func (c *rtConn) checkChannel(channel string) (reply []byte, ok bool) {
 		return channelError{code: "unknown_namespace", message: fmt.Sprintf(
 			"Channel %q: no collection or event namespace %q exists in this environment; subscribe once it does (system.collection.created announces new collections)",
 			channel, ns)}.frame(), false
-	case kind&nsPublished != 0 && dotted:
+	case kind&nsPublished != 0 && channel != ns: // a type has two segments or more
 		return nil, true
-	case kind&nsCollection != 0 && (rest == "*" || slices.Contains(collectionEvents, rest)):
+	case kind&nsCollection != 0 && (channel == ns+".*" || slices.Contains(stream.CollectionChannels(ns), channel)):
 		return nil, true
 	}
 	var channels []string
 	if kind&nsCollection != 0 {
-		for _, e := range collectionEvents {
-			channels = append(channels, ns+"."+e)
-		}
+		channels = stream.CollectionChannels(ns)
 	}
 	channels = append(channels, ns+".*")
 	msg := fmt.Sprintf("Channel %q matches no event: the channels of collection %s are %s", channel, ns, strings.Join(channels, ", "))

@@ -165,5 +165,5 @@ func (h *Handler) authenticate(w http.ResponseWriter, r *http.Request) (v stream
 		httpjson.Error(w, http.StatusUnauthorized, "unauthorized", msg)
 		return stream.Viewer{}, time.Time{}, false
 	}
-	return stream.Viewer{UserID: id.UserID, Admin: id.IsAdmin(), Environment: id.Environment}, exp, true
+	return id.Viewer(), exp, true
 }

@@ -94,7 +94,7 @@ func parseClientMessage(data []byte) (clientMessage, *clientError) {
 		return clientMessage{}, &clientError{code: "invalid_channel", message: "Channel name is invalid"}
 	case len(channel) > maxChannelLen:
 		return clientMessage{}, &clientError{code: "invalid_channel", message: fmt.Sprintf("Channel name is too long (maximum %d characters)", maxChannelLen)}
-	case !validChannel(channel):
+	case !stream.ValidChannel(channel):
 		return clientMessage{}, &clientError{code: "invalid_channel", message: "Channel name is invalid"}
 	}
 	m.channel = channel
@@ -128,33 +128,6 @@ func stringField(fields map[string]json.RawMessage, key string) (string, bool) {
 		return "", false
 	}
 	return s, true
-}
-
-// validChannel checks the grammar: segments of [A-Za-z0-9_-]+ separated by
-// dots, the last of which may be "*".
-func validChannel(s string) bool {
-	seg := 0 // length of the current segment
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		switch {
-		case c == '.':
-			if seg == 0 {
-				return false
-			}
-			seg = 0
-		case c == '*':
-			// Only as a whole, last segment.
-			if seg != 0 || i != len(s)-1 {
-				return false
-			}
-			seg = 1
-		case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c >= '0' && c <= '9', c == '_', c == '-':
-			seg++
-		default:
-			return false
-		}
-	}
-	return seg > 0
 }
 
 // parseEventID parses "evt_<digits>" into a position.

@@ -6,6 +6,8 @@ import (
 	"slices"
 	"strings"
 	"testing"
+
+	"github.com/pgcast/pgcast/stream"
 )
 
 // FuzzRealtimeClientMessage is S7/S8 for the client-message decoder: no
@@ -52,7 +54,7 @@ func FuzzRealtimeClientMessage(f *testing.F) {
 		default:
 			t.Fatalf("%q: action %q accepted", data, m.action)
 		}
-		if len(m.channel) == 0 || len(m.channel) > maxChannelLen || !validChannel(m.channel) || strings.Count(m.channel, "*") > 1 ||
+		if len(m.channel) == 0 || len(m.channel) > maxChannelLen || !stream.ValidChannel(m.channel) || strings.Count(m.channel, "*") > 1 ||
 			(strings.Contains(m.channel, "*") && !strings.HasSuffix(m.channel, ".*") && m.channel != "*") {
 			t.Fatalf("%q: channel %q accepted", data, m.channel)
 		}

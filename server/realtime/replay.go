@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"slices"
-	"strings"
 	"time"
 
 	"github.com/pgcast/pgcast/stream"
@@ -44,9 +43,8 @@ func (c *rtConn) replay(req *replayReq) {
 	if !o.startReplay(req) {
 		return
 	}
-	ns, _, _ := strings.Cut(req.channel, ".")
 	err := stream.Replay(c.ctx, c.h.pool, stream.ReplayOptions{
-		Environment: c.viewer.Environment, After: req.after, Namespace: ns, Logger: c.h.logger,
+		Environment: c.viewer.Environment, After: req.after, Namespace: stream.ChannelNamespace(req.channel), Logger: c.h.logger,
 		Acquire: c.h.acquireReplaySlot,
 	}, func(ev *stream.Event) error {
 		typ := stream.RealtimeType(ev)

@@ -1,7 +1,6 @@
 package rest
 
 import (
-	"bytes"
 	"encoding/json"
 	"fmt"
 	"net/http"
@@ -10,42 +9,56 @@ import (
 	"github.com/pgcast/pgcast/internal/collections"
 	"github.com/pgcast/pgcast/server/auth"
 	"github.com/pgcast/pgcast/server/internal/httpjson"
+	"github.com/pgcast/pgcast/stream"
 )
 
 // listPage is a page of GET /api/{collection}, bounded in records ($4) and
 // in bytes ($5, negative: no budget): the records of class $1 below id $3
 // (NULL: all) that user $2 may read (NULL: any), newest first, one at a time
-// from the index, each with the bytes of the page so far. It stops at the
-// limit or after the first record that does not fit: that one comes back as
-// a NULL record (the page is truncated), and no further record is built. So
-// the records Postgres builds, sends and pgcast holds stay within the budget
-// plus one, whatever ?limit= asks for. The first record is always served,
-// however large, so that a client can always make progress.
+// from the index. pgcast builds each record and cuts the page exactly at the
+// budget (listRecords). Postgres keeps its own bound, on an estimate of each
+// record's size, its cells' text without jsonb's spaces after "," and ":"
+// (below the built record's size: that has id and timestamps too): it stops
+// after the first record whose estimate does not fit, which comes back with
+// NULL cells (the page is truncated), and reads no further. So the rows
+// Postgres sends and pgcast holds stay within about the budget, whatever
+// ?limit= asks for. The first record is always sent, however large, so that
+// a client can always make progress. The class's field names come with the
+// first row only: one statement, one snapshot, the same names for every row.
 const listPage = `
-WITH RECURSIVE page (id, record, total, n) AS (
-    SELECT COALESCE($3::bigint, 9223372036854775807), ''::text, 0::bigint, 0
+WITH RECURSIVE page (id, cells, created_at, updated_at, total, n, fits) AS (
+    SELECT COALESCE($3::bigint, 9223372036854775807), NULL::jsonb, NULL::text, NULL::text, 0::bigint, 0, true
   UNION ALL
-    SELECT nx.id,
-           CASE WHEN p.n = 0 OR $5::bigint < 0 OR p.total + octet_length(nx.record) <= $5::bigint THEN nx.record END,
-           p.total + octet_length(nx.record),
-           p.n + 1
+    SELECT nx.id, nx.cells, nx.created_at, nx.updated_at,
+           p.total + nx.size,
+           p.n + 1,
+           p.n = 0 OR $5::bigint < 0 OR p.total + nx.size <= $5::bigint
     FROM page p
     CROSS JOIN LATERAL (
-        SELECT r.id, (` + recordJSON + `)::text AS record
+        SELECT r.id, r.cells, octet_length(replace(replace(r.cells::text, ', ', ','), ': ', ':')) AS size,
+               to_jsonb(r.created_at AT TIME ZONE 'UTC') #>> '{}' AS created_at,
+               to_jsonb(r.updated_at AT TIME ZONE 'UTC') #>> '{}' AS updated_at
         FROM pgcast.object_records r
         WHERE r.object_class_id = $1
           AND r.id < p.id
           AND ($2::text IS NULL OR $2::text = ANY (r.owners) OR $2::text = ANY (r.assignees))
         ORDER BY r.id DESC
         LIMIT 1) nx
-    WHERE p.n < $4 AND p.record IS NOT NULL
+    WHERE p.n < $4 AND p.fits
 )
-SELECT record FROM page WHERE n > 0 ORDER BY n`
+SELECT id, CASE WHEN fits THEN cells END,
+       CASE WHEN n = 1 THEN (SELECT c.field_names FROM pgcast.object_classes c WHERE c.id = $1) END,
+       created_at, updated_at
+FROM page WHERE n > 0 ORDER BY n`
+
+// truncatedTail ends a truncated page; a page's bytes with it stay within
+// the budget (but for its first record).
+const truncatedTail = `],"truncated":true}` + "\n"
 
 // listRecords serves GET /api/{collection}: {"items":[…]}, with
 // "truncated":true when the page stopped early at the byte budget.
 func (s *API) listRecords(w http.ResponseWriter, r *http.Request, id auth.Identity, c collections.Collection) error {
-	ownerOnly, err := authorize(c.Permissions.Read, id, "list "+c.Name)
+	rule, err := authorize(c.Permissions.Read, id, "list "+c.Name)
 	if err != nil {
 		return err
 	}
@@ -70,47 +83,56 @@ func (s *API) listRecords(w http.ResponseWriter, r *http.Request, id auth.Identi
 	if ps != nil {
 		return validationError(ps)
 	}
-	rows, err := s.pool.Query(r.Context(), listPage, c.ID, ownerParam(ownerOnly, id), before, limit, int64(s.maxListBytes))
+	rows, err := s.pool.Query(r.Context(), listPage, c.ID, id.Viewer().OwnerFilter(rule), before, limit, int64(s.maxListBytes))
 	if err != nil {
 		return fmt.Errorf("list %s: %w", c.Name, err)
 	}
 	defer rows.Close()
 	var (
-		body      bytes.Buffer
+		body      = []byte(`{"items":[`)
+		row       stream.RecordRow
 		n         int
 		truncated bool
 	)
-	body.WriteString(`{"items":[`)
 	for rows.Next() {
-		var rec []byte
-		if err := rows.Scan(&rec); err != nil {
+		var fields map[string]string
+		if err := rows.Scan(&row.ID, &row.Cells, &fields, &row.CreatedAt, &row.UpdatedAt); err != nil {
 			return fmt.Errorf("list %s: %w", c.Name, err)
 		}
-		if rec == nil {
+		if n == 0 {
+			row.Fields = fields
+		}
+		if len(row.Cells) == 0 { // NULL: past Postgres's estimate of the budget
 			truncated = true
-			continue
+			break
 		}
-		if n++; n > 1 {
-			body.WriteByte(',')
+		mark := len(body)
+		if n > 0 {
+			body = append(body, ',')
 		}
-		// Compact, as every REST record is (jsonb's text has spaces).
-		if err := json.Compact(&body, rec); err != nil {
+		// Compact and not HTML-escaped, as json.Compact left the items.
+		if body, err = stream.AppendRecord(body, &row, false); err != nil {
 			return fmt.Errorf("list %s: %w", c.Name, err)
 		}
+		if n > 0 && s.maxListBytes >= 0 && len(body)+len(truncatedTail) > s.maxListBytes {
+			body, truncated = body[:mark], true
+			break
+		}
+		n++
 	}
 	if err := rows.Err(); err != nil {
 		return fmt.Errorf("list %s: %w", c.Name, err)
 	}
-	body.WriteByte(']')
 	if truncated {
 		// Only then: a full page is the contract's {"items":[…]}.
-		body.WriteString(`,"truncated":true`)
+		body = append(body, truncatedTail...)
 		s.metrics.Truncated.Inc()
+	} else {
+		body = append(body, "]}\n"...)
 	}
-	body.WriteString("}\n")
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(http.StatusOK)
-	_, err = w.Write(body.Bytes())
+	_, err = w.Write(body)
 	s.countWriteTimeout(err)
 	return nil
 }
@@ -118,7 +140,11 @@ func (s *API) listRecords(w http.ResponseWriter, r *http.Request, id auth.Identi
 // writeRecord answers with a record and counts a response cut by the write
 // timeout. A failed write leaves nothing to answer: it is never an error
 // of the handler's.
-func (s *API) writeRecord(w http.ResponseWriter, status int, rec []byte) error {
+func (s *API) writeRecord(w http.ResponseWriter, status int, row *stream.RecordRow) error {
+	rec, err := stream.AppendRecord(nil, row, true)
+	if err != nil {
+		return err
+	}
 	s.countWriteTimeout(httpjson.Write(w, status, json.RawMessage(rec)))
 	return nil
 }

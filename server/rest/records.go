@@ -17,25 +17,22 @@ import (
 
 	"github.com/pgcast/pgcast/internal/collections"
 	"github.com/pgcast/pgcast/server/auth"
+	"github.com/pgcast/pgcast/stream"
 )
 
-// recordJSON builds, from the row r of pgcast.object_records, the record as
-// the reader builds it for every record event from the entry's cells and
-// field names (stream.buildRecord): the cells keyed by field name (only
-// fields that exist and have a cell), then id, createdAt and updatedAt (UTC,
-// milliseconds, Z), which win over a field of the same name. The two must
-// agree, so that REST and realtime show one record identically:
-// TestRESTWriteMatchesSQLWriteEvents checks that they do, and
-// stream's TestEntryRecordIsTheRecordPostgresBuilds that the reader's
-// record is this expression's, byte for byte.
-const recordJSON = `
-COALESCE((SELECT jsonb_object_agg(f.name, r.cells -> f.id::text)
-          FROM pgcast.object_class_fields f
-          WHERE f.object_class_id = r.object_class_id AND r.cells ? f.id::text), '{}'::jsonb)
-|| jsonb_build_object(
-    'id', r.id,
-    'createdAt', to_char(r.created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"'),
-    'updatedAt', to_char(r.updated_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"'))`
+// recordColumns are what a record is built from (stream.RecordRow), read
+// from the row r of pgcast.object_records with its class's field names in
+// the same statement, so that the names are those of the row's snapshot:
+// scanned by recordDest, built by stream.AppendRecord, as the reader builds
+// every record event's, so that REST and realtime show one record alike.
+const recordColumns = `r.id, r.cells,
+    (SELECT c.field_names FROM pgcast.object_classes c WHERE c.id = r.object_class_id),
+    to_jsonb(r.created_at AT TIME ZONE 'UTC') #>> '{}', to_jsonb(r.updated_at AT TIME ZONE 'UTC') #>> '{}'`
+
+// recordDest are the scan destinations of recordColumns.
+func recordDest(row *stream.RecordRow) []any {
+	return []any{&row.ID, &row.Cells, &row.Fields, &row.CreatedAt, &row.UpdatedAt}
+}
 
 // serverManaged are the record keys a client may not write.
 var serverManaged = []string{"id", "createdAt", "updatedAt"}
@@ -108,40 +105,17 @@ func (s *API) collection(r *http.Request, id auth.Identity) (collections.Collect
 	return c, refuseWatched(c, err)
 }
 
-// authorize applies rule to the caller as far as it can without the
-// record. ownerOnly says the caller passes only for records it owns or is
-// assigned to (rule owner, caller not admin).
-func authorize(rule collections.Rule, id auth.Identity, what string) (ownerOnly bool, err error) {
-	switch rule {
-	case collections.RulePublic:
-		return false, nil
-	case collections.RuleAuthenticated:
-		if id.Anonymous() {
-			return false, denied(id, what)
-		}
-		return false, nil
-	case collections.RuleOwner:
-		if id.IsAdmin() {
-			return false, nil
-		}
-		if id.Anonymous() {
-			return false, denied(id, what)
-		}
-		return true, nil
+// authorize checks that rule lets the caller at the collection at all, as
+// far as stream's read rules (Viewer.Access) decide without the record, and
+// returns it as stream's rule for the checks that need the record
+// (Viewer.OwnerFilter, Viewer.MayRead). A rule this binary does not know is
+// RuleUnknown: admins only.
+func authorize(rule collections.Rule, id auth.Identity, what string) (stream.Rule, error) {
+	r, _ := stream.ParseRule(string(rule))
+	if id.Viewer().Access(r) == stream.AccessNone {
+		return r, denied(id, what)
 	}
-	// RuleAdmin, and any rule this binary does not know: only admins.
-	if !id.IsAdmin() {
-		return false, denied(id, what)
-	}
-	return false, nil
-}
-
-// ownerParam is the user a query must restrict records to (NULL: none).
-func ownerParam(ownerOnly bool, id auth.Identity) *string {
-	if !ownerOnly {
-		return nil
-	}
-	return &id.UserID
+	return r, nil
 }
 
 func (s *API) createRecord(w http.ResponseWriter, r *http.Request, id auth.Identity, c collections.Collection) error {
@@ -161,40 +135,40 @@ func (s *API) createRecord(w http.ResponseWriter, r *http.Request, id auth.Ident
 	if !id.Anonymous() {
 		owners = append(owners, id.UserID)
 	}
-	var rec []byte
+	var row stream.RecordRow
 	err = s.pool.QueryRow(r.Context(), `
 		INSERT INTO pgcast.object_records AS r (object_class_id, cells, owners)
 		VALUES ($1, $2::jsonb, $3::text[])
-		RETURNING `+recordJSON, c.ID, cells, owners).Scan(&rec)
+		RETURNING `+recordColumns, c.ID, cells, owners).Scan(recordDest(&row)...)
 	if err != nil {
 		return writeErr(err, c)
 	}
-	return s.writeRecord(w, http.StatusCreated, rec)
+	return s.writeRecord(w, http.StatusCreated, &row)
 }
 
 func (s *API) getRecord(w http.ResponseWriter, r *http.Request, id auth.Identity, c collections.Collection, recID int64) error {
-	ownerOnly, err := authorize(c.Permissions.Read, id, "read "+c.Name+" records")
+	rule, err := authorize(c.Permissions.Read, id, "read "+c.Name+" records")
 	if err != nil {
 		return err
 	}
 	var (
-		rec               []byte
+		row               stream.RecordRow
 		owners, assignees []string
 	)
 	err = s.pool.QueryRow(r.Context(), `
-		SELECT `+recordJSON+`, r.owners, r.assignees
+		SELECT `+recordColumns+`, r.owners, r.assignees
 		FROM pgcast.object_records r
-		WHERE r.id = $1 AND r.object_class_id = $2`, recID, c.ID).Scan(&rec, &owners, &assignees)
+		WHERE r.id = $1 AND r.object_class_id = $2`, recID, c.ID).Scan(append(recordDest(&row), &owners, &assignees)...)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return notFound("%s record %d not found", c.Name, recID)
 	}
 	if err != nil {
 		return fmt.Errorf("read %s record: %w", c.Name, err)
 	}
-	if ownerOnly && !slices.Contains(owners, id.UserID) && !slices.Contains(assignees, id.UserID) {
+	if !id.Viewer().MayRead(rule, owners, assignees) {
 		return denied(id, fmt.Sprintf("read %s record %d", c.Name, recID))
 	}
-	return s.writeRecord(w, http.StatusOK, rec)
+	return s.writeRecord(w, http.StatusOK, &row)
 }
 
 // targetRecord is the record a PUT or DELETE is about, locked, with whether
@@ -209,7 +183,7 @@ WITH target AS (
 )`
 
 func (s *API) updateRecord(w http.ResponseWriter, r *http.Request, id auth.Identity, c collections.Collection, recID int64) error {
-	ownerOnly, err := authorize(c.Permissions.Update, id, "update "+c.Name+" records")
+	rule, err := authorize(c.Permissions.Update, id, "update "+c.Name+" records")
 	if err != nil {
 		return err
 	}
@@ -223,16 +197,19 @@ func (s *API) updateRecord(w http.ResponseWriter, r *http.Request, id auth.Ident
 	}
 	var (
 		allowed bool
-		rec     []byte
+		row     stream.RecordRow
 	)
-	err = s.pool.QueryRow(r.Context(), targetRecord+`, changed AS (
+	// Not allowed, nothing changed: the record's columns are NULL (its id
+	// 0) and unused.
+	err = s.pool.QueryRow(r.Context(), targetRecord+`, changed (id, cells, field_names, created_at, updated_at) AS (
 		    UPDATE pgcast.object_records r SET cells = r.cells || $4::jsonb
 		    FROM target t
 		    WHERE r.id = t.id AND t.allowed
-		    RETURNING `+recordJSON+` AS record
+		    RETURNING `+recordColumns+`
 		)
-		SELECT t.allowed, (SELECT c.record FROM changed c) FROM target t`,
-		recID, c.ID, ownerParam(ownerOnly, id), cells).Scan(&allowed, &rec)
+		SELECT t.allowed, COALESCE(c.id, 0), c.cells, c.field_names, c.created_at, c.updated_at
+		FROM target t LEFT JOIN changed c ON true`,
+		recID, c.ID, id.Viewer().OwnerFilter(rule), cells).Scan(append([]any{&allowed}, recordDest(&row)...)...)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return notFound("%s record %d not found", c.Name, recID)
 	}
@@ -242,11 +219,11 @@ func (s *API) updateRecord(w http.ResponseWriter, r *http.Request, id auth.Ident
 	if !allowed {
 		return denied(id, fmt.Sprintf("update %s record %d", c.Name, recID))
 	}
-	return s.writeRecord(w, http.StatusOK, rec)
+	return s.writeRecord(w, http.StatusOK, &row)
 }
 
 func (s *API) deleteRecord(w http.ResponseWriter, r *http.Request, id auth.Identity, c collections.Collection, recID int64) error {
-	ownerOnly, err := authorize(c.Permissions.Delete, id, "delete "+c.Name+" records")
+	rule, err := authorize(c.Permissions.Delete, id, "delete "+c.Name+" records")
 	if err != nil {
 		return err
 	}
@@ -257,7 +234,7 @@ func (s *API) deleteRecord(w http.ResponseWriter, r *http.Request, id auth.Ident
 		    WHERE r.id = t.id AND t.allowed
 		)
 		SELECT t.allowed FROM target t`,
-		recID, c.ID, ownerParam(ownerOnly, id)).Scan(&allowed)
+		recID, c.ID, id.Viewer().OwnerFilter(rule)).Scan(&allowed)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return notFound("%s record %d not found", c.Name, recID)
 	}
