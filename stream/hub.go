@@ -41,8 +41,11 @@ type Subscription struct {
 	fields   map[int64]struct{} // Catalyst records: nil = every field
 	queue    Queue
 
-	// Realtime channels, guarded by the hub's lock.
+	// Realtime channels and their options (nil: none), guarded by the
+	// hub's lock; shaped counts the channels with options, so that a
+	// subscription without any skips looking its channel up.
 	channels map[string]*ChannelOptions
+	shaped   int
 	// seen is the position last delivered, so that an event matching several
 	// channels is delivered once. Written only by the publishing goroutine.
 	seen int64
@@ -75,9 +78,13 @@ type HubConfig struct {
 // evaluated in memory from the event's own data; each event is encoded at
 // most once per protocol. Publish never blocks on a subscriber.
 type Hub struct {
-	pubMu sync.Mutex   // one publisher at a time (owns Subscription.seen)
+	pubMu sync.Mutex   // one publisher at a time (owns Subscription.seen and fan)
 	mu    sync.RWMutex // guards envs and Subscription.channels
 	envs  map[int64]*envIndex
+	// fan is the publisher's scratch for one event's realtime fan-out
+	// (guarded by pubMu): reused, so that fan-out allocates nothing per
+	// event for it.
+	fan realtimeFan
 
 	metrics hubMetrics
 }
@@ -183,13 +190,20 @@ func (h *Hub) AddChannelWith(s *Subscription, channel string, o *ChannelOptions)
 	}
 	if o.plain() {
 		o = nil
+	} else {
+		o.key = o.String()
 	}
-	if _, ok := s.channels[channel]; ok {
-		s.channels[channel] = o
-		return len(s.channels)
+	old, ok := s.channels[channel]
+	if old != nil {
+		s.shaped--
+	}
+	if o != nil {
+		s.shaped++
 	}
 	s.channels[channel] = o
-	h.env(s.viewer.Environment).channels.add(s, channel)
+	if !ok {
+		h.env(s.viewer.Environment).channels.add(s, channel)
+	}
 	return len(s.channels)
 }
 
@@ -206,8 +220,12 @@ func (h *Hub) ChannelOptions(s *Subscription, channel string) *ChannelOptions {
 func (h *Hub) RemoveChannel(s *Subscription, channel string) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	if _, ok := s.channels[channel]; !ok {
+	o, ok := s.channels[channel]
+	if !ok {
 		return
+	}
+	if o != nil {
+		s.shaped--
 	}
 	delete(s.channels, channel)
 	if env := h.envs[s.viewer.Environment]; env != nil {
@@ -377,55 +395,11 @@ func (h *Hub) fanRealtime(env *envIndex, ev *Event) (delivered, dropped int) {
 	if typ == "" {
 		return 0, 0
 	}
-	var item Item
-	var vis *visibility
-	var rows eventRows
-	var shaped shapedFrames
-	offer := func(channel string, set subSet) {
-		for s := range set {
-			if s.overflowed || s.seen == ev.Position {
-				continue
-			}
-			if vis == nil {
-				vis = visibilityOf(ev)
-			}
-			if !vis.allows(s.viewer, ev) {
-				s.seen = ev.Position
-				continue
-			}
-			var it Item
-			if o := s.channels[channel]; o != nil {
-				if rows.ev == nil {
-					rows.ev = ev
-				}
-				ok, t := o.decide(&rows)
-				if !ok {
-					continue // another of its channels may admit it
-				}
-				key := o.String() + "\x00" + t.String()
-				b, ok := shaped.get(key)
-				if !ok {
-					b = o.appendFrame(nil, ev, typ, &rows, t)
-					shaped.put(key, b)
-				}
-				it = Item{Event: ev, Bytes: b}
-			} else {
-				if item.Bytes == nil {
-					item = Item{Event: ev, Bytes: AppendRealtimeEvent(nil, ev, typ)}
-				}
-				it = item
-			}
-			s.seen = ev.Position
-			if s.queue.Enqueue(it) {
-				delivered++
-			} else {
-				s.overflowed = true
-				dropped++
-			}
-		}
-	}
-	env.channels.match(typ, offer)
-	return delivered, dropped
+	f := &h.fan
+	f.reset(ev, typ)
+	env.channels.match(typ, f.offer)
+	h.fan.reset(nil, "") // keep no event alive
+	return f.delivered, f.dropped
 }
 
 type hubMetrics struct {

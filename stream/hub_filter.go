@@ -12,6 +12,8 @@ import (
 type ChannelOptions struct {
 	Filter *Filter
 	Select *Select
+
+	key string // String(), kept by Hub.AddChannelWith
 }
 
 func (o *ChannelOptions) plain() bool { return o == nil || (o.Filter == nil && o.Select == nil) }
@@ -118,23 +120,25 @@ func RealtimeFrame(b []byte, ev *Event, typ string, o *ChannelOptions) ([]byte, 
 // options share one encoding.
 type shapedFrames struct {
 	keys   []string
+	trans  []Transition
 	frames [][]byte
 }
 
-func (f *shapedFrames) get(key string) ([]byte, bool) {
+func (f *shapedFrames) get(key string, t Transition) ([]byte, bool) {
 	for i, k := range f.keys {
-		if k == key {
+		if f.trans[i] == t && k == key {
 			return f.frames[i], true
 		}
 	}
 	return nil, false
 }
 
-func (f *shapedFrames) put(key string, b []byte) {
+func (f *shapedFrames) put(key string, t Transition, b []byte) {
 	// Bounded by the distinct options of one event's subscribers; a hub
 	// with thousands of distinct filters pays a linear scan per shaped
 	// delivery, still no query and no re-decoding of the row.
 	f.keys = append(f.keys, key)
+	f.trans = append(f.trans, t)
 	f.frames = append(f.frames, b)
 }
 
@@ -172,4 +176,80 @@ func appendRealtimeEvent(b []byte, ev *Event, typ string, payload []byte, t Tran
 		b = append(b, '"')
 	}
 	return append(b, "}}"...)
+}
+
+// realtimeFan is one event's realtime fan-out: the event's one plain frame,
+// its visibility, its rows and shaped frames, each made on first need.
+type realtimeFan struct {
+	ev                 *Event
+	typ                string
+	item               Item
+	vis                *visibility
+	rows               eventRows
+	shaped             shapedFrames
+	delivered, dropped int
+	offer              func(channel string, set subSet)
+}
+
+func (f *realtimeFan) reset(ev *Event, typ string) {
+	if f.offer == nil {
+		f.offer = f.offerTo
+	}
+	f.ev, f.typ, f.item, f.vis = ev, typ, Item{}, nil
+	f.rows = eventRows{}
+	clear(f.shaped.frames) // let the last event's frames go
+	f.shaped.keys, f.shaped.trans, f.shaped.frames = f.shaped.keys[:0], f.shaped.trans[:0], f.shaped.frames[:0]
+	f.delivered, f.dropped = 0, 0
+}
+
+// offerTo offers the event to the subscriptions in set, which have
+// channel: once per subscription (seen), if it may read it, shaped by the
+// channel's options when it has some (a filter that does not admit the
+// event leaves it to another of the subscription's channels).
+func (f *realtimeFan) offerTo(channel string, set subSet) {
+	ev := f.ev
+	for s := range set {
+		if s.overflowed || s.seen == ev.Position {
+			continue
+		}
+		if f.vis == nil {
+			f.vis = visibilityOf(ev)
+		}
+		if !f.vis.allows(s.viewer, ev) {
+			s.seen = ev.Position
+			continue
+		}
+		var it Item
+		var o *ChannelOptions
+		if s.shaped > 0 {
+			o = s.channels[channel]
+		}
+		if o != nil {
+			if f.rows.ev == nil {
+				f.rows.ev = ev
+			}
+			ok, t := o.decide(&f.rows)
+			if !ok {
+				continue
+			}
+			b, ok := f.shaped.get(o.key, t)
+			if !ok {
+				b = o.appendFrame(nil, ev, f.typ, &f.rows, t)
+				f.shaped.put(o.key, t, b)
+			}
+			it = Item{Event: ev, Bytes: b}
+		} else {
+			if f.item.Bytes == nil {
+				f.item = Item{Event: ev, Bytes: AppendRealtimeEvent(nil, ev, f.typ)}
+			}
+			it = f.item
+		}
+		s.seen = ev.Position
+		if s.queue.Enqueue(it) {
+			f.delivered++
+		} else {
+			s.overflowed = true
+			f.dropped++
+		}
+	}
 }
