@@ -1,14 +1,10 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
-	"os"
-	"path/filepath"
 	"strings"
 
 	"github.com/jackc/pgx/v5"
@@ -162,67 +158,32 @@ func (a *app) applyCollections(ctx context.Context, conn *pgx.Conn, env int64, d
 
 // readDefinitions reads and validates every definition in path.
 func readDefinitions(path string) ([]collections.Definition, error) {
-	f, err := os.Open(path)
+	items, err := collectionsFile.read(path)
 	if err != nil {
 		return nil, err
 	}
-	defer f.Close()
-	data, err := io.ReadAll(io.LimitReader(f, maxCollectionsFile+1))
-	if err != nil {
-		return nil, fmt.Errorf("read %s: %w", path, err)
-	}
-	if len(data) > maxCollectionsFile {
-		return nil, fmt.Errorf("%s is larger than %d bytes", path, maxCollectionsFile)
-	}
-	defs, err := parseDefinitions(path, data)
+	defs, err := definitions(items)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", path, err)
 	}
 	return defs, nil
 }
 
-// parseDefinitions decodes a definitions file: JSON when its name ends in
-// .json or its content starts with { or [, YAML otherwise (converted to
-// JSON, so both go through the same validation as POST /api/collections).
+// collectionsFile is the shape of a `collections apply` file.
+var collectionsFile = definitionFile{one: "collection", plural: "collections", max: maxCollectionsFile}
+
+// parseDefinitions decodes a definitions file (see definitionFile) and
+// validates its collections as POST /api/collections does.
 func parseDefinitions(name string, data []byte) ([]collections.Definition, error) {
-	trimmed := bytes.TrimSpace(data)
-	if len(trimmed) == 0 {
-		return nil, errors.New("the file is empty")
+	items, err := collectionsFile.parse(name, data)
+	if err != nil {
+		return nil, err
 	}
-	if !strings.EqualFold(filepath.Ext(name), ".json") && trimmed[0] != '{' && trimmed[0] != '[' {
-		var err error
-		if trimmed, err = yamlToJSON(data); err != nil {
-			return nil, err
-		}
-	}
-	var items []json.RawMessage
-	switch trimmed[0] {
-	case '[':
-		if err := json.Unmarshal(trimmed, &items); err != nil {
-			return nil, fmt.Errorf("invalid JSON: %w", err)
-		}
-	case '{':
-		var wrapper map[string]json.RawMessage
-		if err := json.Unmarshal(trimmed, &wrapper); err != nil {
-			return nil, fmt.Errorf("invalid JSON: %w", err)
-		}
-		list, ok := wrapper["collections"]
-		if !ok {
-			items = []json.RawMessage{trimmed}
-			break
-		}
-		if len(wrapper) != 1 {
-			return nil, errors.New(`a file with "collections" must have no other top-level key`)
-		}
-		if err := json.Unmarshal(list, &items); err != nil || items == nil {
-			return nil, errors.New(`"collections" must be a list of collections`)
-		}
-	default:
-		return nil, errors.New("want a collection, a list of collections or {\"collections\": [...]}")
-	}
-	if len(items) == 0 {
-		return nil, errors.New("no collections in the file")
-	}
+	return definitions(items)
+}
+
+// definitions validates a file's collections, each named once.
+func definitions(items []json.RawMessage) ([]collections.Definition, error) {
 	defs := make([]collections.Definition, 0, len(items))
 	seen := map[string]int{}
 	for i, item := range items {

@@ -1,19 +1,12 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
-	"io"
-	"os"
-	"path/filepath"
-	"strings"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/spf13/cobra"
-	"go.yaml.in/yaml/v3"
 
 	"github.com/pgcast/pgcast/db"
 )
@@ -169,78 +162,31 @@ func (a *app) applyWatches(ctx context.Context, conn *pgx.Conn, env int64, defs 
 
 // readWatchFile reads and parses every definition in path.
 func readWatchFile(path string) ([]db.WatchDefinition, error) {
-	f, err := os.Open(path)
+	items, err := watchFile.read(path)
 	if err != nil {
 		return nil, err
 	}
-	defer f.Close()
-	data, err := io.ReadAll(io.LimitReader(f, maxWatchFile+1))
-	if err != nil {
-		return nil, fmt.Errorf("read %s: %w", path, err)
-	}
-	if len(data) > maxWatchFile {
-		return nil, fmt.Errorf("%s is larger than %d bytes", path, maxWatchFile)
-	}
-	defs, err := parseWatchFile(path, data)
+	defs, err := watchDefinitions(items)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", path, err)
 	}
 	return defs, nil
 }
 
-// parseWatchFile decodes a watch file: JSON when its name ends in .json or
-// its content starts with { or [, YAML otherwise (converted to JSON, so both
-// are checked the same way).
+// watchFile is the shape of a `watch apply` file.
+var watchFile = definitionFile{one: "watch", plural: "watches", max: maxWatchFile}
+
+// parseWatchFile decodes a watch file (see definitionFile).
 func parseWatchFile(name string, data []byte) ([]db.WatchDefinition, error) {
-	const shapes = `want a watch, a list of watches or {"watches": [...]}`
-	trimmed := bytes.TrimSpace(data)
-	if len(trimmed) == 0 {
-		return nil, errors.New("the file is empty")
+	items, err := watchFile.parse(name, data)
+	if err != nil {
+		return nil, err
 	}
-	if !strings.EqualFold(filepath.Ext(name), ".json") && trimmed[0] != '{' && trimmed[0] != '[' {
-		var v any
-		if err := yaml.Unmarshal(data, &v); err != nil {
-			return nil, fmt.Errorf("invalid YAML: %w", err)
-		}
-		v, err := jsonable(v, "")
-		if err != nil {
-			return nil, err
-		}
-		if trimmed, err = json.Marshal(v); err != nil {
-			return nil, fmt.Errorf("convert YAML to JSON: %w", err)
-		}
-		if len(trimmed) == 0 || (trimmed[0] != '{' && trimmed[0] != '[') {
-			return nil, errors.New(shapes)
-		}
-	}
-	var items []json.RawMessage
-	switch trimmed[0] {
-	case '[':
-		if err := json.Unmarshal(trimmed, &items); err != nil {
-			return nil, fmt.Errorf("invalid JSON: %w", err)
-		}
-	case '{':
-		var wrapper map[string]json.RawMessage
-		if err := json.Unmarshal(trimmed, &wrapper); err != nil {
-			return nil, fmt.Errorf("invalid JSON: %w", err)
-		}
-		list, ok := wrapper["watches"]
-		if !ok {
-			items = []json.RawMessage{trimmed}
-			break
-		}
-		if len(wrapper) != 1 {
-			return nil, errors.New(`a file with "watches" must have no other top-level key`)
-		}
-		if err := json.Unmarshal(list, &items); err != nil || items == nil {
-			return nil, errors.New(`"watches" must be a list of watches`)
-		}
-	default:
-		return nil, errors.New(shapes)
-	}
-	if len(items) == 0 {
-		return nil, errors.New("no watches in the file")
-	}
+	return watchDefinitions(items)
+}
+
+// watchDefinitions parses a file's watches.
+func watchDefinitions(items []json.RawMessage) ([]db.WatchDefinition, error) {
 	defs := make([]db.WatchDefinition, 0, len(items))
 	for i, item := range items {
 		def, err := db.ParseWatchDefinition(item)
