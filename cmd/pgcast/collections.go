@@ -158,15 +158,7 @@ func (a *app) applyCollections(ctx context.Context, conn *pgx.Conn, env int64, d
 
 // readDefinitions reads and validates every definition in path.
 func readDefinitions(path string) ([]collections.Definition, error) {
-	items, err := collectionsFile.read(path)
-	if err != nil {
-		return nil, err
-	}
-	defs, err := definitions(items)
-	if err != nil {
-		return nil, fmt.Errorf("%s: %w", path, err)
-	}
-	return defs, nil
+	return readDefs(collectionsFile, path, definitions)
 }
 
 // collectionsFile is the shape of a `collections apply` file.
@@ -175,11 +167,7 @@ var collectionsFile = definitionFile{one: "collection", plural: "collections", m
 // parseDefinitions decodes a definitions file (see definitionFile) and
 // validates its collections as POST /api/collections does.
 func parseDefinitions(name string, data []byte) ([]collections.Definition, error) {
-	items, err := collectionsFile.parse(name, data)
-	if err != nil {
-		return nil, err
-	}
-	return definitions(items)
+	return parseDefs(collectionsFile, name, data, definitions)
 }
 
 // definitions validates a file's collections, each named once.

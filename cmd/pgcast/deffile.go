@@ -83,3 +83,26 @@ func (f definitionFile) parse(name string, data []byte) ([]json.RawMessage, erro
 	}
 	return items, nil
 }
+
+// readDefs reads path's items and turns them into definitions with defs
+// (which validates them), naming path in any error.
+func readDefs[T any](f definitionFile, path string, defs func([]json.RawMessage) ([]T, error)) ([]T, error) {
+	items, err := f.read(path)
+	if err != nil {
+		return nil, err
+	}
+	out, err := defs(items)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	return out, nil
+}
+
+// parseDefs is readDefs on a file's content.
+func parseDefs[T any](f definitionFile, name string, data []byte, defs func([]json.RawMessage) ([]T, error)) ([]T, error) {
+	items, err := f.parse(name, data)
+	if err != nil {
+		return nil, err
+	}
+	return defs(items)
+}

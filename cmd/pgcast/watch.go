@@ -162,15 +162,7 @@ func (a *app) applyWatches(ctx context.Context, conn *pgx.Conn, env int64, defs 
 
 // readWatchFile reads and parses every definition in path.
 func readWatchFile(path string) ([]db.WatchDefinition, error) {
-	items, err := watchFile.read(path)
-	if err != nil {
-		return nil, err
-	}
-	defs, err := watchDefinitions(items)
-	if err != nil {
-		return nil, fmt.Errorf("%s: %w", path, err)
-	}
-	return defs, nil
+	return readDefs(watchFile, path, watchDefinitions)
 }
 
 // watchFile is the shape of a `watch apply` file.
@@ -178,11 +170,7 @@ var watchFile = definitionFile{one: "watch", plural: "watches", max: maxWatchFil
 
 // parseWatchFile decodes a watch file (see definitionFile).
 func parseWatchFile(name string, data []byte) ([]db.WatchDefinition, error) {
-	items, err := watchFile.parse(name, data)
-	if err != nil {
-		return nil, err
-	}
-	return watchDefinitions(items)
+	return parseDefs(watchFile, name, data, watchDefinitions)
 }
 
 // watchDefinitions parses a file's watches.
