@@ -174,7 +174,7 @@ func runSustained(ctx context.Context, cfg CaptureConfig, srv *server, target su
 	}
 
 	// Drain: wait for the reader to deliver everything committed.
-	if err := waitCaughtUp(ctx, setup, reader, max(time.Minute, 2*cfg.SustainedDuration)); err != nil {
+	if err := waitDecoded(ctx, created.Load, res.RowsInserted, max(time.Minute, 2*cfg.SustainedDuration)); err != nil {
 		return res, fmt.Errorf("after the writers stopped: %w", err)
 	}
 	res.DrainS = round3(time.Since(stopped).Seconds())
@@ -207,17 +207,15 @@ func runSustained(ctx context.Context, cfg CaptureConfig, srv *server, target su
 	return res, nil
 }
 
-// waitCaughtUp waits, up to limit, until the reader has read the log up to
-// its last entry now.
-func waitCaughtUp(ctx context.Context, conn *pgx.Conn, reader *stream.Reader, limit time.Duration) error {
-	var last int64
-	if err := conn.QueryRow(ctx, `SELECT coalesce(max(id), 0) FROM pgcast.events`).Scan(&last); err != nil {
-		return fmt.Errorf("read log end: %w", err)
-	}
+// waitDecoded waits, up to limit, until have() reaches want: the reader
+// has delivered as many events as were committed. (Not until its position
+// reaches the log's last id: it delivers in commit order, and a transaction
+// that took lower ids and committed last leaves the position below that.)
+func waitDecoded(ctx context.Context, have func() int64, want int64, limit time.Duration) error {
 	start := time.Now()
-	for reader.Position() < last {
+	for have() < want {
 		if time.Since(start) > limit {
-			return fmt.Errorf("reader did not catch up within %s (at position %d of %d)", limit, reader.Position(), last)
+			return fmt.Errorf("reader did not deliver every event within %s (%d of %d)", limit, have(), want)
 		}
 		if err := ctx.Err(); err != nil {
 			return err

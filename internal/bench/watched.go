@@ -239,7 +239,7 @@ func runWatchedOverhead(ctx context.Context, cfg CaptureConfig, srv *server) (_ 
 			out = append(out, res)
 		}
 	}
-	if err := waitCaughtUp(ctx, setup, reader, time.Minute); err != nil {
+	if err := waitDecoded(ctx, mine.Load, written, time.Minute); err != nil {
 		return nil, nil, err
 	}
 	check = &DecodeCheck{Transactions: written, Events: mine.Load()}
