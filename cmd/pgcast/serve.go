@@ -43,7 +43,7 @@ type serveOptions struct {
 	trustedProxies    []string
 	ticketTTL         time.Duration
 	// seed, when set, runs after the schema check and before serving
-	// (`pgcast dev` seeds a demo collection).
+	// (`pgcast dev` seeds a demo collection and a watched table).
 	seed func(context.Context, *pgxpool.Pool) error
 }
 
