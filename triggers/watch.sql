@@ -140,18 +140,21 @@ $$;
 -- first, which happens at the first write after a column was added,
 -- renamed, dropped or retyped where no event trigger could sync in the DDL's
 -- transaction), healthy (key and environment columns exist), the class and
--- the resolved names. One index probe each into pgcast.watches,
--- pgcast.object_classes and pg_attribute; a set-returning SQL function that
--- is inlined into the caller's query.
+-- the resolved names. One index probe each into pgcast.watches and
+-- pgcast.object_classes and two into pg_attribute (ARRAY(...) subqueries:
+-- array_agg(... ORDER BY) sets up a sort per aggregate on every statement,
+-- which cost twice as much); a set-returning SQL function that is inlined
+-- into the caller's query.
 CREATE OR REPLACE FUNCTION pgcast.watch_config(watch_id bigint, relid oid)
 RETURNS TABLE (mine boolean, fresh boolean, healthy boolean, class_id bigint, class_name text, read_rule text,
                home_env bigint, counts boolean, drop_cols text[], key_cols text[], int_key boolean,
                owner_cols text[], env_col text, field_ids jsonb)
 LANGUAGE sql STABLE AS $$
     SELECT w.table_oid = relid AND w.status = 'active',
-           (w.shape_names, w.shape_types) = (SELECT array_agg(a.attname::text ORDER BY a.attnum), array_agg(a.atttypid ORDER BY a.attnum)
-                                             FROM pg_catalog.pg_attribute a
-                                             WHERE a.attrelid = relid AND a.attnum > 0 AND NOT a.attisdropped),
+           w.shape_names = ARRAY(SELECT a.attname::text FROM pg_catalog.pg_attribute a
+                                 WHERE a.attrelid = relid AND a.attnum > 0 AND NOT a.attisdropped ORDER BY a.attnum)
+           AND w.shape_types = ARRAY(SELECT a.atttypid FROM pg_catalog.pg_attribute a
+                                     WHERE a.attrelid = relid AND a.attnum > 0 AND NOT a.attisdropped ORDER BY a.attnum),
            w.healthy, c.id, c.name, c.read_rule, c.environment_id, w.counts,
            w.drop_cols, w.key_cols, w.int_key, w.owner_cols, w.env_col, w.field_ids
     FROM pgcast.watches w
