@@ -173,15 +173,20 @@ func (r *CaptureReport) WriteTable(w io.Writer) error {
 		p("total, updated_at of a random row), rows/s watched ÷ unwatched, the reader running; each %s, alternated\n", secs(r.Config.DurationS))
 		p("watched, unwatched, unwatched, watched\n")
 		tw := tabwriter.NewWriter(bw, 0, 4, 2, ' ', tabwriter.AlignRight)
-		fmt.Fprintln(tw, "statement\twriters\twatched rows/s\tunwatched rows/s\tratio\ttarget\t\tevents decoded\t")
+		fmt.Fprintln(tw, "statement\twriters\twatched rows/s\tunwatched rows/s\tratio\ttarget\t\tevents decoded\treader reads/tx\t")
 		for _, c := range r.WatchedOverhead {
 			target, verdict := "-", ""
 			if c.Pass != nil {
 				target, verdict = fmt.Sprintf("≥ %.2f", c.Target), passFail(*c.Pass)
 			}
-			fmt.Fprintf(tw, "%s\t%d\t%.0f\t%.0f\t%.3f\t%s\t%s\t%d\t\n", c.Op, c.Writers, c.CaptureRowsPerS, c.PlainRowsPerS, c.Ratio, target, verdict, c.EventsDecoded)
+			perTx := 0.0
+			if c.CaptureTx > 0 {
+				perTx = float64(c.ReaderReads) / float64(c.CaptureTx)
+			}
+			fmt.Fprintf(tw, "%s\t%d\t%.0f\t%.0f\t%.3f\t%s\t%s\t%d\t%.3f\t\n", c.Op, c.Writers, c.CaptureRowsPerS, c.PlainRowsPerS, c.Ratio, target, verdict, c.EventsDecoded, perTx)
 		}
 		_ = tw.Flush()
+		p("reader reads/tx: the reader's non-empty reads per watched transaction (≈ 1: nearly every commit rang the doorbell).\n")
 		if c := r.WatchedCheck; c != nil {
 			p("every watched transaction (warm-up included) decoded as one event: %d transactions, %d events\n", c.Transactions, c.Events)
 		}

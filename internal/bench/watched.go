@@ -6,6 +6,7 @@ import (
 	"math/rand/v2"
 	"slices"
 	"strconv"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -95,13 +96,9 @@ func prepareWatched(ctx context.Context, conn *pgx.Conn, rows int, plain bool) (
 	if err != nil {
 		return 0, fmt.Errorf("watch %s: %w", watchedTable, err)
 	}
-	if _, err := conn.Exec(ctx, `VACUUM ANALYZE `+watchedTable+`, pgcast.events, pgcast.watches, pgcast.object_classes`); err != nil {
+	vacuum := `VACUUM ANALYZE pgcast.events, pgcast.watches, pgcast.object_classes, ` + strings.Join(tables, ", ")
+	if _, err := conn.Exec(ctx, vacuum); err != nil {
 		return 0, fmt.Errorf("vacuum: %w", err)
-	}
-	if plain {
-		if _, err := conn.Exec(ctx, `VACUUM ANALYZE `+unwatchedTable); err != nil {
-			return 0, fmt.Errorf("vacuum: %w", err)
-		}
 	}
 	return res.Watch.ClassID, nil
 }
@@ -113,7 +110,7 @@ func prepareWatched(ctx context.Context, conn *pgx.Conn, rows int, plain bool) (
 func execWatched(ctx context.Context, c *pgx.Conn, table, op string, ids int, value *int64) error {
 	*value++
 	v := *value
-	total := strconv.FormatInt(v/100, 10) + "." + fmt.Sprintf("%02d", v%100)
+	total := fmt.Sprintf("%d.%02d", v/100, v%100)
 	status := watchedStatuses[v%int64(len(watchedStatuses))]
 	var err error
 	if op == "insert" {
