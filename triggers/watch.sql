@@ -140,23 +140,57 @@ $$;
 -- first, which happens at the first write after a column was added,
 -- renamed, dropped or retyped where no event trigger could sync in the DDL's
 -- transaction), healthy (key and environment columns exist), the class and
--- the resolved names. One index probe each into pgcast.watches,
--- pgcast.object_classes and pg_attribute; a set-returning SQL function that
--- is inlined into the caller's query.
+-- the resolved names. One index probe each into pgcast.watches and
+-- pgcast.object_classes and two into pg_attribute (ARRAY(...) subqueries:
+-- array_agg(... ORDER BY) sets up a sort per aggregate on every statement,
+-- which cost twice as much); a set-returning SQL function that is inlined
+-- into the caller's query.
 CREATE OR REPLACE FUNCTION pgcast.watch_config(watch_id bigint, relid oid)
 RETURNS TABLE (mine boolean, fresh boolean, healthy boolean, class_id bigint, class_name text, read_rule text,
                home_env bigint, counts boolean, drop_cols text[], key_cols text[], int_key boolean,
                owner_cols text[], env_col text, field_ids jsonb)
 LANGUAGE sql STABLE AS $$
     SELECT w.table_oid = relid AND w.status = 'active',
-           (w.shape_names, w.shape_types) = (SELECT array_agg(a.attname::text ORDER BY a.attnum), array_agg(a.atttypid ORDER BY a.attnum)
-                                             FROM pg_catalog.pg_attribute a
-                                             WHERE a.attrelid = relid AND a.attnum > 0 AND NOT a.attisdropped),
+           w.shape_names = ARRAY(SELECT a.attname::text FROM pg_catalog.pg_attribute a
+                                 WHERE a.attrelid = relid AND a.attnum > 0 AND NOT a.attisdropped ORDER BY a.attnum)
+           AND w.shape_types = ARRAY(SELECT a.atttypid FROM pg_catalog.pg_attribute a
+                                     WHERE a.attrelid = relid AND a.attnum > 0 AND NOT a.attisdropped ORDER BY a.attnum),
            w.healthy, c.id, c.name, c.read_rule, c.environment_id, w.counts,
            w.drop_cols, w.key_cols, w.int_key, w.owner_cols, w.env_col, w.field_ids
     FROM pgcast.watches w
     JOIN pgcast.object_classes c ON c.id = w.object_class_id
     WHERE w.id = watch_id
+$$;
+
+-- A row's environment: the watch's (home_env), or the integer in its
+-- environment column (NULL when that holds no integer: the row is not
+-- streamed).
+CREATE OR REPLACE FUNCTION pgcast.watch_env(j jsonb, env_col text, home_env bigint) RETURNS bigint
+LANGUAGE sql IMMUTABLE AS $$
+    SELECT CASE WHEN env_col IS NULL THEN home_env
+                WHEN (j ->> env_col) ~ '^-?[0-9]{1,18}$' THEN (j ->> env_col)::bigint END
+$$;
+
+-- A row's record: the streamed columns plus "id", its key (see
+-- pgcast.watch_row).
+CREATE OR REPLACE FUNCTION pgcast.watch_record(j jsonb, drop_cols text[], key jsonb, key_cols text[], int_key boolean) RETURNS jsonb
+LANGUAGE sql STABLE AS $$
+    SELECT (j - drop_cols) || jsonb_build_object('id',
+               CASE WHEN int_key THEN key
+                    WHEN cardinality(key_cols) = 1 THEN to_jsonb(key #>> '{}')
+                    ELSE to_jsonb(key::text) END)
+$$;
+
+-- What an update changed in a record: the field ids of the changed columns
+-- (sorted; columns without a field, "id", are left out) and their old values.
+CREATE OR REPLACE FUNCTION pgcast.watch_changes(rec jsonb, old_rec jsonb, field_ids jsonb)
+RETURNS TABLE (ids jsonb, old jsonb)
+LANGUAGE sql STABLE AS $$
+    SELECT jsonb_agg((field_ids ->> x.key)::bigint ORDER BY (field_ids ->> x.key)::bigint)
+               FILTER (WHERE field_ids ? x.key),
+           jsonb_object_agg(x.key, coalesce(old_rec -> x.key, 'null'::jsonb))
+    FROM jsonb_each(rec) x
+    WHERE (old_rec -> x.key) IS DISTINCT FROM x.value
 $$;
 
 -- One row of a watched table as its entries show it: its key (the key
@@ -170,25 +204,22 @@ $$;
 -- array of its values (e.g. "[42, \"eu\"]").
 --
 -- A set-returning SQL function that is neither strict nor volatile: the
--- planner inlines it into the capture statements.
+-- planner inlines it into the capture statements (and the scalar helpers
+-- above into it).
 CREATE OR REPLACE FUNCTION pgcast.watch_row(j jsonb, drop_cols text[], key_cols text[], int_key boolean,
     owner_cols text[], env_col text, home_env bigint)
 RETURNS TABLE (key jsonb, rid bigint, env bigint, owners text[], rec jsonb)
 LANGUAGE sql IMMUTABLE AS $$
     SELECT k.key,
            CASE WHEN int_key THEN (j ->> key_cols[1])::bigint END,
-           CASE WHEN env_col IS NULL THEN home_env
-                WHEN (j ->> env_col) ~ '^-?[0-9]{1,18}$' THEN (j ->> env_col)::bigint END,
+           pgcast.watch_env(j, env_col, home_env),
            CASE WHEN cardinality(owner_cols) = 0 THEN '{}'::text[]
                 ELSE ARRAY(SELECT DISTINCT o.v
                            FROM unnest(owner_cols) c(c)
                            CROSS JOIN LATERAL jsonb_array_elements_text(
                                CASE jsonb_typeof(j -> c.c) WHEN 'array' THEN j -> c.c ELSE jsonb_build_array(j -> c.c) END) o(v)
                            WHERE o.v IS NOT NULL ORDER BY 1) END,
-           (j - drop_cols) || jsonb_build_object('id',
-               CASE WHEN int_key THEN k.key
-                    WHEN cardinality(key_cols) = 1 THEN to_jsonb(k.key #>> '{}')
-                    ELSE to_jsonb(k.key::text) END)
+           pgcast.watch_record(j, drop_cols, k.key, key_cols, int_key)
     FROM (SELECT CASE WHEN cardinality(key_cols) = 1 THEN j -> key_cols[1]
                       ELSE (SELECT jsonb_agg(j -> c.c ORDER BY c.o) FROM unnest(key_cols) WITH ORDINALITY c(c, o)) END
           OFFSET 0) k(key)
@@ -293,12 +324,31 @@ $$;
 --     after}, then record_owner_added / record_owner_removed per owner that
 --     came or went (owners after, respectively before, the change).
 -- Then the count, when key changes changed it.
+--
+-- A statement that updates one row (what an application does most) without
+-- changing its key, environment or owners takes a shorter path to the same
+-- record_updated entry: the pair is read and compared in plpgsql, and the
+-- entry appended by a plain INSERT. The statement above initialises some 40
+-- plan nodes on every execution, which cost single-row updates of a
+-- typical table more than twice the time of the update itself (see
+-- BENCHMARKS.md, "Watched tables").
 CREATE OR REPLACE FUNCTION pgcast.capture_watch_update() RETURNS trigger
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp SET plan_cache_mode = force_generic_plan SET TimeZone = 'UTC' AS $$
 DECLARE
     w record;
     n bigint;
     delta bigint;
+    f_rows bigint;
+    f_oj jsonb;
+    f_nj jsonb;
+    f_okey jsonb;
+    f_nkey jsonb;
+    f_oenv bigint;
+    f_nenv bigint;
+    f_oown text[] := '{}';
+    f_nown text[] := '{}';
+    f_orec jsonb;
+    f_nrec jsonb;
 BEGIN
     SELECT * INTO w FROM pgcast.watch_config(TG_ARGV[0]::bigint, TG_RELID);
     IF NOT FOUND OR NOT w.mine THEN
@@ -309,6 +359,38 @@ BEGIN
     END IF;
     IF NOT w.healthy THEN
         RETURN NULL;
+    END IF;
+    IF cardinality(w.key_cols) = 1 THEN
+        SELECT (SELECT count(*) FROM pgcast_new), (SELECT to_jsonb(t.*) FROM pgcast_old t LIMIT 1),
+               (SELECT to_jsonb(t.*) FROM pgcast_new t LIMIT 1)
+        INTO f_rows, f_oj, f_nj;
+        f_okey := f_oj -> w.key_cols[1];
+        f_nkey := f_nj -> w.key_cols[1];
+        f_oenv := pgcast.watch_env(f_oj, w.env_col, w.home_env);
+        f_nenv := pgcast.watch_env(f_nj, w.env_col, w.home_env);
+        IF f_rows = 1 AND f_okey = f_nkey AND f_oenv IS NOT DISTINCT FROM f_nenv THEN
+            IF cardinality(w.owner_cols) > 0 THEN
+                SELECT o.owners, x.owners INTO f_oown, f_nown
+                FROM pgcast.watch_row(f_oj, w.drop_cols, w.key_cols, w.int_key, w.owner_cols, w.env_col, w.home_env) o,
+                     pgcast.watch_row(f_nj, w.drop_cols, w.key_cols, w.int_key, w.owner_cols, w.env_col, w.home_env) x;
+            END IF;
+            IF f_oown IS NOT DISTINCT FROM f_nown THEN
+                f_orec := pgcast.watch_record(f_oj, w.drop_cols, f_okey, w.key_cols, w.int_key);
+                f_nrec := pgcast.watch_record(f_nj, w.drop_cols, f_nkey, w.key_cols, w.int_key);
+                IF f_nenv IS NULL OR f_orec IS NOT DISTINCT FROM f_nrec THEN
+                    RETURN NULL;
+                END IF;
+                INSERT INTO pgcast.events (kind, environment_id, object_class_id, object_record_id, data)
+                SELECT 'record_updated', f_nenv, w.class_id, CASE WHEN w.int_key THEN (f_nj ->> w.key_cols[1])::bigint END,
+                       jsonb_build_object('class', w.class_name, 'read', w.read_rule,
+                                          'owners', to_jsonb(f_nown), 'assignees', '[]'::jsonb)
+                       || jsonb_build_object('record', f_nrec)
+                       || jsonb_build_object('field_ids', coalesce(ch.ids, '[]'::jsonb), 'old', ch.old)
+                FROM pgcast.watch_changes(f_nrec, f_orec, w.field_ids) ch;
+                PERFORM pgcast.ring();
+                RETURN NULL;
+            END IF;
+        END IF;
     END IF;
     WITH appended AS (
         INSERT INTO pgcast.events (kind, environment_id, object_class_id, object_record_id, data)
@@ -344,13 +426,7 @@ BEGIN
             UNION ALL
             SELECT 'record_updated', d.env, d.rid, d.owners, d.rec,
                    jsonb_build_object('field_ids', coalesce(ch.ids, '[]'::jsonb), 'old', ch.old)
-            FROM (
-                SELECT jsonb_agg((w.field_ids ->> x.key)::bigint ORDER BY (w.field_ids ->> x.key)::bigint)
-                           FILTER (WHERE w.field_ids ? x.key) AS ids,
-                       jsonb_object_agg(x.key, coalesce(d.old_rec -> x.key, 'null'::jsonb)) AS old
-                FROM jsonb_each(d.rec) x
-                WHERE (d.old_rec -> x.key) IS DISTINCT FROM x.value
-            ) ch
+            FROM pgcast.watch_changes(d.rec, d.old_rec, w.field_ids) ch
             WHERE d.v = 1 AND d.old_v = 0 AND d.env IS NOT DISTINCT FROM d.old_env AND d.rec IS DISTINCT FROM d.old_rec
             UNION ALL
             SELECT 'record_owner_added', d.env, d.rid, d.owners, NULL::jsonb, jsonb_build_object('user_id', o.u)

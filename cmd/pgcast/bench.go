@@ -57,13 +57,23 @@ database (created on the server, migrated, dropped at the end):
   sustained       record_created events decoded per second while writers insert
                   transactions of 100 rows as fast as they can, and a check that
                   every record was decoded exactly once. Target: ≥ 20,000/s.
+  watched         write overhead of a watched application table (pgcast watch;
+                  8 columns of mixed types, an identity key and 2 indexes):
+                  rows/s of single-row INSERT and UPDATE transactions on it ÷
+                  the same on the identical table unwatched, with 1 and 8
+                  writers, the reader running, and a check that every watched
+                  transaction was decoded as one event. Targets: ≥ 0.80 with 1
+                  writer, ≥ 0.60 with 8.
+  watched_sustained
+                  sustained, on the watched table: record_created events
+                  decoded per second, each row exactly once. Target: ≥ 20,000/s.
 
 Without --database-url (or DATABASE_URL) a throwaway local cluster is started
 with durable commits (fsync and synchronous_commit on) and stopped at the end.
 With one, the user needs CREATEDB; run it against a server that is otherwise
-idle, or the numbers measure the other load. The full run takes about eight
+idle, or the numbers measure the other load. The full run takes about ten
 minutes; --quick takes about one; --scenarios runs only some.`,
-		Example: "  pgcast bench capture\n  pgcast bench capture --quick --json\n  pgcast bench capture --scenarios latency --latency-duration 60s\n  pgcast bench capture --database-url postgres://postgres@db/postgres --duration 20s",
+		Example: "  pgcast bench capture\n  pgcast bench capture --quick --json\n  pgcast bench capture --scenarios latency --latency-duration 60s\n  pgcast bench capture --scenarios watched,watched_sustained\n  pgcast bench capture --database-url postgres://postgres@db/postgres --duration 20s",
 		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			fs := cmd.Flags()

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"io"
 	"log/slog"
 	"net/http"
@@ -13,8 +14,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/pgcast/pgcast/db"
 	"github.com/pgcast/pgcast/internal/collections"
 	"github.com/pgcast/pgcast/internal/pgtest"
 )
@@ -302,5 +305,64 @@ func TestDevSeedsPostsCollection(t *testing.T) {
 	}
 	if c.Permissions.Read != "admin" || c.Permissions.Create != "public" || len(c.Fields) != 1 {
 		t.Errorf("posts after a second seed: %+v", c)
+	}
+	checkDevOrders(t, a, pool)
+}
+
+// checkDevOrders checks the watched sample table `pgcast dev` seeded: three
+// rows, watched as orders (read: authenticated), changes captured; seeding
+// again leaves the table, its rows and the watch as they are, and does not
+// watch the table again once its watch was removed.
+func checkDevOrders(t *testing.T, a *app, pool *pgxpool.Pool) {
+	t.Helper()
+	ctx := context.Background()
+	w, err := db.GetWatch(ctx, pool, 1, devOrdersWatch)
+	if err != nil {
+		t.Fatalf("no seeded watch: %v", err)
+	}
+	if w.Table != devOrdersTable || w.Status != "ok" || w.Read != "authenticated" || !w.Catalyst || len(w.Columns) != 5 {
+		t.Errorf("seeded watch %+v", w)
+	}
+	count := func(sql string, args ...any) int64 {
+		t.Helper()
+		var n int64
+		if err := pool.QueryRow(ctx, sql, args...).Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	if n := count(`SELECT count(*) FROM public.orders`); n != 3 {
+		t.Errorf("seeded %d orders, want 3", n)
+	}
+	if _, err := pool.Exec(ctx, `UPDATE public.orders SET status = 'paid' WHERE customer = 'grace'`); err != nil {
+		t.Fatal(err)
+	}
+	if n := count(`SELECT count(*) FROM pgcast.events WHERE kind = 'record_updated' AND object_class_id = $1
+		AND data->'record'->>'status' = 'paid' AND data->'record'->>'customer' = 'grace'`, w.ClassID); n != 1 {
+		t.Errorf("%d entries for the update of a seeded order, want 1", n)
+	}
+
+	if _, err := pool.Exec(ctx, `DELETE FROM public.orders WHERE customer = 'ada'`); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := pool.Exec(ctx, `UPDATE pgcast.object_classes SET read_rule = 'admin' WHERE id = $1`, w.ClassID); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.seedDev(ctx, pool); err != nil {
+		t.Fatal(err)
+	}
+	again, err := db.GetWatch(ctx, pool, 1, devOrdersWatch)
+	if err != nil || again.ClassID != w.ClassID || again.Read != "admin" || count(`SELECT count(*) FROM public.orders`) != 2 {
+		t.Errorf("after a second seed: watch %+v (%v), %d orders", again, err, count(`SELECT count(*) FROM public.orders`))
+	}
+	err = pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error { return db.RemoveWatch(ctx, tx, 1, devOrdersWatch) })
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := a.seedDev(ctx, pool); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := db.GetWatch(ctx, pool, 1, devOrdersWatch); !errors.Is(err, db.ErrWatchNotFound) {
+		t.Errorf("a removed watch was seeded again: %v", err)
 	}
 }

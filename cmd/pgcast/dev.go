@@ -38,7 +38,9 @@ database and serves. Otherwise it starts a private PostgreSQL cluster from the
 locally installed Postgres binaries (found on PATH, in the usual Debian and
 Homebrew locations, or at --pg-bin), migrates it, serves, and stops the
 cluster on exit. The cluster's data is kept between runs, and so is its port
-while it is free, so its URL stays the same.
+while it is free, so its URL stays the same. Either way it seeds, unless they
+exist, a "posts" collection and a table public.orders with three rows, watched
+as "orders" (read: authenticated).
 
 The cluster lives in --dir (default ./.pgcast, in the working directory: the
 clone, for make run). Postgres refuses to run as root: when pgcast runs as
@@ -47,7 +49,7 @@ root the cluster runs as the system user "postgres", and lives in
 the permissions of the clone's parents; --dir then holds only dev.json.
 
 dev records the database URL in --dir/dev.json. Without DATABASE_URL, the
-other commands (migrate, collections, token) run in that directory or below
+other commands (migrate, collections, watch, token) run in that directory or below
 use it, and pgcast token mints with the development JWT secret dev serves
 with; each says so on stderr.`,
 		Example: "  pgcast dev\n  pgcast dev --pg-bin /usr/lib/postgresql/16/bin --addr :8081",
@@ -155,17 +157,18 @@ func devCollection() collections.Definition {
 }
 
 // seedDev creates devCollection in environment 1 unless a collection of
-// that name exists (which is then left exactly as it is).
+// that name exists (which is then left exactly as it is), and the watched
+// sample table (seedDevOrders).
 func (a *app) seedDev(ctx context.Context, pool *pgxpool.Pool) error {
 	c, err := collections.Create(ctx, pool, 1, devCollection())
 	switch {
 	case errors.Is(err, collections.ErrExists):
-		return nil
 	case err != nil:
 		return fmt.Errorf("seed the posts collection: %w", err)
+	default:
+		a.logger.Info("seeded collection", "name", c.Name, "id", c.ID)
 	}
-	a.logger.Info("seeded collection", "name", c.Name, "id", c.ID)
-	return nil
+	return a.seedDevOrders(ctx, pool)
 }
 
 // createDatabase creates name unless it exists.

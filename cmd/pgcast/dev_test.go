@@ -109,6 +109,10 @@ func TestDevFromPrivateClone(t *testing.T) {
 	if code != 0 || !strings.Contains(out, `"posts"`) || !strings.Contains(errs, "using the database of the running `pgcast dev`") {
 		t.Errorf("collections list below the clone: %d %s %s", code, out, errs)
 	}
+	code, out, errs = runIn(t, sub, "watch", "list")
+	if code != 0 || !strings.Contains(out, `"table": "public.orders"`) || !strings.Contains(out, `"status": "ok"`) {
+		t.Errorf("watch list below the clone: the seeded watch is missing: %d %s %s", code, out, errs)
+	}
 	code, out, errs = runIn(t, sub, "migrate", "status")
 	if code != 0 || !strings.Contains(out, "up to date") {
 		t.Errorf("migrate status: %d %s %s", code, out, errs)

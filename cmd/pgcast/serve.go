@@ -51,7 +51,7 @@ type serveOptions struct {
 	maxListBytes      int
 	shutdownGrace     time.Duration
 	// seed, when set, runs after the schema check and before serving
-	// (`pgcast dev` seeds a demo collection).
+	// (`pgcast dev` seeds a demo collection and a watched table).
 	seed func(context.Context, *pgxpool.Pool) error
 	// console serves /console/ (--console); devTokens lets the console mint
 	// development tokens (`pgcast dev` only).

@@ -40,8 +40,7 @@ type CaptureConfig struct {
 	// SustainedWriters is how many connections insert in the sustained
 	// scenario. Default 4.
 	SustainedWriters int
-	// Scenarios selects what runs, among ScenarioWrite, ScenarioLatency
-	// and ScenarioSustained. Default: all three.
+	// Scenarios selects what runs, among CaptureScenarios. Default: all.
 	Scenarios []string
 	// Logger receives progress. Default: discard.
 	Logger *slog.Logger
@@ -122,16 +121,24 @@ const (
 	ScenarioWrite     = "write"
 	ScenarioLatency   = "latency"
 	ScenarioSustained = "sustained"
+	// ScenarioWatched is the write overhead of a watched application table
+	// (`pgcast watch`) against the same table unwatched, ScenarioWatchedSustained
+	// the sustained scenario on that table.
+	ScenarioWatched          = "watched"
+	ScenarioWatchedSustained = "watched_sustained"
 )
 
 // CaptureScenarios are all of RunCapture's scenarios, in the order they run.
-var CaptureScenarios = []string{ScenarioWrite, ScenarioLatency, ScenarioSustained}
+var CaptureScenarios = []string{ScenarioWrite, ScenarioLatency, ScenarioSustained, ScenarioWatched, ScenarioWatchedSustained}
 
 // Write-overhead variants.
 const (
 	VariantDoorbell = "doorbell"          // reader running; writers ring only while it waits
 	VariantPollOnly = "poll_only"         // reader polls; writers never ring
 	VariantRingAll  = "ring_every_commit" // a listener that always waits: every commit rings
+	// VariantWatched: a watched application table against the same table
+	// unwatched, the reader running (doorbell).
+	VariantWatched = "watched"
 )
 
 // CaptureReport is the result of RunCapture.
@@ -146,6 +153,16 @@ type CaptureReport struct {
 	WriteOverhead []WriteResult    `json:"write_overhead,omitempty"`
 	Latency       *LatencyResult   `json:"latency,omitempty"`
 	Sustained     *SustainedResult `json:"sustained,omitempty"`
+	// WatchedTable is the DDL of the watched-table scenarios' tables,
+	// WatchedOverhead their write overhead (variant "watched": capture is
+	// the watched table, plain the same table unwatched) and
+	// WatchedSustained the sustained scenario on the watched table.
+	// WatchedCheck: every watched transaction of the write overhead
+	// scenario (warm-up included) was decoded as one event.
+	WatchedTable     string           `json:"watched_table,omitempty"`
+	WatchedOverhead  []WriteResult    `json:"watched_write_overhead,omitempty"`
+	WatchedCheck     *DecodeCheck     `json:"watched_write_check,omitempty"`
+	WatchedSustained *SustainedResult `json:"watched_sustained,omitempty"`
 }
 
 // ReportConfig is the effective configuration.
@@ -302,11 +319,27 @@ func RunCapture(ctx context.Context, cfg CaptureConfig) (*CaptureReport, error) 
 	}
 	if slices.Contains(cfg.Scenarios, ScenarioSustained) {
 		log.Info("sustained", "writers", cfg.SustainedWriters, "duration", cfg.SustainedDuration.String())
-		res, err := runSustained(ctx, cfg, srv)
+		res, err := runSustained(ctx, cfg, srv, recordsTarget)
 		if err != nil {
 			return nil, fmt.Errorf("sustained: %w", err)
 		}
 		rep.Sustained = &res
+	}
+	if slices.Contains(cfg.Scenarios, ScenarioWatched) {
+		log.Info("watched table", "writers", fmt.Sprint(cfg.Writers), "cell", cfg.Duration.String())
+		res, check, err := runWatchedOverhead(ctx, cfg, srv)
+		if err != nil {
+			return nil, fmt.Errorf("watched table: %w", err)
+		}
+		rep.WatchedTable, rep.WatchedOverhead, rep.WatchedCheck = WatchedTableDDL, res, check
+	}
+	if slices.Contains(cfg.Scenarios, ScenarioWatchedSustained) {
+		log.Info("sustained, watched table", "writers", cfg.SustainedWriters, "duration", cfg.SustainedDuration.String())
+		res, err := runSustained(ctx, cfg, srv, watchedTarget)
+		if err != nil {
+			return nil, fmt.Errorf("sustained, watched table: %w", err)
+		}
+		rep.WatchedTable, rep.WatchedSustained = WatchedTableDDL, &res
 	}
 	rep.Machine.LoadAvgEnd = loadAvg()
 	rep.TookS = time.Since(t0).Round(time.Millisecond).Seconds()

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"log/slog"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -53,9 +54,11 @@ func TestRunCapture(t *testing.T) {
 		}
 	}
 
-	if rep.Latency == nil || rep.Sustained == nil {
-		t.Fatalf("every scenario runs by default: latency %v, sustained %v", rep.Latency, rep.Sustained)
+	if rep.Latency == nil || rep.Sustained == nil || rep.WatchedOverhead == nil || rep.WatchedSustained == nil {
+		t.Fatalf("every scenario runs by default: latency %v, sustained %v, watched %v, watched sustained %v",
+			rep.Latency, rep.Sustained, rep.WatchedOverhead, rep.WatchedSustained)
 	}
+	checkWatched(t, rep, []int{2})
 	l := rep.Latency
 	for name, st := range map[string]LatencyStats{"pgcast": l.Pgcast, "reference": l.Reference, "notify only": l.NotifyOnly} {
 		if st.Samples <= 0 || st.RatePerS <= 0 || st.P50Ms <= 0 || st.P99Ms <= 0 || st.MaxMs <= 0 {
@@ -183,6 +186,87 @@ type tWriter struct{ t *testing.T }
 func (w tWriter) Write(p []byte) (int, error) {
 	w.t.Log(strings.TrimSpace(string(p)))
 	return len(p), nil
+}
+
+// TestRunCaptureWatched runs the watched-table scenarios alone, short, with
+// 1 and 3 writers.
+func TestRunCaptureWatched(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	rep, err := RunCapture(ctx, CaptureConfig{
+		URL:               pgtest.AdminURL(),
+		Scenarios:         []string{ScenarioWatched, ScenarioWatchedSustained},
+		Duration:          150 * time.Millisecond,
+		SustainedDuration: time.Second,
+		Writers:           []int{1, 3},
+		SustainedWriters:  2,
+		Logger:            testLogger(t),
+		updateRows:        300,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rep.WriteOverhead) != 0 || rep.Latency != nil || rep.Sustained != nil {
+		t.Errorf("only the watched scenarios must run: %+v", rep)
+	}
+	checkWatched(t, rep, []int{1, 3})
+	var table bytes.Buffer
+	if err := rep.WriteTable(&table); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"Watched table", "CREATE TABLE <table>", "watched rows/s", "Sustained, watched table", "lost / duplicated / unexpected"} {
+		if !strings.Contains(table.String(), want) {
+			t.Errorf("table lacks %q:\n%s", want, table.String())
+		}
+	}
+	if strings.Contains(table.String(), "Write overhead:") || strings.Contains(table.String(), "\nSustained:") {
+		t.Errorf("table shows scenarios that did not run:\n%s", table.String())
+	}
+}
+
+// checkWatched checks the watched-table scenarios' figures: rows written on
+// both tables, every watched transaction decoded as one event, every row of
+// the sustained run decoded once.
+func checkWatched(t *testing.T, rep *CaptureReport, writers []int) {
+	t.Helper()
+	if got, want := len(rep.WatchedOverhead), 2*len(writers); got != want {
+		t.Fatalf("watched: %d cells, want %d", got, want)
+	}
+	var tx int64
+	for i, c := range rep.WatchedOverhead {
+		if c.Variant != VariantWatched || c.Writers != writers[i/2] || c.Op != []string{"insert", "update"}[i%2] {
+			t.Errorf("watched cell %d: %s/%s/%d", i, c.Variant, c.Op, c.Writers)
+		}
+		if c.CaptureTx <= 0 || c.CaptureRowsPerS <= 0 || c.PlainRowsPerS <= 0 || c.Ratio <= 0 {
+			t.Errorf("watched %s/%d %+v: no rows written", c.Op, c.Writers, c)
+		}
+		want := TargetRatioOneWriter
+		if c.Writers > 1 {
+			want = TargetRatioManyWriters
+		}
+		if c.Target != want || c.Pass == nil || *c.Pass != (c.Ratio >= want) {
+			t.Errorf("watched %s/%d: target %v, pass %v for ratio %v", c.Op, c.Writers, c.Target, c.Pass, c.Ratio)
+		}
+		tx += c.CaptureTx
+	}
+	// The warm-up adds 50 transactions per connection and statement.
+	warm := int64(2 * 50 * slices.Max(writers))
+	if ch := rep.WatchedCheck; ch == nil || ch.Transactions != tx+warm || ch.Events != ch.Transactions {
+		t.Errorf("watched: check %+v, want %d transactions decoded as as many events", ch, tx+warm)
+	}
+	if !strings.Contains(rep.WatchedTable, "jsonb") || strings.Count(rep.WatchedTable, "CREATE INDEX") != 2 {
+		t.Errorf("watched table DDL: %s", rep.WatchedTable)
+	}
+	s := rep.WatchedSustained
+	if s == nil {
+		t.Fatal("watched: no sustained result")
+	}
+	if s.RowsInserted <= 0 || s.InsertedPerS <= 0 || s.DecodedPerS <= 0 || s.AllEventsDecoded < s.RowsInserted {
+		t.Errorf("watched sustained %+v: no rows written or decoded", s)
+	}
+	if s.Lost != 0 || s.Duplicates != 0 || s.Unexpected != 0 || s.RowsInserted%sustainedRowsPerTx != 0 {
+		t.Errorf("watched sustained: %d rows, lost %d, duplicates %d, unexpected %d", s.RowsInserted, s.Lost, s.Duplicates, s.Unexpected)
+	}
 }
 
 // TestRunCaptureScenarios runs one selected scenario and rejects unknown ones.

@@ -162,15 +162,51 @@ func (r *CaptureReport) WriteTable(w io.Writer) error {
 	}
 	if s := r.Sustained; s != nil {
 		p("\nSustained: %d writers inserting transactions of %d rows as fast as they can for %s\n", s.Writers, s.RowsPerTx, secs(s.DurationS))
-		tw := tabwriter.NewWriter(bw, 0, 4, 2, ' ', 0)
-		fmt.Fprintf(tw, "rows inserted\t%d (%.0f/s)\n", s.RowsInserted, s.InsertedPerS)
-		fmt.Fprintf(tw, "record_created decoded/s\t%.0f mean while writing, %.0f slowest second (target ≥ %.0f: %s)\n", s.DecodedPerS, s.MinDecodedPerS, s.Target, passFail(s.Pass))
-		fmt.Fprintf(tw, "all entries decoded\t%d (counts included)\n", s.AllEventsDecoded)
-		fmt.Fprintf(tw, "drain after writers stop\t%.3f s\n", s.DrainS)
-		fmt.Fprintf(tw, "lost / duplicated / unexpected\t%d / %d / %d\n", s.Lost, s.Duplicates, s.Unexpected)
+		writeSustained(bw, s)
+	}
+	if len(r.WatchedOverhead) > 0 || r.WatchedSustained != nil {
+		p("\nWatched table (pgcast watch): an application table, the same DDL watched (every column, read public)\n")
+		p("and unwatched (no triggers):\n  %s\n", strings.ReplaceAll(r.WatchedTable, "\n", "\n  "))
+	}
+	if len(r.WatchedOverhead) > 0 {
+		p("\nWatched table write overhead: single-row autocommit INSERT (values as parameters) and UPDATE (status,\n")
+		p("total, updated_at of a random row), rows/s watched ÷ unwatched, the reader running; each %s, alternated\n", secs(r.Config.DurationS))
+		p("watched, unwatched, unwatched, watched\n")
+		tw := tabwriter.NewWriter(bw, 0, 4, 2, ' ', tabwriter.AlignRight)
+		fmt.Fprintln(tw, "statement\twriters\twatched rows/s\tunwatched rows/s\tratio\ttarget\t\tevents decoded\treader reads/tx\t")
+		for _, c := range r.WatchedOverhead {
+			target, verdict := "-", ""
+			if c.Pass != nil {
+				target, verdict = fmt.Sprintf("≥ %.2f", c.Target), passFail(*c.Pass)
+			}
+			perTx := 0.0
+			if c.CaptureTx > 0 {
+				perTx = float64(c.ReaderReads) / float64(c.CaptureTx)
+			}
+			fmt.Fprintf(tw, "%s\t%d\t%.0f\t%.0f\t%.3f\t%s\t%s\t%d\t%.3f\t\n", c.Op, c.Writers, c.CaptureRowsPerS, c.PlainRowsPerS, c.Ratio, target, verdict, c.EventsDecoded, perTx)
+		}
 		_ = tw.Flush()
+		p("reader reads/tx: the reader's non-empty reads per watched transaction (≈ 1: nearly every commit rang the doorbell).\n")
+		if c := r.WatchedCheck; c != nil {
+			p("every watched transaction (warm-up included) decoded as one event: %d transactions, %d events\n", c.Transactions, c.Events)
+		}
+	}
+	if s := r.WatchedSustained; s != nil {
+		p("\nSustained, watched table: %d writers inserting transactions of %d rows as fast as they can for %s\n", s.Writers, s.RowsPerTx, secs(s.DurationS))
+		writeSustained(bw, s)
 	}
 	return bw.err
+}
+
+// writeSustained prints a sustained scenario's figures.
+func writeSustained(w io.Writer, s *SustainedResult) {
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintf(tw, "rows inserted\t%d (%.0f/s)\n", s.RowsInserted, s.InsertedPerS)
+	fmt.Fprintf(tw, "record_created decoded/s\t%.0f mean while writing, %.0f slowest second (target ≥ %.0f: %s)\n", s.DecodedPerS, s.MinDecodedPerS, s.Target, passFail(s.Pass))
+	fmt.Fprintf(tw, "all entries decoded\t%d (counts included)\n", s.AllEventsDecoded)
+	fmt.Fprintf(tw, "drain after writers stop\t%.3f s\n", s.DrainS)
+	fmt.Fprintf(tw, "lost / duplicated / unexpected\t%d / %d / %d\n", s.Lost, s.Duplicates, s.Unexpected)
+	_ = tw.Flush()
 }
 
 func passFail(ok bool) string {

@@ -20,28 +20,63 @@ const sustainedRowsPerTx = 100
 const sustainedInsertSQL = `INSERT INTO pgcast.object_records (object_class_id, cells)
 SELECT $1, jsonb_build_object($2::text, g) FROM generate_series($3::bigint, $3::bigint + 99) g`
 
-// runSustained has writers insert transactions of 100 rows as fast as they
-// can while a reader decodes, then checks every inserted record's
-// record_created event was decoded exactly once.
-func runSustained(ctx context.Context, cfg CaptureConfig, srv *server) (_ SustainedResult, err error) {
+// sustainedTarget is the table the sustained scenario inserts into.
+type sustainedTarget struct {
+	label string // of the scenario database
+	table string // as the messages name it
+	// prepare readies the scenario database and returns the class whose
+	// record_created events count.
+	prepare func(ctx context.Context, conn *pgx.Conn, sc *scenario) (classID int64, err error)
+	// insertSQL inserts sustainedRowsPerTx rows, with args(first) for the
+	// first one's number.
+	insertSQL string
+	args      func(sc *scenario, first int64) []any
+	// idsSQL reads the ids of every row in the table, sorted: the record
+	// ids their record_created events must carry.
+	idsSQL string
+}
+
+// recordsTarget is pgcast's own table of records.
+var recordsTarget = sustainedTarget{
+	label:     "sustained",
+	table:     captureTable,
+	prepare:   func(_ context.Context, _ *pgx.Conn, sc *scenario) (int64, error) { return sc.classID, nil },
+	insertSQL: sustainedInsertSQL,
+	args:      func(sc *scenario, first int64) []any { return []any{sc.classID, sc.fieldKey, first} },
+	idsSQL:    `SELECT id FROM pgcast.object_records ORDER BY id`,
+}
+
+// runSustained has writers insert transactions of 100 rows into the target
+// table as fast as they can while a reader decodes, then checks every
+// inserted row's record_created event was decoded exactly once.
+func runSustained(ctx context.Context, cfg CaptureConfig, srv *server, target sustainedTarget) (_ SustainedResult, err error) {
 	res := SustainedResult{
 		DurationS: cfg.SustainedDuration.Seconds(),
 		Writers:   cfg.SustainedWriters,
 		RowsPerTx: sustainedRowsPerTx,
 		Target:    TargetSustainedPerS,
 	}
-	sc, err := srv.newScenario(ctx, "sustained")
+	sc, err := srv.newScenario(ctx, target.label)
 	if err != nil {
 		return res, err
 	}
 	defer sc.drop()
+	setup, err := connect(ctx, sc.url)
+	if err != nil {
+		return res, err
+	}
+	defer setup.Close(context.WithoutCancel(ctx))
+	classID, err := target.prepare(ctx, setup, sc)
+	if err != nil {
+		return res, err
+	}
 	conns, err := connectN(ctx, sc.url, cfg.SustainedWriters)
 	if err != nil {
 		return res, err
 	}
 	defer closeAll(ctx, conns)
 	for _, c := range conns {
-		if _, err := c.Prepare(ctx, "insert", sustainedInsertSQL); err != nil {
+		if _, err := c.Prepare(ctx, "insert", target.insertSQL); err != nil {
 			return res, fmt.Errorf("prepare: %w", err)
 		}
 	}
@@ -59,7 +94,7 @@ func runSustained(ctx context.Context, cfg CaptureConfig, srv *server) (_ Sustai
 			n := 0
 			mu.Lock()
 			for _, ev := range evs {
-				if ev.Kind == stream.KindRecordCreated {
+				if ev.Kind == stream.KindRecordCreated && ev.ClassID == classID {
 					ids = append(ids, ev.RecordID)
 					if len(ev.Record) == 0 {
 						empty.Add(1)
@@ -119,8 +154,8 @@ func runSustained(ctx context.Context, cfg CaptureConfig, srv *server) (_ Sustai
 	before := created.Load()
 	rows, took, err := runWriters(ctx, conns, 0, cfg.SustainedDuration, func(ctx context.Context, _ int, c *pgx.Conn) error {
 		first := next.Add(sustainedRowsPerTx) - sustainedRowsPerTx
-		if _, err := c.Exec(ctx, "insert", sc.classID, sc.fieldKey, first); err != nil {
-			return fmt.Errorf("insert: %w", err)
+		if _, err := c.Exec(ctx, "insert", target.args(sc, first)...); err != nil {
+			return fmt.Errorf("insert into %s: %w", target.table, err)
 		}
 		return nil
 	})
@@ -139,24 +174,8 @@ func runSustained(ctx context.Context, cfg CaptureConfig, srv *server) (_ Sustai
 	}
 
 	// Drain: wait for the reader to deliver everything committed.
-	setup, err := connect(ctx, sc.url)
-	if err != nil {
-		return res, err
-	}
-	defer setup.Close(context.WithoutCancel(ctx))
-	var last int64
-	if err := setup.QueryRow(ctx, `SELECT coalesce(max(id), 0) FROM pgcast.events`).Scan(&last); err != nil {
-		return res, fmt.Errorf("read log end: %w", err)
-	}
-	drainMax := max(time.Minute, 2*cfg.SustainedDuration)
-	for reader.Position() < last {
-		if time.Since(stopped) > drainMax {
-			return res, fmt.Errorf("reader did not catch up within %s of the writers stopping (at position %d of %d)", drainMax, reader.Position(), last)
-		}
-		if err := ctx.Err(); err != nil {
-			return res, err
-		}
-		time.Sleep(2 * time.Millisecond)
+	if err := waitDecoded(ctx, created.Load, res.RowsInserted, max(time.Minute, 2*cfg.SustainedDuration)); err != nil {
+		return res, fmt.Errorf("after the writers stopped: %w", err)
 	}
 	res.DrainS = round3(time.Since(stopped).Seconds())
 	if err := stopReader(); err != nil {
@@ -164,14 +183,14 @@ func runSustained(ctx context.Context, cfg CaptureConfig, srv *server) (_ Sustai
 	}
 	res.AllEventsDecoded = all.Load()
 
-	// Check: each inserted record decoded exactly once.
-	dbRows, err := setup.Query(ctx, `SELECT id FROM pgcast.object_records ORDER BY id`)
+	// Check: each inserted row decoded exactly once.
+	dbRows, err := setup.Query(ctx, target.idsSQL)
 	if err != nil {
-		return res, fmt.Errorf("read records: %w", err)
+		return res, fmt.Errorf("read the rows of %s: %w", target.table, err)
 	}
 	inserted, err := pgx.CollectRows(dbRows, pgx.RowTo[int64])
 	if err != nil {
-		return res, fmt.Errorf("read records: %w", err)
+		return res, fmt.Errorf("read the rows of %s: %w", target.table, err)
 	}
 	mu.Lock()
 	got := slices.Clone(ids)
@@ -180,12 +199,30 @@ func runSustained(ctx context.Context, cfg CaptureConfig, srv *server) (_ Sustai
 	res.Lost, res.Duplicates, res.Unexpected = compareIDs(inserted, got)
 	res.Unexpected += empty.Load()
 	if int64(len(inserted)) != res.RowsInserted {
-		return res, fmt.Errorf("writers committed %d rows but the table holds %d", res.RowsInserted, len(inserted))
+		return res, fmt.Errorf("writers committed %d rows but %s holds %d", res.RowsInserted, target.table, len(inserted))
 	}
 	res.Pass = res.DecodedPerS >= res.Target && res.Lost == 0 && res.Duplicates == 0 && res.Unexpected == 0
-	cfg.Logger.Info("sustained done", "inserted_per_s", res.InsertedPerS, "decoded_per_s", res.DecodedPerS, "drain_s", res.DrainS,
+	cfg.Logger.Info("sustained done", "table", target.table, "inserted_per_s", res.InsertedPerS, "decoded_per_s", res.DecodedPerS, "drain_s", res.DrainS,
 		"lost", res.Lost, "duplicates", res.Duplicates)
 	return res, nil
+}
+
+// waitDecoded waits, up to limit, until have() reaches want: the reader
+// has delivered as many events as were committed. (Not until its position
+// reaches the log's last id: it delivers in commit order, and a transaction
+// that took lower ids and committed last leaves the position below that.)
+func waitDecoded(ctx context.Context, have func() int64, want int64, limit time.Duration) error {
+	start := time.Now()
+	for have() < want {
+		if time.Since(start) > limit {
+			return fmt.Errorf("reader did not deliver every event within %s (%d of %d)", limit, have(), want)
+		}
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+	return nil
 }
 
 // compareIDs compares two sorted lists: want (each once) against got.

@@ -132,56 +132,83 @@ SELECT $1, jsonb_build_object($2::text, g) FROM generate_series(1, $3::int) g RE
 	var out []WriteResult
 	for _, n := range cfg.Writers {
 		for _, op := range []string{"insert", "update"} {
-			ws := conns[:n]
-			var rows [2]int64
-			var took [2]time.Duration
-			half := cfg.Duration / 2
-			var evs, rds int64
-			// capture, plain, plain, capture: drift hits both alike.
-			for _, i := range []int{0, 1, 1, 0} {
-				ev0, rd0 := decoded.Load(), reads.Load()
-				side := []*writeSide{capture, plain}[i]
-				r, d, err := runWriters(ctx, ws, 0, half, func(ctx context.Context, w int, c *pgx.Conn) error {
-					return execOne(ctx, c, side, op, sc, &values[w])
-				})
-				if err != nil {
-					return nil, err
-				}
-				rows[i] += r
-				took[i] += d
-				if i == 0 {
-					evs += decoded.Load() - ev0
-					rds += reads.Load() - rd0
-				}
+			pr, err := alternate(ctx, conns[:n], cfg.Duration, [2]writeFunc{
+				func(ctx context.Context, w int, c *pgx.Conn) error {
+					return execOne(ctx, c, capture, op, sc, &values[w])
+				},
+				func(ctx context.Context, w int, c *pgx.Conn) error { return execOne(ctx, c, plain, op, sc, &values[w]) },
+			}, &decoded, &reads)
+			if err != nil {
+				return nil, err
 			}
-			res := WriteResult{
-				Variant:         variant,
-				Op:              op,
-				Writers:         n,
-				CaptureRowsPerS: perSecond(rows[0], took[0]),
-				PlainRowsPerS:   perSecond(rows[1], took[1]),
-				CaptureTx:       rows[0],
-				EventsDecoded:   evs,
-				ReaderReads:     rds,
-			}
-			if res.PlainRowsPerS > 0 {
-				res.Ratio = round3(res.CaptureRowsPerS / res.PlainRowsPerS)
-			}
-			res.CaptureRowsPerS, res.PlainRowsPerS = round1(res.CaptureRowsPerS), round1(res.PlainRowsPerS)
-			if variant != VariantRingAll {
-				res.Target = TargetRatioOneWriter
-				if n > 1 {
-					res.Target = TargetRatioManyWriters
-				}
-				pass := res.Ratio >= res.Target
-				res.Pass = &pass
-			}
+			res := pr.result(variant, op, n, variant != VariantRingAll)
 			cfg.Logger.Info("write overhead cell", "variant", variant, "op", op, "writers", n,
 				"capture_rows_per_s", res.CaptureRowsPerS, "plain_rows_per_s", res.PlainRowsPerS, "ratio", res.Ratio)
 			out = append(out, res)
 		}
 	}
 	return out, nil
+}
+
+// writeFunc runs one transaction on writer w's connection c.
+type writeFunc func(ctx context.Context, w int, c *pgx.Conn) error
+
+// pairRun is one write-overhead cell as measured: the rows and time of the
+// capturing side ([0]) and the plain one ([1]), and what the reader decoded
+// and in how many reads during the capturing side's halves.
+type pairRun struct {
+	rows          [2]int64
+	took          [2]time.Duration
+	events, reads int64
+}
+
+// alternate runs sides[0] (capturing) and sides[1] (plain) on every writer
+// of ws, d each in halves ordered capture, plain, plain, capture, so that
+// drift hits both alike. decoded and reads are the reader's counters.
+func alternate(ctx context.Context, ws []*pgx.Conn, d time.Duration, sides [2]writeFunc, decoded, reads *atomic.Int64) (pairRun, error) {
+	var pr pairRun
+	for _, i := range []int{0, 1, 1, 0} {
+		ev0, rd0 := decoded.Load(), reads.Load()
+		r, took, err := runWriters(ctx, ws, 0, d/2, sides[i])
+		if err != nil {
+			return pr, err
+		}
+		pr.rows[i] += r
+		pr.took[i] += took
+		if i == 0 {
+			pr.events += decoded.Load() - ev0
+			pr.reads += reads.Load() - rd0
+		}
+	}
+	return pr, nil
+}
+
+// result is the cell's report; with targeted, its verdict against the
+// target for n writers.
+func (pr pairRun) result(variant, op string, n int, targeted bool) WriteResult {
+	res := WriteResult{
+		Variant:         variant,
+		Op:              op,
+		Writers:         n,
+		CaptureRowsPerS: perSecond(pr.rows[0], pr.took[0]),
+		PlainRowsPerS:   perSecond(pr.rows[1], pr.took[1]),
+		CaptureTx:       pr.rows[0],
+		EventsDecoded:   pr.events,
+		ReaderReads:     pr.reads,
+	}
+	if res.PlainRowsPerS > 0 {
+		res.Ratio = round3(res.CaptureRowsPerS / res.PlainRowsPerS)
+	}
+	res.CaptureRowsPerS, res.PlainRowsPerS = round1(res.CaptureRowsPerS), round1(res.PlainRowsPerS)
+	if targeted {
+		res.Target = TargetRatioOneWriter
+		if n > 1 {
+			res.Target = TargetRatioManyWriters
+		}
+		pass := res.Ratio >= res.Target
+		res.Pass = &pass
+	}
+	return res
 }
 
 // execOne runs one single-row autocommit transaction.
