@@ -830,7 +830,10 @@ func TestRealtimeSlowConsumer(t *testing.T) {
 	t.Parallel()
 	// The queue must hold a reader page (1,000 events) so that a reading
 	// client never overflows.
-	s := newStack(t, func(c *Config) { c.WS.MaxBuffer = 1100 })
+	// The write timeout (another way to 4008) is far off: on a busy machine
+	// the reader's second page could come after it, and this test is about
+	// the queue's bound.
+	s := newStack(t, func(c *Config) { c.WS.MaxBuffer, c.WS.WriteTimeout = 1100, 10*time.Minute })
 	cls, _ := s.class(1, "posts", "public")
 	// A tiny receive buffer, and the client never reads. The server's end
 	// of the socket buffers a few KB only, so its writes stall after a few

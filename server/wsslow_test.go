@@ -114,7 +114,9 @@ func TestSlowConsumerWriteTimeout(t *testing.T) {
 // frame in progress. The client reads only once the server is done.
 func TestSlowConsumerOverflowWhileWriteBlocked(t *testing.T) {
 	t.Parallel()
-	s := newStack(t, func(c *Config) { c.WS.MaxBuffer = 1100 })
+	// A write timeout with room for the reader's pages to come first on a
+	// busy machine.
+	s := newStack(t, func(c *Config) { c.WS.MaxBuffer, c.WS.WriteTimeout = 1100, 15*time.Second })
 	cls, _ := s.class(1, "posts", "public")
 	slow := s.dialSlow(realtimePath)
 	rtRead(t, slow, 10*time.Second)

@@ -398,8 +398,9 @@ func (h *Hub) fanRealtime(env *envIndex, ev *Event) (delivered, dropped int) {
 	f := &h.fan
 	f.reset(ev, typ)
 	env.channels.match(typ, f.offer)
-	h.fan.reset(nil, "") // keep no event alive
-	return f.delivered, f.dropped
+	delivered, dropped = f.delivered, f.dropped
+	f.reset(nil, "") // keep no event alive
+	return delivered, dropped
 }
 
 type hubMetrics struct {

@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"strings"
 	"testing"
+
+	"github.com/prometheus/client_golang/prometheus/testutil"
 )
 
 func mustOptions(t testing.TB, filter, sel string) *ChannelOptions {
@@ -183,8 +185,10 @@ func TestHubFilterAllocations(t *testing.T) {
 	}
 	few, many := allocsFor(10), allocsFor(500)
 	t.Logf("allocations per event: %.0f with 10 filtered subscribers, %.0f with 500", few, many)
-	if many != few {
-		t.Fatalf("Publish with filters allocates %.0f times for 10 subscribers and %.0f for 500; want equal", few, many)
+	// Equal but for the odd allocation of a run (the race detector's, a
+	// map's growth): a per-subscriber one would add 490.
+	if many > few+2 {
+		t.Fatalf("Publish with filters allocates %.0f times for 10 subscribers and %.0f for 500; want (nearly) equal", few, many)
 	}
 }
 
@@ -210,4 +214,28 @@ func BenchmarkHubPublishFiltered(b *testing.B) {
 			`{"id":7,"status":"paid","total":55,"note":"ring twice","customer":"c-42","createdAt":"2026-01-02T03:04:05.000Z"}`, `{"total":45}`)})
 	}
 	b.ReportMetric(float64(b.N*1000)/b.Elapsed().Seconds(), "subscribers/s")
+}
+
+// The hub counts realtime deliveries and overflows, filtered or not.
+func TestHubCountsRealtimeDeliveries(t *testing.T) {
+	t.Parallel()
+	h := newTestHub(t)
+	v := Viewer{UserID: "u1", Environment: 1}
+	plain, _ := sub(t, h, SubscribeOptions{Viewer: v, Protocol: ProtocolRealtime})
+	h.AddChannel(plain, "orders.*")
+	paid, _ := sub(t, h, SubscribeOptions{Viewer: v, Protocol: ProtocolRealtime})
+	h.AddChannelWith(paid, "orders.*", mustOptions(t, "status=eq.paid", ""))
+	full := &sliceQueue{limit: 1}
+	s, err := h.Subscribe(SubscribeOptions{Viewer: v, Protocol: ProtocolRealtime, Queue: full})
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.AddChannel(s, "orders.*")
+	h.Publish([]*Event{
+		orderEvent(1, KindRecordCreated, `{"id":7,"status":"paid"}`, ""),
+		orderEvent(2, KindRecordCreated, `{"id":8,"status":"new"}`, ""),
+	})
+	if d, o := testutil.ToFloat64(h.metrics.deliveries), testutil.ToFloat64(h.metrics.overflows); d != 4 || o != 1 {
+		t.Fatalf("deliveries %v, overflows %v; want 4 (2 plain, 1 paid, 1 before the full queue) and 1", d, o)
+	}
 }

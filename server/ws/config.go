@@ -19,9 +19,7 @@ const (
 	// connection keeps: client frames are a few dozen bytes (4 KiB at
 	// most, read through it in pieces).
 	readBufferSize = 512
-	// WriteTimeout bounds each write: the deadline is moved forward to
-	// WriteTimeout from now whenever less than half of it is left, so a
-	// write may take between WriteTimeout/2 and WriteTimeout.
+	// WriteTimeout is Config.WriteTimeout's default.
 	WriteTimeout       = 10 * time.Second
 	closeHandshakeWait = time.Second
 )
@@ -66,6 +64,12 @@ type Config struct {
 	// MaxConnsPerIP is taken from X-Forwarded-For (the rightmost address
 	// that is not itself a trusted proxy). Default none: the peer address.
 	TrustedProxies []netip.Prefix
+	// WriteTimeout bounds each write: the deadline is moved forward to
+	// WriteTimeout from now whenever less than half of it is left, so a
+	// write may take between WriteTimeout/2 and WriteTimeout; a client
+	// that does not take a write within it is a slow consumer (4008).
+	// Default 10 s (the WriteTimeout constant).
+	WriteTimeout time.Duration
 }
 
 // WithDefaults fills in the defaults of the fields left zero.
@@ -87,6 +91,9 @@ func (c Config) WithDefaults() Config {
 	}
 	if c.MaxConnsPerUser == 0 {
 		c.MaxConnsPerUser = 100
+	}
+	if c.WriteTimeout == 0 {
+		c.WriteTimeout = WriteTimeout
 	}
 	return c
 }

@@ -112,11 +112,11 @@ func (c *Conn) writeFrames(fb *FrameBuf) error {
 	return fb.writeTo(c.nc)
 }
 
-// extendWrite keeps the write deadline at least WriteTimeout/2 ahead. A
+// extendWrite keeps the write deadline at least Config.WriteTimeout/2 ahead. A
 // deadline that has passed also fails writes that would not wait (tryWrite).
 func (c *Conn) extendWrite() error {
-	if now := time.Now(); c.wdeadline.Sub(now) < WriteTimeout/2 {
-		c.wdeadline = now.Add(WriteTimeout)
+	if now := time.Now(); c.wdeadline.Sub(now) < c.cfg.WriteTimeout/2 {
+		c.wdeadline = now.Add(c.cfg.WriteTimeout)
 		return c.nc.SetWriteDeadline(c.wdeadline)
 	}
 	return nil
