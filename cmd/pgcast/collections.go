@@ -164,12 +164,6 @@ func readDefinitions(path string) ([]collections.Definition, error) {
 // collectionsFile is the shape of a `collections apply` file.
 var collectionsFile = definitionFile{one: "collection", plural: "collections", max: maxCollectionsFile}
 
-// parseDefinitions decodes a definitions file (see definitionFile) and
-// validates its collections as POST /api/collections does.
-func parseDefinitions(name string, data []byte) ([]collections.Definition, error) {
-	return parseDefs(collectionsFile, name, data, definitions)
-}
-
 // definitions validates a file's collections, each named once.
 func definitions(items []json.RawMessage) ([]collections.Definition, error) {
 	defs := make([]collections.Definition, 0, len(items))

@@ -97,12 +97,3 @@ func readDefs[T any](f definitionFile, path string, defs func([]json.RawMessage)
 	}
 	return out, nil
 }
-
-// parseDefs is readDefs on a file's content.
-func parseDefs[T any](f definitionFile, name string, data []byte, defs func([]json.RawMessage) ([]T, error)) ([]T, error) {
-	items, err := f.parse(name, data)
-	if err != nil {
-		return nil, err
-	}
-	return defs(items)
-}

@@ -168,11 +168,6 @@ func readWatchFile(path string) ([]db.WatchDefinition, error) {
 // watchFile is the shape of a `watch apply` file.
 var watchFile = definitionFile{one: "watch", plural: "watches", max: maxWatchFile}
 
-// parseWatchFile decodes a watch file (see definitionFile).
-func parseWatchFile(name string, data []byte) ([]db.WatchDefinition, error) {
-	return parseDefs(watchFile, name, data, watchDefinitions)
-}
-
 // watchDefinitions parses a file's watches.
 func watchDefinitions(items []json.RawMessage) ([]db.WatchDefinition, error) {
 	defs := make([]db.WatchDefinition, 0, len(items))
