@@ -173,7 +173,7 @@ test("console: the dev-token button shows only when GET /console/dev-token answe
   assert.deepEqual(problems, []);
 });
 
-test("console: anonymous, a forbidden channel shows the server's error and a public one goes live", async (t) => {
+test("console: anonymous, an unknown channel shows the server's error and a public one goes live", async (t) => {
   const stack = await startStack(t, { name: "anon" });
   const { page, close } = await launch(t);
   await page.goto(`${stack.baseURL}/console/`);
@@ -182,7 +182,7 @@ test("console: anonymous, a forbidden channel shows the server's error and a pub
   await page.fill("#channel", "nope.*");
   await page.click("#channel-form button[type=submit]");
   await page.waitForSelector('#subscriptions li.failed[data-channel="nope.*"]');
-  await page.waitForSelector('#events li.error:has-text("forbidden")');
+  await page.waitForSelector('#events li.error:has-text("unknown_namespace")');
   await page.fill("#channel", "system.*");
   await page.click("#channel-form button[type=submit]");
   await page.waitForSelector('#subscriptions li.live[data-channel="system.*"]');
