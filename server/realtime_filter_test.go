@@ -85,6 +85,9 @@ func TestRealtimeSubscriptionFilter(t *testing.T) {
 		if m.Event != nil && m.Event.Type == "system.done" {
 			break
 		}
+		if m.Event != nil && m.Event.Type == "system.collection.created" {
+			continue // the class's, committed before the subscribe, may come after it
+		}
 		got = append(got, filtered(t, m))
 	}
 	if strings.Join(got, "\n") != strings.Join(want, "\n") {
