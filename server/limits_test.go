@@ -199,6 +199,8 @@ func TestRefusedHandshakeKeepsTicket(t *testing.T) {
 		time.Sleep(10 * time.Millisecond)
 	}
 	s.connect(recordsPath + "?uuid=" + tk)
+	// Counted once the 101 is written: the client can have it first.
+	s.waitMetric("pgcast_tickets_redeemed_total", 2)
 	if n := s.metric("pgcast_tickets_redeemed_total"); n != 2 {
 		t.Errorf("pgcast_tickets_redeemed_total = %v, want 2", n)
 	}
