@@ -240,7 +240,10 @@ func (f *realtimeFan) offerTo(channel string, set subSet) {
 			it = Item{Event: ev, Bytes: b}
 		} else {
 			if f.item.Bytes == nil {
-				f.item = Item{Event: ev, Bytes: AppendRealtimeEvent(nil, ev, f.typ)}
+				// Sized once: the envelope is under 200 bytes besides the
+				// type, source and payload, so the frame is one allocation.
+				n := 200 + len(f.typ) + len(ev.Source) + len(ev.Record) + len(ev.Payload)
+				f.item = Item{Event: ev, Bytes: AppendRealtimeEvent(make([]byte, 0, n), ev, f.typ)}
 			}
 			it = f.item
 		}
