@@ -27,7 +27,7 @@ type WatchApplyResult struct {
 	Changes []string
 }
 
-// Querier is what the read-only watch functions need: *pgxpool.Pool,
+// WatchQuerier is what the read-only watch functions need: *pgxpool.Pool,
 // *pgx.Conn and pgx.Tx satisfy it.
 type WatchQuerier interface {
 	Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error)
@@ -60,15 +60,28 @@ func scanExisting(row pgx.Row) (*existingWatch, error) {
 	return &e, err
 }
 
-// ApplyWatch makes the watch of def's table in environment env match def,
-// in tx: it creates the watch (an object class, its fields and the
+// ApplyWatch makes the watch of def's table in environment env match def:
+// it creates the watch (an object class, its fields and the
 // capture triggers), or updates its columns, read rule, owner and
 // environment columns and counts. Applying the same definition again
 // changes nothing, except that it repairs what drifted: missing or disabled
 // capture triggers, fields behind the table's columns, a changed primary
 // key, a table dropped and created again. The table is locked against
-// writes (SHARE ROW EXCLUSIVE, as CREATE TRIGGER takes) until tx ends.
-func ApplyWatch(ctx context.Context, tx pgx.Tx, env int64, def WatchDefinition) (WatchApplyResult, error) {
+// writes (SHARE ROW EXCLUSIVE, as CREATE TRIGGER takes) until the
+// transaction ends: ApplyWatch runs in a transaction it begins on d, a
+// savepoint of d's when d is a transaction (whose end then releases the
+// lock).
+func ApplyWatch(ctx context.Context, d DB, env int64, def WatchDefinition) (WatchApplyResult, error) {
+	var res WatchApplyResult
+	err := pgx.BeginFunc(ctx, d, func(tx pgx.Tx) error {
+		var err error
+		res, err = applyWatch(ctx, tx, env, def)
+		return err
+	})
+	return res, err
+}
+
+func applyWatch(ctx context.Context, tx pgx.Tx, env int64, def WatchDefinition) (WatchApplyResult, error) {
 	if err := def.Validate(); err != nil {
 		return WatchApplyResult{}, err
 	}
@@ -361,11 +374,16 @@ func triggerProblems(ctx context.Context, q WatchQuerier, id int64, t *table) ([
 	return problems, nil
 }
 
-// RemoveWatch removes the watch called name in environment env, in tx: it
+// RemoveWatch removes the watch called name in environment env, in a
+// transaction it begins on d (a savepoint when d is a transaction): it
 // drops its capture triggers (the table and its data stay) and deletes its
 // object class with its fields and count. Entries already in the log stay
 // until retention prunes them.
-func RemoveWatch(ctx context.Context, tx pgx.Tx, env int64, name string) error {
+func RemoveWatch(ctx context.Context, d DB, env int64, name string) error {
+	return pgx.BeginFunc(ctx, d, func(tx pgx.Tx) error { return removeWatch(ctx, tx, env, name) })
+}
+
+func removeWatch(ctx context.Context, tx pgx.Tx, env int64, name string) error {
 	prev, err := scanExisting(tx.QueryRow(ctx, selectExisting+` FOR UPDATE OF c`, env, name))
 	if err != nil {
 		return fmt.Errorf("read watch %q: %w", name, err)

@@ -96,7 +96,7 @@ func TestWatchApplyErrors(t *testing.T) {
 	}
 	// collections apply refuses to change a watch's class.
 	err = pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
-		_, err := collections.Apply(ctx, tx, 1, collections.Definition{Name: "orders", Permissions: collections.DefaultPermissions()})
+		_, err := db.ApplyCollection(ctx, tx, 1, collections.Definition{Name: "orders", Permissions: collections.DefaultPermissions()})
 		return err
 	})
 	if err == nil || !strings.Contains(err.Error(), "is the watch of table public.orders") {

@@ -8,6 +8,7 @@ import (
 	"reflect"
 	"testing"
 
+	"github.com/pgcast/pgcast/db"
 	"github.com/pgcast/pgcast/internal/collections"
 )
 
@@ -22,7 +23,7 @@ import (
 func TestRealtimeReferenceExample(t *testing.T) {
 	t.Parallel()
 	s := newStack(t, nil)
-	if _, err := collections.Create(t.Context(), s.pool, 1, collections.Definition{
+	if _, err := db.CreateCollection(t.Context(), s.pool, 1, collections.Definition{
 		Name:   "posts",
 		Fields: []collections.FieldDef{{Name: "title", Type: collections.TypeString, Required: true}},
 		Permissions: collections.Permissions{

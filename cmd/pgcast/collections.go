@@ -78,7 +78,7 @@ authenticated, update and delete owner).`,
 		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			return a.withCollectionsDB(cmd.Context(), env, func(ctx context.Context, conn *pgx.Conn) error {
-				list, err := collections.List(ctx, conn, env)
+				list, err := db.ListCollections(ctx, conn, env)
 				if err != nil {
 					return err
 				}
@@ -114,9 +114,9 @@ func (a *app) withCollectionsDB(ctx context.Context, env int64, f func(context.C
 	if err := st.Check(); err != nil {
 		return err
 	}
-	var exists bool
-	if err := conn.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM pgcast.environments WHERE id = $1)`, env).Scan(&exists); err != nil {
-		return fmt.Errorf("look up environment %d: %w", env, err)
+	exists, err := db.EnvironmentExists(ctx, conn, env)
+	if err != nil {
+		return err
 	}
 	if !exists {
 		return fmt.Errorf("environment %d does not exist", env)
@@ -127,11 +127,11 @@ func (a *app) withCollectionsDB(ctx context.Context, env int64, f func(context.C
 // applyCollections applies every definition in one transaction, so a file
 // is applied whole or not at all, and prints what changed.
 func (a *app) applyCollections(ctx context.Context, conn *pgx.Conn, env int64, defs []collections.Definition) error {
-	var results []collections.ApplyResult
+	var results []db.CollectionApplyResult
 	err := pgx.BeginFunc(ctx, conn, func(tx pgx.Tx) error {
 		results = results[:0]
 		for _, def := range defs {
-			res, err := collections.Apply(ctx, tx, env, def)
+			res, err := db.ApplyCollection(ctx, tx, env, def)
 			if err != nil {
 				return fmt.Errorf("apply collection %q: %w", def.Name, err)
 			}

@@ -77,7 +77,7 @@ func TestCollectionsApplyIdempotent(t *testing.T) {
 		}
 	}
 	ctx := context.Background()
-	posts, err := collections.Get(ctx, pool, 1, "posts")
+	posts, err := db.GetCollection(ctx, pool, 1, "posts")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -121,7 +121,7 @@ func TestCollectionsApplyIdempotent(t *testing.T) {
 			t.Errorf("output lacks %q:\n%s", want, out)
 		}
 	}
-	got, err := collections.Get(ctx, pool, 1, "posts")
+	got, err := db.GetCollection(ctx, pool, 1, "posts")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -168,7 +168,7 @@ func TestCollectionsApplyFormatsAndErrors(t *testing.T) {
 			t.Errorf("%s: %d %s", name, code, stderr)
 		}
 	}
-	list, err := collections.List(context.Background(), pool, 1)
+	list, err := db.ListCollections(context.Background(), pool, 1)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -299,7 +299,7 @@ func TestDevSeedsPostsCollection(t *testing.T) {
 	if err := a.seedDev(context.Background(), pool); err != nil {
 		t.Fatal(err)
 	}
-	c, err := collections.Get(context.Background(), pool, 1, "posts")
+	c, err := db.GetCollection(context.Background(), pool, 1, "posts")
 	if err != nil {
 		t.Fatal(err)
 	}

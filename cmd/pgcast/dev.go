@@ -12,6 +12,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/spf13/cobra"
 
+	"github.com/pgcast/pgcast/db"
 	"github.com/pgcast/pgcast/internal/collections"
 	"github.com/pgcast/pgcast/internal/pgcluster"
 	"github.com/pgcast/pgcast/server/auth"
@@ -160,9 +161,9 @@ func devCollection() collections.Definition {
 // that name exists (which is then left exactly as it is), and the watched
 // sample table (seedDevOrders).
 func (a *app) seedDev(ctx context.Context, pool *pgxpool.Pool) error {
-	c, err := collections.Create(ctx, pool, 1, devCollection())
+	c, err := db.CreateCollection(ctx, pool, 1, devCollection())
 	switch {
-	case errors.Is(err, collections.ErrExists):
+	case errors.Is(err, db.ErrCollectionExists):
 	case err != nil:
 		return fmt.Errorf("seed the posts collection: %w", err)
 	default:

@@ -6,7 +6,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/pgcast/pgcast/internal/collections"
+	"github.com/pgcast/pgcast/db"
 	"github.com/pgcast/pgcast/internal/pgtest"
 )
 
@@ -36,7 +36,7 @@ func TestWatchCommands(t *testing.T) {
 	}
 
 	// Listed with the collections, and by watch list.
-	list, err := collections.List(ctx, pool, 1)
+	list, err := db.ListCollections(ctx, pool, 1)
 	if err != nil || len(list) != 1 || list[0].Table != "public.orders" || len(list[0].Fields) != 3 {
 		t.Fatalf("collections: %+v %v", list, err)
 	}

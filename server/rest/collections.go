@@ -12,6 +12,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 
+	"github.com/pgcast/pgcast/db"
 	"github.com/pgcast/pgcast/internal/collections"
 	"github.com/pgcast/pgcast/server/internal/httpjson"
 )
@@ -31,7 +32,7 @@ func (s *API) handleCollections(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	if r.Method == http.MethodGet {
-		list, err := collections.List(r.Context(), s.pool, id.Environment)
+		list, err := db.ListCollections(r.Context(), s.pool, id.Environment)
 		if err != nil {
 			return err
 		}
@@ -50,13 +51,13 @@ func (s *API) handleCollections(w http.ResponseWriter, r *http.Request) error {
 		}
 		return badRequest("%s", err.Error())
 	}
-	c, err := collections.Create(r.Context(), s.pool, id.Environment, def)
+	c, err := db.CreateCollection(r.Context(), s.pool, id.Environment, def)
 	switch {
-	case errors.Is(err, collections.ErrExists):
+	case errors.Is(err, db.ErrCollectionExists):
 		e := validationError(collections.Problems{{Field: "name", Rule: "unique", Message: fmt.Sprintf("a collection named %q already exists", def.Name)}})
 		e.status = http.StatusConflict
 		return e
-	case errors.Is(err, collections.ErrNoEnvironment):
+	case errors.Is(err, db.ErrNoEnvironment):
 		return notFound("environment %d does not exist", id.Environment)
 	case err != nil:
 		return err
@@ -74,8 +75,8 @@ func (s *API) handleCollection(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	c, err := collections.Get(r.Context(), s.pool, id.Environment, r.PathValue("name"))
-	if errors.Is(err, collections.ErrNotFound) {
+	c, err := db.GetCollection(r.Context(), s.pool, id.Environment, r.PathValue("name"))
+	if errors.Is(err, db.ErrCollectionNotFound) {
 		return notFound("collection %q not found", r.PathValue("name"))
 	}
 	if err != nil {

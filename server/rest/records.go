@@ -15,6 +15,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 
+	"github.com/pgcast/pgcast/db"
 	"github.com/pgcast/pgcast/internal/collections"
 	"github.com/pgcast/pgcast/server/auth"
 	"github.com/pgcast/pgcast/stream"
@@ -98,8 +99,8 @@ func (s *API) collection(r *http.Request, id auth.Identity) (collections.Collect
 	if collections.IsReserved(name) {
 		return collections.Collection{}, notFound("collection %q not found", name)
 	}
-	c, err := collections.Get(r.Context(), s.pool, id.Environment, name)
-	if errors.Is(err, collections.ErrNotFound) {
+	c, err := db.GetCollection(r.Context(), s.pool, id.Environment, name)
+	if errors.Is(err, db.ErrCollectionNotFound) {
 		return collections.Collection{}, notFound("collection %q not found", name)
 	}
 	return c, refuseWatched(c, err)

@@ -5,8 +5,6 @@ import (
 	"net/http"
 	"strings"
 
-	"github.com/jackc/pgx/v5"
-
 	"github.com/pgcast/pgcast/db"
 	"github.com/pgcast/pgcast/internal/collections"
 	"github.com/pgcast/pgcast/server/internal/httpjson"
@@ -76,8 +74,7 @@ func (s *API) handleWatch(w http.ResponseWriter, r *http.Request) error {
 		}
 		_ = httpjson.Write(w, http.StatusOK, wt)
 	case http.MethodDelete:
-		err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error { return db.RemoveWatch(ctx, tx, id.Environment, name) })
-		if err != nil {
+		if err := db.RemoveWatch(ctx, s.pool, id.Environment, name); err != nil {
 			return watchError(err)
 		}
 		w.WriteHeader(http.StatusNoContent)
@@ -94,12 +91,7 @@ func (s *API) handleWatch(w http.ResponseWriter, r *http.Request) error {
 			return badRequest("the definition's name %q differs from the path's %q", def.Name, name)
 		}
 		def.Name = name
-		var res db.WatchApplyResult
-		err = pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
-			var err error
-			res, err = db.ApplyWatch(ctx, tx, id.Environment, def)
-			return err
-		})
+		res, err := db.ApplyWatch(ctx, s.pool, id.Environment, def)
 		if err != nil {
 			return watchError(err)
 		}
