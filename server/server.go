@@ -11,7 +11,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -35,7 +34,7 @@ type Config struct {
 	// "127.0.0.1:9090". "off" disables it.
 	InternalAddr string
 	// Pool is the database pool. Required.
-	Pool *pgxpool.Pool
+	Pool *db.Pool
 	// Logger. Default: discard.
 	Logger *slog.Logger
 	// Registry receives pgcast's metrics. Default: a new registry with the Go

@@ -6,6 +6,8 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+
+	"github.com/pgcast/pgcast/db"
 )
 
 // Record entries (record_created, record_updated) carry the record's raw
@@ -52,26 +54,9 @@ func (f *recordFields) record(id int64) (json.RawMessage, error) {
 }
 
 // RecordRow is what a record is built from: a row of pgcast.object_records
-// with its class's field names, or a record entry's data. Read from the
-// database, a row is
-//
-//	r.id, r.cells, c.field_names,
-//	to_jsonb(r.created_at AT TIME ZONE 'UTC') #>> '{}',
-//	to_jsonb(r.updated_at AT TIME ZONE 'UTC') #>> '{}'
-//
-// of pgcast.object_records r and its class c (pgcast.object_classes), read
-// in one statement so that the names are those of the row's snapshot.
-type RecordRow struct {
-	ID int64
-	// Cells are the record's values by field id (r.cells).
-	Cells json.RawMessage
-	// Fields are the class's field names by field id (c.field_names).
-	Fields map[string]string
-	// CreatedAt and UpdatedAt are the timestamps in UTC as to_jsonb prints
-	// a timestamp without time zone ("2026-01-02T03:04:05.678901",
-	// "infinity", "... BC"); nil is null.
-	CreatedAt, UpdatedAt *string
-}
+// with its class's field names (as package db reads it), or a record
+// entry's data.
+type RecordRow = db.RecordRow
 
 // AppendRecord appends the record of row as every API shows it: the cells
 // under their fields' names (cells of unknown field ids left out), then

@@ -9,10 +9,9 @@ import (
 	"time"
 
 	"github.com/google/uuid"
-	"github.com/jackc/pgx/v5"
-	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/pgcast/pgcast/db"
 	"github.com/pgcast/pgcast/server/internal/httpjson"
 )
 
@@ -103,7 +102,7 @@ func (m *TicketMetrics) incRejected(reason string) {
 // Expiry uses this process's clock both when issuing and when redeeming on
 // another node, so nodes' clocks must agree to well within the TTL (NTP).
 type TicketStore struct {
-	pool    *pgxpool.Pool
+	pool    *db.Pool
 	ttl     time.Duration
 	now     func() time.Time
 	metrics *TicketMetrics
@@ -119,7 +118,7 @@ func WithTicketMetrics(m *TicketMetrics) TicketOption {
 
 // NewTicketStore returns a store on pool whose tickets live for ttl
 // (0 means DefaultTicketTTL, 60 s).
-func NewTicketStore(pool *pgxpool.Pool, ttl time.Duration, opts ...TicketOption) (*TicketStore, error) {
+func NewTicketStore(pool *db.Pool, ttl time.Duration, opts ...TicketOption) (*TicketStore, error) {
 	if pool == nil {
 		return nil, errors.New("auth: NewTicketStore: pool is required")
 	}
@@ -162,9 +161,9 @@ func (s *TicketStore) IssueUntil(ctx context.Context, ident Identity, notAfter t
 		expires = notAfter
 	}
 	expires = expires.Truncate(time.Microsecond)
-	_, err = s.pool.Exec(ctx,
-		`INSERT INTO pgcast.tickets (id, user_id, role, environment_id, expires_at) VALUES ($1, $2, $3, $4, $5)`,
-		id.String(), ident.UserID, ident.Role.String(), ident.Environment, expires)
+	err = db.IssueTicket(ctx, s.pool, db.Ticket{
+		ID: id.String(), UserID: ident.UserID, Role: ident.Role.String(), Environment: ident.Environment, ExpiresAt: expires,
+	})
 	if err != nil {
 		return uuid.UUID{}, time.Time{}, fmt.Errorf("issue ticket: %w", err)
 	}
@@ -206,23 +205,20 @@ func (s *TicketStore) Claim(ctx context.Context, ticket string) (ClaimedTicket, 
 		s.metrics.incRejected(rejectInvalid)
 		return ClaimedTicket{}, fmt.Errorf("%w: not a UUID", ErrInvalidTicket)
 	}
-	c := ClaimedTicket{id: id}
-	var role string
-	err = s.pool.QueryRow(ctx,
-		`DELETE FROM pgcast.tickets WHERE id = $1 RETURNING user_id, role, environment_id, expires_at, created_at`,
-		id.String()).Scan(&c.ident.UserID, &role, &c.ident.Environment, &c.expires, &c.created)
-	if errors.Is(err, pgx.ErrNoRows) {
+	t, err := db.TakeTicket(ctx, s.pool, id.String())
+	if errors.Is(err, db.ErrTicketNotFound) {
 		s.metrics.incRejected(rejectUsed)
 		return ClaimedTicket{}, fmt.Errorf("%w: unknown or already used", ErrInvalidTicket)
 	}
 	if err != nil {
 		return ClaimedTicket{}, fmt.Errorf("redeem ticket: %w", err)
 	}
-	if !s.now().Before(c.expires) {
+	if !s.now().Before(t.ExpiresAt) {
 		s.metrics.incRejected(rejectExpired)
 		return ClaimedTicket{}, fmt.Errorf("%w: expired", ErrInvalidTicket)
 	}
-	if c.ident.Role, err = ParseRole(role); err != nil {
+	c := ClaimedTicket{id: id, ident: Identity{UserID: t.UserID, Environment: t.Environment}, expires: t.ExpiresAt, created: t.CreatedAt}
+	if c.ident.Role, err = ParseRole(t.Role); err != nil {
 		return ClaimedTicket{}, fmt.Errorf("redeem ticket: stored %w", err)
 	}
 	return c, nil
@@ -237,9 +233,10 @@ func (s *TicketStore) Redeemed() { s.metrics.incRedeemed() }
 // still opens one connection at most: a concurrent redemption of it, while
 // it was out, was refused.
 func (s *TicketStore) GiveBack(ctx context.Context, c ClaimedTicket) error {
-	_, err := s.pool.Exec(ctx,
-		`INSERT INTO pgcast.tickets (id, user_id, role, environment_id, expires_at, created_at) VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (id) DO NOTHING`,
-		c.id.String(), c.ident.UserID, c.ident.Role.String(), c.ident.Environment, c.expires, c.created)
+	err := db.RestoreTicket(ctx, s.pool, db.Ticket{
+		ID: c.id.String(), UserID: c.ident.UserID, Role: c.ident.Role.String(), Environment: c.ident.Environment,
+		ExpiresAt: c.expires, CreatedAt: c.created,
+	})
 	if err != nil {
 		return fmt.Errorf("give a ticket back: %w", err)
 	}
@@ -250,11 +247,11 @@ func (s *TicketStore) GiveBack(ctx context.Context, c ClaimedTicket) error {
 // how many. Run it every few TTLs; expired tickets are harmless, only
 // clutter.
 func (s *TicketStore) PruneExpired(ctx context.Context) (int64, error) {
-	tag, err := s.pool.Exec(ctx, `DELETE FROM pgcast.tickets WHERE expires_at <= $1`, s.now())
+	n, err := db.DeleteExpiredTickets(ctx, s.pool, s.now())
 	if err != nil {
 		return 0, fmt.Errorf("prune expired tickets: %w", err)
 	}
-	return tag.RowsAffected(), nil
+	return n, nil
 }
 
 // ticketResponse is the 200 body of ws-auth, Catalyst's shape.

@@ -6,6 +6,7 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/pgcast/pgcast/db"
 	"github.com/pgcast/pgcast/stream"
 )
 
@@ -102,16 +103,15 @@ func (c *rtConn) namespaceKind(ns string) (nsKind, error) {
 	}
 	ctx, cancel := context.WithTimeout(c.ctx, namespaceTimeout)
 	defer cancel()
-	var collection, published bool
-	err := c.h.pool.QueryRow(ctx, namespaceQuery, c.viewer.Environment, ns).Scan(&collection, &published)
+	found, err := db.LookupNamespace(ctx, c.h.pool, c.viewer.Environment, ns)
 	if err != nil {
-		return 0, fmt.Errorf("namespace %q: %w", ns, err)
+		return 0, err
 	}
 	var k nsKind
-	if collection {
+	if found.Collection {
 		k |= nsCollection
 	}
-	if published {
+	if found.Published {
 		k |= nsPublished
 	}
 	if k != 0 {
@@ -122,13 +122,3 @@ func (c *rtConn) namespaceKind(ns string) (nsKind, error) {
 	}
 	return k, nil
 }
-
-// namespaceQuery says what a realtime namespace ($2) is in the viewer's
-// environment ($1): a collection (one of the environment, or a watch whose
-// rows carry their environment — env_column: its class lives in the
-// environment it was applied to, its rows' events in theirs), and whether
-// it is a registered application namespace.
-const namespaceQuery = `SELECT EXISTS (SELECT 1 FROM pgcast.object_classes WHERE environment_id = $1 AND name = $2)
-        OR EXISTS (SELECT 1 FROM pgcast.watches w JOIN pgcast.object_classes c ON c.id = w.object_class_id
-                   WHERE w.env_attnum IS NOT NULL AND c.name = $2),
-    EXISTS (SELECT 1 FROM pgcast.publish_namespaces WHERE name = $2)`

@@ -8,8 +8,8 @@ import (
 	"time"
 
 	"github.com/gorilla/websocket"
-	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/pgcast/pgcast/db"
 	"github.com/pgcast/pgcast/server/auth"
 	"github.com/pgcast/pgcast/server/internal/httpjson"
 	"github.com/pgcast/pgcast/server/ws"
@@ -77,7 +77,7 @@ type Handler struct {
 	buffer int // ws.Config.MaxBuffer
 	hub    *stream.Hub
 	auth   *auth.Authenticator
-	pool   *pgxpool.Pool
+	pool   *db.Pool
 	ep     *ws.Endpoint
 	logger *slog.Logger
 	// replaySlots is a semaphore of MaxConcurrentReplays page queries.
@@ -93,7 +93,7 @@ const endpoint = "realtime" // metrics label
 // New returns the handler of /api/realtime: its connections verify their
 // token with auth, subscribe to hub, look channels' namespaces up and
 // replay from the log in pool, and are served through transport.
-func New(hub *stream.Hub, auth *auth.Authenticator, pool *pgxpool.Pool, transport *ws.Transport, logger *slog.Logger) *Handler {
+func New(hub *stream.Hub, auth *auth.Authenticator, pool *db.Pool, transport *ws.Transport, logger *slog.Logger) *Handler {
 	return &Handler{
 		buffer: transport.Config().MaxBuffer, hub: hub, auth: auth, pool: pool,
 		ep: transport.Endpoint(endpoint), logger: logger,

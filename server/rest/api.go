@@ -11,9 +11,9 @@ import (
 	"strings"
 	"unicode/utf8"
 
-	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/pgcast/pgcast/db"
 	"github.com/pgcast/pgcast/internal/collections"
 	"github.com/pgcast/pgcast/server/auth"
 )
@@ -34,7 +34,7 @@ const (
 // Config configures the REST API.
 type Config struct {
 	// Pool is the database pool. Required.
-	Pool *pgxpool.Pool
+	Pool *db.Pool
 	// Auth verifies callers' JWTs. Required.
 	Auth *auth.Authenticator
 	// Logger. Default: discard.
@@ -64,7 +64,7 @@ const DefaultMaxListBytes = MaxBody
 
 // API serves the REST API.
 type API struct {
-	pool         *pgxpool.Pool
+	pool         *db.Pool
 	auth         *auth.Authenticator
 	logger       *slog.Logger
 	maxListBytes int

@@ -1,36 +1,26 @@
 package rest
 
 import (
-	"github.com/jackc/pgx/v5/pgconn"
-
+	"github.com/pgcast/pgcast/db"
 	"github.com/pgcast/pgcast/internal/collections"
 )
 
-// Constraint names of the errors (SQLSTATE 23514, check_violation) with
-// which the triggers refuse a record's cells (see package triggers):
-// a key that is not a field id of the class, a required field without a
-// value.
-const (
-	constraintCellsKnown    = "object_records_cells_known"
-	constraintCellsRequired = "object_records_cells_required"
-)
-
 // storeProblem is the validation problem of a record write that Postgres
-// refused for its values: 22P05 (jsonb cannot store \u0000) or 23514 (the
-// triggers' check of the cells). The REST API checks the cells against the
-// collection before it writes, so the second happens only when a field was
-// deleted or made required between that check and the write; the answer is
-// still a 400, never a 500.
-func storeProblem(pe *pgconn.PgError) collections.Problem {
-	if pe.Code != "23514" {
-		return collections.Problem{Field: "", Rule: "type", Message: "a value cannot be stored: " + pe.Message}
-	}
+// refused for its values: jsonb cannot store \u0000, or the triggers'
+// check of the cells (a key that is not a field id of the class, a
+// required field without a value). The REST API checks the cells against
+// the collection before it writes, so the second happens only when a field
+// was deleted or made required between that check and the write; the
+// answer is still a 400, never a 500.
+func storeProblem(e *db.CellsError) collections.Problem {
 	rule := "invalid"
-	switch pe.ConstraintName {
-	case constraintCellsKnown:
+	switch e.Reason {
+	case db.CellsUnstorable:
+		return collections.Problem{Field: "", Rule: "type", Message: "a value cannot be stored: " + e.Message}
+	case db.CellsUnknown:
 		rule = "unknown"
-	case constraintCellsRequired:
+	case db.CellsRequired:
 		rule = "required"
 	}
-	return collections.Problem{Field: "", Rule: rule, Message: pe.Message}
+	return collections.Problem{Field: "", Rule: rule, Message: e.Message}
 }

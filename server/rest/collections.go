@@ -6,11 +6,6 @@ import (
 	"fmt"
 	"net/http"
 	"strconv"
-	"strings"
-	"time"
-
-	"github.com/jackc/pgx/v5"
-	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/pgcast/pgcast/db"
 	"github.com/pgcast/pgcast/internal/collections"
@@ -153,33 +148,21 @@ func (s *API) handleEvents(w http.ResponseWriter, r *http.Request) error {
 	if ps != nil {
 		return validationError(ps)
 	}
-	var ev publishedEvent
-	err = pgx.BeginFunc(r.Context(), s.pool, func(tx pgx.Tx) error {
-		if _, err := tx.Exec(r.Context(), `SELECT set_config('pgcast.environment', $1, true)`, strconv.FormatInt(id.Environment, 10)); err != nil {
-			return err
-		}
-		var pos int64
-		if err := tx.QueryRow(r.Context(), `SELECT pgcast.publish($1, $2::jsonb)`, typ, payload).Scan(&pos); err != nil {
-			return err
-		}
-		var at time.Time
-		if err := tx.QueryRow(r.Context(), `SELECT created_at, data->>'source', data->'payload' FROM pgcast.events WHERE id = $1`, pos).
-			Scan(&at, &ev.Source, &ev.Payload); err != nil {
-			return err
-		}
-		ev.ID, ev.Type, ev.Timestamp = "evt_"+strconv.FormatInt(pos, 10), typ, at.UTC().Format("2006-01-02T15:04:05.000Z")
-		return nil
-	})
-	var pe *pgconn.PgError
-	if errors.As(err, &pe) && pe.Code == "22023" { // invalid_parameter_value, raised by pgcast.publish
+	pub, err := db.Publish(r.Context(), s.pool, id.Environment, typ, payload)
+	var invalid *db.InvalidEventError
+	if errors.As(err, &invalid) {
 		field := "type"
-		if strings.HasPrefix(pe.Message, "event payload") {
+		if invalid.Payload {
 			field = "payload"
 		}
-		return validationError(collections.Problems{{Field: field, Rule: "invalid", Message: pe.Message}})
+		return validationError(collections.Problems{{Field: field, Rule: "invalid", Message: invalid.Message}})
 	}
 	if err != nil {
-		return fmt.Errorf("publish %q: %w", typ, err)
+		return err
+	}
+	ev := publishedEvent{
+		ID: "evt_" + strconv.FormatInt(pub.Position, 10), Type: typ, Timestamp: pub.CreatedAt.UTC().Format("2006-01-02T15:04:05.000Z"),
+		Source: pub.Source, Payload: pub.Payload,
 	}
 	_ = httpjson.Write(w, http.StatusCreated, ev)
 	return nil

@@ -12,28 +12,11 @@ import (
 	"time"
 	"unicode/utf8"
 
-	"github.com/jackc/pgx/v5"
-	"github.com/jackc/pgx/v5/pgconn"
-
 	"github.com/pgcast/pgcast/db"
 	"github.com/pgcast/pgcast/internal/collections"
 	"github.com/pgcast/pgcast/server/auth"
 	"github.com/pgcast/pgcast/stream"
 )
-
-// recordColumns are what a record is built from (stream.RecordRow), read
-// from the row r of pgcast.object_records with its class's field names in
-// the same statement, so that the names are those of the row's snapshot:
-// scanned by recordDest, built by stream.AppendRecord, as the reader builds
-// every record event's, so that REST and realtime show one record alike.
-const recordColumns = `r.id, r.cells,
-    (SELECT c.field_names FROM pgcast.object_classes c WHERE c.id = r.object_class_id),
-    to_jsonb(r.created_at AT TIME ZONE 'UTC') #>> '{}', to_jsonb(r.updated_at AT TIME ZONE 'UTC') #>> '{}'`
-
-// recordDest are the scan destinations of recordColumns.
-func recordDest(row *stream.RecordRow) []any {
-	return []any{&row.ID, &row.Cells, &row.Fields, &row.CreatedAt, &row.UpdatedAt}
-}
 
 // serverManaged are the record keys a client may not write.
 var serverManaged = []string{"id", "createdAt", "updatedAt"}
@@ -136,11 +119,7 @@ func (s *API) createRecord(w http.ResponseWriter, r *http.Request, id auth.Ident
 	if !id.Anonymous() {
 		owners = append(owners, id.UserID)
 	}
-	var row stream.RecordRow
-	err = s.pool.QueryRow(r.Context(), `
-		INSERT INTO pgcast.object_records AS r (object_class_id, cells, owners)
-		VALUES ($1, $2::jsonb, $3::text[])
-		RETURNING `+recordColumns, c.ID, cells, owners).Scan(recordDest(&row)...)
+	row, err := db.CreateRecord(r.Context(), s.pool, c.ID, cells, owners)
 	if err != nil {
 		return writeErr(err, c)
 	}
@@ -152,36 +131,18 @@ func (s *API) getRecord(w http.ResponseWriter, r *http.Request, id auth.Identity
 	if err != nil {
 		return err
 	}
-	var (
-		row               stream.RecordRow
-		owners, assignees []string
-	)
-	err = s.pool.QueryRow(r.Context(), `
-		SELECT `+recordColumns+`, r.owners, r.assignees
-		FROM pgcast.object_records r
-		WHERE r.id = $1 AND r.object_class_id = $2`, recID, c.ID).Scan(append(recordDest(&row), &owners, &assignees)...)
-	if errors.Is(err, pgx.ErrNoRows) {
+	rec, err := db.GetRecord(r.Context(), s.pool, c.ID, recID)
+	if errors.Is(err, db.ErrRecordNotFound) {
 		return notFound("%s record %d not found", c.Name, recID)
 	}
 	if err != nil {
 		return fmt.Errorf("read %s record: %w", c.Name, err)
 	}
-	if !id.Viewer().MayRead(rule, owners, assignees) {
+	if !id.Viewer().MayRead(rule, rec.Owners, rec.Assignees) {
 		return denied(id, fmt.Sprintf("read %s record %d", c.Name, recID))
 	}
-	return s.writeRecord(w, http.StatusOK, &row)
+	return s.writeRecord(w, http.StatusOK, &rec.RecordRow)
 }
-
-// targetRecord is the record a PUT or DELETE is about, locked, with whether
-// the caller may change it ($3: the user it must belong to, or NULL), so
-// that the check and the write are one statement with no race between them.
-const targetRecord = `
-WITH target AS (
-    SELECT r.id, ($3::text IS NULL OR $3::text = ANY (r.owners) OR $3::text = ANY (r.assignees)) AS allowed
-    FROM pgcast.object_records r
-    WHERE r.id = $1 AND r.object_class_id = $2
-    FOR UPDATE
-)`
 
 func (s *API) updateRecord(w http.ResponseWriter, r *http.Request, id auth.Identity, c collections.Collection, recID int64) error {
 	rule, err := authorize(c.Permissions.Update, id, "update "+c.Name+" records")
@@ -196,29 +157,14 @@ func (s *API) updateRecord(w http.ResponseWriter, r *http.Request, id auth.Ident
 	if err != nil {
 		return err
 	}
-	var (
-		allowed bool
-		row     stream.RecordRow
-	)
-	// Not allowed, nothing changed: the record's columns are NULL (its id
-	// 0) and unused.
-	err = s.pool.QueryRow(r.Context(), targetRecord+`, changed (id, cells, field_names, created_at, updated_at) AS (
-		    UPDATE pgcast.object_records r SET cells = r.cells || $4::jsonb
-		    FROM target t
-		    WHERE r.id = t.id AND t.allowed
-		    RETURNING `+recordColumns+`
-		)
-		SELECT t.allowed, COALESCE(c.id, 0), c.cells, c.field_names, c.created_at, c.updated_at
-		FROM target t LEFT JOIN changed c ON true`,
-		recID, c.ID, id.Viewer().OwnerFilter(rule), cells).Scan(append([]any{&allowed}, recordDest(&row)...)...)
-	if errors.Is(err, pgx.ErrNoRows) {
+	row, err := db.UpdateRecord(r.Context(), s.pool, c.ID, recID, id.Viewer().OwnerFilter(rule), cells)
+	switch {
+	case errors.Is(err, db.ErrRecordNotFound):
 		return notFound("%s record %d not found", c.Name, recID)
-	}
-	if err != nil {
-		return writeErr(err, c)
-	}
-	if !allowed {
+	case errors.Is(err, db.ErrRecordNotAllowed):
 		return denied(id, fmt.Sprintf("update %s record %d", c.Name, recID))
+	case err != nil:
+		return writeErr(err, c)
 	}
 	return s.writeRecord(w, http.StatusOK, &row)
 }
@@ -228,22 +174,14 @@ func (s *API) deleteRecord(w http.ResponseWriter, r *http.Request, id auth.Ident
 	if err != nil {
 		return err
 	}
-	var allowed bool
-	err = s.pool.QueryRow(r.Context(), targetRecord+`, gone AS (
-		    DELETE FROM pgcast.object_records r
-		    USING target t
-		    WHERE r.id = t.id AND t.allowed
-		)
-		SELECT t.allowed FROM target t`,
-		recID, c.ID, id.Viewer().OwnerFilter(rule)).Scan(&allowed)
-	if errors.Is(err, pgx.ErrNoRows) {
+	err = db.DeleteRecord(r.Context(), s.pool, c.ID, recID, id.Viewer().OwnerFilter(rule))
+	switch {
+	case errors.Is(err, db.ErrRecordNotFound):
 		return notFound("%s record %d not found", c.Name, recID)
-	}
-	if err != nil {
-		return fmt.Errorf("delete %s record: %w", c.Name, err)
-	}
-	if !allowed {
+	case errors.Is(err, db.ErrRecordNotAllowed):
 		return denied(id, fmt.Sprintf("delete %s record %d", c.Name, recID))
+	case err != nil:
+		return fmt.Errorf("delete %s record: %w", c.Name, err)
 	}
 	w.WriteHeader(http.StatusNoContent)
 	return nil
@@ -253,14 +191,12 @@ func (s *API) deleteRecord(w http.ResponseWriter, r *http.Request, id auth.Ident
 // is a 404; a value Postgres cannot store (jsonb refuses \u0000) or cells
 // the triggers refuse (a field changed meanwhile) a validation error.
 func writeErr(err error, c collections.Collection) error {
-	var pe *pgconn.PgError
-	if errors.As(err, &pe) {
-		switch pe.Code {
-		case "23503": // foreign key: the class is gone
-			return notFound("collection %q not found", c.Name)
-		case "22P05", "23514": // untranslatable character; check of the cells
-			return validationError(collections.Problems{storeProblem(pe)})
-		}
+	if errors.Is(err, db.ErrCollectionNotFound) {
+		return notFound("collection %q not found", c.Name)
+	}
+	var ce *db.CellsError
+	if errors.As(err, &ce) {
+		return validationError(collections.Problems{storeProblem(ce)})
 	}
 	return fmt.Errorf("write %s record: %w", c.Name, err)
 }
