@@ -228,7 +228,7 @@ func TestContractsDescribeEveryHTTPErrorCode(t *testing.T) {
 	code := map[string]bool{}
 	for _, f := range serverSources(t) {
 		ast.Inspect(f.file, func(n ast.Node) bool {
-			if s, ok := compositeField(n, "Error", "code"); ok { // rest.Error
+			if s, ok := compositeField(n, "APIError", "Code"); ok { // httpjson.APIError
 				code[s] = true
 			}
 			if call, ok := n.(*ast.CallExpr); ok && isFunc(call.Fun, "httpjson", "Error") && len(call.Args) >= 3 {
@@ -514,10 +514,18 @@ func isIdent(e ast.Expr, name string) bool {
 }
 
 // compositeField returns the string literal given to field in a composite
-// literal of type typeName (typeName{field: "…"}).
+// literal of type typeName, of this package or another
+// (typeName{field: "…"}, pkg.typeName{field: "…"}).
 func compositeField(n ast.Node, typeName, field string) (string, bool) {
 	cl, ok := n.(*ast.CompositeLit)
-	if !ok || !isIdent(cl.Type, typeName) {
+	if !ok {
+		return "", false
+	}
+	if sel, isSel := cl.Type.(*ast.SelectorExpr); isSel {
+		if sel.Sel.Name != typeName {
+			return "", false
+		}
+	} else if !isIdent(cl.Type, typeName) {
 		return "", false
 	}
 	for _, e := range cl.Elts {

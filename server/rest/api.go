@@ -16,6 +16,7 @@ import (
 	"github.com/pgcast/pgcast/db"
 	"github.com/pgcast/pgcast/internal/collections"
 	"github.com/pgcast/pgcast/server/auth"
+	"github.com/pgcast/pgcast/server/internal/httpjson"
 )
 
 // REST limits.
@@ -109,7 +110,7 @@ type Mux interface {
 // /api/ gets a JSON 404.
 func (s *API) Register(mux Mux) {
 	mux.Handle("/api/", s.api(func(http.ResponseWriter, *http.Request) error {
-		return &Error{status: http.StatusNotFound, code: "not_found", message: "no such endpoint"}
+		return NewError(http.StatusNotFound, "not_found", "no such endpoint")
 	}))
 	mux.Handle("/api/collections", s.api(s.handleCollections))
 	mux.Handle("/api/collections/{name}", s.api(s.handleCollection))
@@ -127,9 +128,9 @@ func (s *API) countWriteTimeout(err error) {
 	}
 }
 
-// api adapts a handler that returns an error: an *Error is written as
-// is, anything else is logged and answered with a 500 that says nothing of
-// the cause.
+// api adapts a handler that returns an error: an *httpjson.APIError is
+// written as is, anything else is logged and answered with a 500 that says
+// nothing of the cause.
 func (s *API) api(h func(http.ResponseWriter, *http.Request) error) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		// Responses depend on the caller's token: never cache them.
@@ -138,17 +139,22 @@ func (s *API) api(h func(http.ResponseWriter, *http.Request) error) http.Handler
 		if err == nil {
 			return
 		}
-		var ae *Error
+		var ae *httpjson.APIError
 		if !errors.As(err, &ae) {
-			ae = &Error{status: http.StatusInternalServerError, code: "internal", message: "internal error, try again", cause: err}
+			ae = NewError(http.StatusInternalServerError, "internal", "internal error, try again")
+			ae.Cause = err
 		}
-		if ae.status >= 500 {
+		if ae.Status >= 500 {
 			if r.Context().Err() == nil {
-				s.logger.ErrorContext(r.Context(), "rest request failed", "method", r.Method, "path", r.URL.Path, "err", ae.cause)
+				s.logger.ErrorContext(r.Context(), "rest request failed", "method", r.Method, "path", r.URL.Path, "err", ae.Cause)
 			}
 		}
-		if ae.status == http.StatusRequestTimeout {
+		if ae.Status == http.StatusRequestTimeout {
 			s.metrics.ReadTimeouts.Inc()
+		}
+		if ae.Status == http.StatusUnauthorized {
+			// RFC 6750: tell the client which scheme is expected.
+			w.Header().Set("WWW-Authenticate", `Bearer realm="pgcast"`)
 		}
 		ae.Write(w)
 	})
@@ -164,15 +170,15 @@ func (s *API) identity(r *http.Request) (auth.Identity, error) {
 		return auth.Identity{Environment: 1}, nil
 	}
 	if token == "" {
-		return auth.Identity{}, &Error{status: http.StatusUnauthorized, code: "unauthorized", message: "invalid Authorization header: want Bearer <jwt>"}
+		return auth.Identity{}, NewError(http.StatusUnauthorized, "unauthorized", "invalid Authorization header: want Bearer <jwt>")
 	}
 	id, _, err := s.auth.Verify(token)
 	switch {
 	case errors.Is(err, auth.ErrTokenExpired):
-		return auth.Identity{}, &Error{status: http.StatusUnauthorized, code: "unauthorized", message: "token expired"}
+		return auth.Identity{}, NewError(http.StatusUnauthorized, "unauthorized", "token expired")
 	case err != nil:
 		// Verify's errors never contain the token.
-		return auth.Identity{}, &Error{status: http.StatusUnauthorized, code: "unauthorized", message: err.Error()}
+		return auth.Identity{}, NewError(http.StatusUnauthorized, "unauthorized", err.Error())
 	}
 	return id, nil
 }
@@ -217,7 +223,7 @@ func checkContentType(r *http.Request) error {
 	}
 	mt, _, err := mime.ParseMediaType(ct)
 	if err != nil || (mt != "application/json" && !strings.HasSuffix(mt, "+json")) {
-		return &Error{status: http.StatusUnsupportedMediaType, code: "bad_request", message: fmt.Sprintf("Content-Type %q is not supported: send application/json", ct)}
+		return NewError(http.StatusUnsupportedMediaType, "bad_request", fmt.Sprintf("Content-Type %q is not supported: send application/json", ct))
 	}
 	return nil
 }
@@ -231,10 +237,10 @@ func readBody(w http.ResponseWriter, r *http.Request) ([]byte, error) {
 	if err != nil {
 		var tooBig *http.MaxBytesError
 		if errors.As(err, &tooBig) {
-			return nil, &Error{status: http.StatusRequestEntityTooLarge, code: "bad_request", message: fmt.Sprintf("request body is larger than %d bytes", MaxBody)}
+			return nil, NewError(http.StatusRequestEntityTooLarge, "bad_request", fmt.Sprintf("request body is larger than %d bytes", MaxBody))
 		}
 		if errors.Is(err, os.ErrDeadlineExceeded) { // HTTPConfig.ReadTimeout
-			return nil, &Error{status: http.StatusRequestTimeout, code: "bad_request", message: "the request body did not arrive in time"}
+			return nil, NewError(http.StatusRequestTimeout, "bad_request", "the request body did not arrive in time")
 		}
 		return nil, badRequest("read request body: %v", err)
 	}

@@ -49,9 +49,7 @@ func (s *API) handleCollections(w http.ResponseWriter, r *http.Request) error {
 	c, err := db.CreateCollection(r.Context(), s.pool, id.Environment, def)
 	switch {
 	case errors.Is(err, db.ErrCollectionExists):
-		e := validationError(collections.Problems{{Field: "name", Rule: "unique", Message: fmt.Sprintf("a collection named %q already exists", def.Name)}})
-		e.status = http.StatusConflict
-		return e
+		return conflict("name", fmt.Sprintf("a collection named %q already exists", def.Name))
 	case errors.Is(err, db.ErrNoEnvironment):
 		return notFound("environment %d does not exist", id.Environment)
 	case err != nil:

@@ -11,38 +11,22 @@ import (
 	"github.com/pgcast/pgcast/server/internal/httpjson"
 )
 
-// Error is a REST error response:
+// A REST error is an *httpjson.APIError whose body always lists details:
 // {"error":{"code","message","details":[{"field","rule","message"}]}}.
 // Codes: validation_error, bad_request, unauthorized, forbidden, not_found,
-// method_not_allowed, too_many_requests (429), moved (a 307 to the canonical
-// path, see the server's muxWriter), and internal for a 500.
-type Error struct {
-	status  int
-	code    string
-	message string
-	details collections.Problems
-	allow   string // the Allow header of a 405
-	cause   error  // logged, never sent
-}
+// method_not_allowed, watched_table, too_many_requests (429), moved (a 307
+// to the canonical path, see the server's muxWriter), and internal for a
+// 500. A handler returns one as its error (see API.api).
 
-// NewError is an error answered with status, code and message (shown to
-// clients: never put a token in it), without details.
-func NewError(status int, code, message string) *Error {
-	return &Error{status: status, code: code, message: message}
-}
-
-func (e *Error) Error() string { return e.code + ": " + e.message }
-
-type apiErrorBody struct {
-	Error struct {
-		Code    string                `json:"code"`
-		Message string                `json:"message"`
-		Details []collections.Problem `json:"details"`
-	} `json:"error"`
+// NewError is a REST error answered with status, code and message (shown
+// to clients: never put a token in it), without details: its body has
+// "details":[].
+func NewError(status int, code, message string) *httpjson.APIError {
+	return &httpjson.APIError{Status: status, Code: code, Message: message, Details: []httpjson.Detail{}}
 }
 
 // validationError is a 400 listing every problem found.
-func validationError(ps collections.Problems) *Error {
+func validationError(ps collections.Problems) *httpjson.APIError {
 	msg := "invalid request: " + ps.Error()
 	if len(msg) > 500 { // the details list everything; keep the summary short
 		msg = msg[:497]
@@ -51,44 +35,42 @@ func validationError(ps collections.Problems) *Error {
 		}
 		msg += "..."
 	}
-	return &Error{status: http.StatusBadRequest, code: "validation_error", message: msg, details: ps}
+	e := NewError(http.StatusBadRequest, "validation_error", msg)
+	for _, p := range ps {
+		e.Details = append(e.Details, httpjson.Detail(p))
+	}
+	return e
 }
 
-func badRequest(format string, args ...any) *Error {
-	return &Error{status: http.StatusBadRequest, code: "bad_request", message: fmt.Sprintf(format, args...)}
+// conflict is a 409 validation_error: one problem of rule "unique" on
+// field. The contract's code list has no "conflict"; the status tells
+// clients that retrying the same request cannot succeed.
+func conflict(field, message string) *httpjson.APIError {
+	e := validationError(collections.Problems{{Field: field, Rule: "unique", Message: message}})
+	e.Status = http.StatusConflict
+	return e
 }
 
-func notFound(format string, args ...any) *Error {
-	return &Error{status: http.StatusNotFound, code: "not_found", message: fmt.Sprintf(format, args...)}
+func badRequest(format string, args ...any) *httpjson.APIError {
+	return NewError(http.StatusBadRequest, "bad_request", fmt.Sprintf(format, args...))
 }
 
-func methodNotAllowed(allow ...string) *Error {
+func notFound(format string, args ...any) *httpjson.APIError {
+	return NewError(http.StatusNotFound, "not_found", fmt.Sprintf(format, args...))
+}
+
+func methodNotAllowed(allow ...string) *httpjson.APIError {
 	a := strings.Join(allow, ", ")
-	return &Error{status: http.StatusMethodNotAllowed, code: "method_not_allowed", message: "use " + a, allow: a}
+	e := NewError(http.StatusMethodNotAllowed, "method_not_allowed", "use "+a)
+	e.Allow = a
+	return e
 }
 
 // denied is the answer to a caller a rule refuses: 401 to an anonymous
 // caller (signing in may help), 403 to a signed-in one.
-func denied(id auth.Identity, what string) *Error {
+func denied(id auth.Identity, what string) *httpjson.APIError {
 	if id.Anonymous() {
-		return &Error{status: http.StatusUnauthorized, code: "unauthorized", message: "authentication required to " + what}
+		return NewError(http.StatusUnauthorized, "unauthorized", "authentication required to "+what)
 	}
-	return &Error{status: http.StatusForbidden, code: "forbidden", message: "not allowed to " + what}
-}
-
-// Write answers with e: its status and the REST error body.
-func (e *Error) Write(w http.ResponseWriter) {
-	if e.allow != "" {
-		w.Header().Set("Allow", e.allow)
-	}
-	if e.status == http.StatusUnauthorized {
-		// RFC 6750: tell the client which scheme is expected.
-		w.Header().Set("WWW-Authenticate", `Bearer realm="pgcast"`)
-	}
-	var body apiErrorBody
-	body.Error.Code, body.Error.Message, body.Error.Details = e.code, e.message, e.details
-	if body.Error.Details == nil {
-		body.Error.Details = []collections.Problem{}
-	}
-	_ = httpjson.Write(w, e.status, body)
+	return NewError(http.StatusForbidden, "forbidden", "not allowed to "+what)
 }

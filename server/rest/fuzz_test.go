@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	"github.com/pgcast/pgcast/internal/collections"
+	"github.com/pgcast/pgcast/server/internal/httpjson"
 )
 
 // FuzzRecordCells: record validation never panics; what it accepts is a
@@ -31,7 +32,7 @@ func FuzzRecordCells(f *testing.F) {
 		}
 		cells, err := recordCells(c, members, false)
 		if err != nil {
-			if _, ok := err.(*Error); !ok {
+			if _, ok := err.(*httpjson.APIError); !ok {
 				t.Fatalf("error %T %v", err, err)
 			}
 			return

@@ -16,6 +16,6 @@ func refuseWatched(c collections.Collection, err error) error {
 	if err != nil || c.Table == "" {
 		return err
 	}
-	return &Error{status: http.StatusConflict, code: "watched_table",
-		message: fmt.Sprintf("collection %q streams table %s: read and write that table itself; subscribe to %s.* on /api/realtime for its changes", c.Name, c.Table, c.Name)}
+	return NewError(http.StatusConflict, "watched_table",
+		fmt.Sprintf("collection %q streams table %s: read and write that table itself; subscribe to %s.* on /api/realtime for its changes", c.Name, c.Table, c.Name))
 }

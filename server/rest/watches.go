@@ -63,8 +63,8 @@ func (s *API) handleWatch(w http.ResponseWriter, r *http.Request) error {
 	}
 	ctx, name := r.Context(), r.PathValue("name")
 	if r.Method != http.MethodGet && id.Environment != 1 {
-		return &Error{status: http.StatusForbidden, code: "forbidden",
-			message: "only admins of environment 1 may manage watches: a watch exposes a table of the whole database"}
+		return NewError(http.StatusForbidden, "forbidden",
+			"only admins of environment 1 may manage watches: a watch exposes a table of the whole database")
 	}
 	switch r.Method {
 	case http.MethodGet:
@@ -118,11 +118,9 @@ func watchError(err error) error {
 	case errors.Is(err, db.ErrInvalidWatch):
 		return validationError(collections.Problems{{Field: "", Rule: "invalid", Message: msg}})
 	case errors.Is(err, db.ErrWatchConflict):
-		e := validationError(collections.Problems{{Field: "name", Rule: "unique", Message: msg}})
-		e.status = http.StatusConflict
-		return e
+		return conflict("name", msg)
 	case errors.Is(err, db.ErrNotTableOwner):
-		return &Error{status: http.StatusForbidden, code: "forbidden", message: msg}
+		return NewError(http.StatusForbidden, "forbidden", msg)
 	case errors.Is(err, db.ErrWatchNotFound):
 		return notFound("%s", msg)
 	}

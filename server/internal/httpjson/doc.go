@@ -1,5 +1,5 @@
 // Package httpjson writes pgcast's JSON answers: the content type every
-// response has, and the error shape of the endpoints outside the REST API
-// (ticket, WebSocket handshakes). It is internal to server: the REST API's
-// own error type (with details) is rest.Error.
+// response has, and the one error shape of every endpoint (APIError): the
+// REST API's, with details, and the ticket endpoint's and the WebSocket
+// handshakes', without. It is internal to server.
 package httpjson
