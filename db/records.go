@@ -126,8 +126,11 @@ func recordWriteError(err error, what string) error {
 }
 
 // CreateRecord inserts a record of class classID with cells (a JSON object
-// keyed by field id) and owners, and returns it as stored.
+// keyed by field id) and owners (nil: none), and returns it as stored.
 func CreateRecord(ctx context.Context, q Querier, classID int64, cells []byte, owners []string) (RecordRow, error) {
+	if owners == nil {
+		owners = []string{} // not NULL
+	}
 	var row RecordRow
 	err := q.QueryRow(ctx, `
 		INSERT INTO pgcast.object_records AS r (object_class_id, cells, owners)
