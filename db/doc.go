@@ -1,6 +1,8 @@
-// Package db owns pgcast's connections to PostgreSQL and the SQL pgcast
-// runs on them, behind typed functions, so that the packages above it hold
-// no SQL text and (stream) do not import pgx:
+// Package db owns pgcast's connections to PostgreSQL and every SQL
+// statement pgcast runs on them, behind typed functions that take a pool,
+// a connection or a transaction (Querier, RowsQuerier, DB) and return Go
+// types, so that the packages above it hold no SQL text and import no pgx
+// (stream and server hold the pool as *Pool):
 //
 //   - the pgx pool (NewPool), the migration runner (golang-migrate with the
 //     migrations embedded from package sql) and the schema-version check
@@ -16,9 +18,24 @@
 //     listening connection idle in a transaction;
 //   - replay pages (LogEnd, ReadReplayPage), pruning (Prune) and the
 //     classification of driver errors (IsTimeout);
-//   - watches of the application's own tables.
+//   - collections (CreateCollection, ApplyCollection, GetCollection,
+//     ListCollections; their definitions and validation are package
+//     internal/collections, a leaf) and watches of the application's own
+//     tables (ApplyWatch, ListWatches, GetWatch, RemoveWatch);
+//   - records as the REST API reads and writes them (CreateRecord,
+//     GetRecord, UpdateRecord, DeleteRecord, ListRecords: raw rows,
+//     RecordRow, that package stream builds the API's record from) and
+//     published events (Publish);
+//   - the one-time WebSocket tickets (IssueTicket, TakeTicket,
+//     RestoreTicket, DeleteExpiredTickets) and what a realtime namespace is
+//     (LookupNamespace).
 //
-// Which entries a read takes and why that is commit-safe, the doorbell
-// policy and every timeout are package stream's: db runs each statement
-// under the context it is given.
+// Database errors that callers act on come back typed: sentinels to test
+// with errors.Is (ErrCollectionNotFound, ErrRecordNotFound,
+// ErrRecordNotAllowed, ErrTicketNotFound, ...) and error types to test with
+// errors.As (CellsError, InvalidEventError); never a pgconn error a caller
+// must decode. Who may read or write what, which entries a read takes and
+// why that is commit-safe, the doorbell policy and every timeout are
+// package stream's or server's: db runs each statement under the context it
+// is given.
 package db

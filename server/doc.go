@@ -8,5 +8,8 @@
 // serves it (metrics are never served on the public address), the HTTP
 // timeouts and per-address request cap, CORS, and JSON answers for what no
 // route takes. Packages below server import neither server nor each other's
-// protocols: server wires them.
+// protocols: server wires them. No package of server runs SQL or imports
+// pgx: they hold the pool as *db.Pool and reach the database through
+// package db's typed functions. Every error answer, REST or not, is one
+// type (server/internal/httpjson's APIError).
 package server
