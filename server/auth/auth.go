@@ -209,7 +209,7 @@ func NewAuthenticator(cfg Config) (*Authenticator, error) {
 	}
 	if cfg.fetchesKeys() {
 		a.algs = append(a.algs, asymmetricAlgs...)
-		f := &fetcher{cfg: cfg.JWKS, now: cfg.Now, log: cfg.Logger.With("component", "jwks"), m: newKeyMetrics()}
+		f := &fetcher{cfg: cfg.JWKS, now: cfg.Now, log: cfg.Logger, m: newKeyMetrics()}
 		if cfg.Registerer != nil {
 			if err := f.m.register(cfg.Registerer); err != nil {
 				return nil, err

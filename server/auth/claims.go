@@ -27,8 +27,8 @@ import (
 type ClaimsConfig struct {
 	// Subject is the path of the user id, a non-empty string. Default "sub".
 	Subject string
-	// Role is the path of the role claim: a string or a list of strings.
-	// Default "role".
+	// Role is the path of the role claim: a string or a list of strings
+	// (null or absent: no role). Default "role".
 	Role string
 	// AdminRoles are the role values that make a token admin: a token whose
 	// role claim holds any of them is admin. Default ["admin"].
@@ -211,7 +211,7 @@ func (m *claimMapper) role(all map[string]json.RawMessage) (Role, error) {
 	path := m.cfg.Role
 	raw, ok := lookupClaim(all, path)
 	var roles []string
-	if ok {
+	if ok && string(raw) != "null" { // null: no role, as providers write an unset one
 		var err error
 		if roles, err = parseRoleList(raw); err != nil {
 			return RoleAnonymous, fmt.Errorf("%w: %s must be a string or a list of strings", errBadClaim, path)

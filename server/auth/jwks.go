@@ -289,7 +289,10 @@ func (s *source) run(ctx context.Context, first chan<- error) {
 		if ctx.Err() != nil {
 			return // stopping: not the provider's failure
 		}
-		s.record(err)
+		// A first attempt's permanent error is Start's to return, not to
+		// log as well.
+		var pe *permanentError
+		s.record(err, reported || !errors.As(err, &pe))
 		close(done)
 		if !reported {
 			reported = true
@@ -344,8 +347,9 @@ func (s *source) fetch(ctx context.Context, u string) (*keySet, []string, error)
 	return &keySet{url: u, keys: keys, fetchedAt: now, expiresAt: now.Add(s.f.cacheAge(h))}, skipped, nil
 }
 
-// record schedules the next fetch after one ended with err.
-func (s *source) record(err error) {
+// record schedules the next fetch after one ended with err, and logs a
+// failure when logIt.
+func (s *source) record(err error, logIt bool) {
 	now := s.f.now()
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -370,6 +374,9 @@ func (s *source) record(err error) {
 		d = d/2 + rand.N(d/2)
 	}
 	s.nextAt.Store(now.Add(d).UnixNano())
+	if !logIt {
+		return
+	}
 	level := slog.LevelWarn
 	if s.keys.Load() == nil {
 		level = slog.LevelError // no key: every token of this provider is refused
