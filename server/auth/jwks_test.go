@@ -378,7 +378,7 @@ func TestJWKSUnreachableAtStart(t *testing.T) {
 	if err := a.Start(context.Background()); err != nil {
 		t.Fatalf("Start failed on an unreachable provider: %v", err)
 	}
-	defer a.Stop(context.Background())
+	defer func() { _ = a.Stop(context.Background()) }()
 	ready, detail := a.KeyStatus()
 	if ready || !strings.Contains(detail, "no keys") || !strings.Contains(detail, "connect") {
 		t.Errorf("KeyStatus = %v, %q", ready, detail)
