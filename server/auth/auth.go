@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
-	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -184,6 +183,7 @@ type Authenticator struct {
 	algs    []string // accepted algorithms, in the order messages list them
 	claims  *claimMapper
 	sources []*source
+	metrics *keyMetrics // nil without key sets
 	life    startstop.Base
 
 	// testHookAwaiting, set by tests before use, is called by each Verify
@@ -215,13 +215,22 @@ func NewAuthenticator(cfg Config) (*Authenticator, error) {
 				return nil, err
 			}
 		}
-		for _, u := range slices.Compact(slices.Clone(cfg.JWKSURLs)) {
+		a.metrics = f.m
+		seen := map[string]bool{}
+		for _, u := range cfg.JWKSURLs {
+			if seen[u] {
+				continue
+			}
+			seen[u] = true
 			if insecure, _ := checkFetchURL(u); insecure {
 				f.log.Warn("JWKS URL is plain http: keys fetched so can be replaced by anyone on the path", "url", u)
 			}
 			a.sources = append(a.sources, newSource(f, u, ""))
 		}
 		if cfg.OIDCIssuer != "" {
+			if insecure, _ := checkFetchURL(cfg.OIDCIssuer); insecure {
+				f.log.Warn("OIDC issuer is plain http: its discovery document (which names the keys) can be replaced by anyone on the path", "issuer", cfg.OIDCIssuer)
+			}
 			a.sources = append(a.sources, newSource(f, "", cfg.OIDCIssuer))
 		}
 	}

@@ -55,7 +55,7 @@ func (a *Authenticator) key(ctx context.Context, t *jwt.Token) (any, error) {
 	}
 	if len(keys) == 0 {
 		if hasKid {
-			a.sources[0].f.m.unknownKid.Inc()
+			a.metrics.unknownKid.Inc()
 			return nil, fmt.Errorf("%w: unknown key id %s", errNoKey, quoteKid(kid))
 		}
 		return nil, fmt.Errorf("%w: no key for %s (and no kid)", errNoKey, alg)
