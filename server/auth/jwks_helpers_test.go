@@ -126,7 +126,7 @@ type jwksServer struct {
 	fetches      atomic.Int64
 }
 
-func newJWKSServer(t *testing.T, keys ...map[string]any) *jwksServer {
+func newJWKSServer(t testing.TB, keys ...map[string]any) *jwksServer {
 	t.Helper()
 	s := &jwksServer{keys: keys, cacheControl: "public, max-age=300", holding: make(chan struct{}, 100)}
 	s.Server = httptest.NewServer(http.HandlerFunc(s.serve))
