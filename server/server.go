@@ -398,8 +398,9 @@ func (s *Server) handleLivez(w http.ResponseWriter, _ *http.Request) {
 }
 
 // handleReadyz reports ready when the server is not draining, the database
-// answers, the schema is at this binary's version and every extra check
-// passes. Each check gets its own short deadline.
+// answers, the schema is at this binary's version, every extra check passes
+// and every key set of the Authenticator has been loaded. Each check gets
+// its own short deadline.
 func (s *Server) handleReadyz(w http.ResponseWriter, r *http.Request) {
 	checks := map[string]string{}
 	ok := true
@@ -429,6 +430,13 @@ func (s *Server) handleReadyz(w http.ResponseWriter, r *http.Request) {
 	}
 	for _, c := range s.cfg.ReadyChecks {
 		run(c.Name, c.Check)
+	}
+	if a := s.cfg.Auth; a != nil && a.FetchesKeys() {
+		// Not ready while a key set was never loaded; a failing refresh
+		// with keys cached is only reported (see auth.KeyStatus).
+		ready, detail := a.KeyStatus()
+		checks["jwks"] = detail
+		ok = ok && ready
 	}
 	status, code := "ready", http.StatusOK
 	if !ok {

@@ -32,6 +32,7 @@ type serveOptions struct {
 	readerTimeout     time.Duration
 	retention         time.Duration
 	auth              authOptions
+	idp               identityOptions
 	messageLimit      int
 	messageTime       time.Duration
 	maxBuffer         int
@@ -73,6 +74,7 @@ func (o *serveOptions) addFlags(fs *pflag.FlagSet) {
 	fs.IntVar(&o.doorbellMaxRate, "doorbell-max-rate", 1500, "commits/s above which the reader stops waiting for the doorbell and reads every millisecond instead, so writers stop ringing (a NOTIFY serialises commits); below two thirds of it every commit wakes the reader; negative: never wait while the log is busy")
 	fs.DurationVar(&o.retention, "retention", 24*time.Hour, "how long event-log entries are kept (pruned by one node at a time)")
 	o.auth.addFlags(fs)
+	o.idp.addFlags(fs)
 	fs.IntVar(&o.messageLimit, "message-limit", 1000, "Catalyst endpoints: most items per frame; a full frame is sent at once")
 	fs.DurationVar(&o.messageTime, "message-time", 5*time.Second, "Catalyst endpoints: batching period, measured from each connection's start")
 	fs.IntVar(&o.maxBuffer, "max-buffer", 100_000, "most items buffered per connection; a client that falls further behind is closed with 4008; at least --message-limit + 2000 (two reader pages), so that one statement cannot close a client that reads")
@@ -102,7 +104,9 @@ func (a *app) serveCmd() *cobra.Command {
 		Long: `Run the pgcast HTTP/WebSocket server against an existing database.
 
 /livez answers while the process runs; /readyz answers 200 when the database is
-reachable and its schema is at this binary's version. /metrics is served on
+reachable, its schema is at this binary's version and, with --jwks-url or
+--oidc-issuer, every key set has been loaded once (a later failing refresh is
+reported in its details without failing it: the cached keys still verify). /metrics is served on
 --internal-addr only. On SIGINT/SIGTERM readiness turns 503 and the server
 drains for up to --shutdown-timeout; a second signal exits at once.
 
@@ -144,7 +148,8 @@ func (a *app) serve(ctx context.Context, url string, o *serveOptions) error {
 	if o.listenDatabaseURL == "" {
 		o.listenDatabaseURL = url
 	}
-	auth, err := o.auth.authenticator()
+	reg := server.NewRegistry()
+	auth, err := o.auth.serverAuthenticator(&o.idp, reg, a.logger)
 	if err != nil {
 		return err
 	}
@@ -155,6 +160,13 @@ func (a *app) serve(ctx context.Context, url string, o *serveOptions) error {
 	if err := o.checkBuffer(); err != nil {
 		return err
 	}
+	// Key sets first: an OIDC issuer that names another issuer fails here,
+	// before the database is touched; a provider that is down does not
+	// (it is retried, and /readyz says so).
+	if err := auth.Start(ctx); err != nil {
+		return err
+	}
+	defer stopWithin(ctx, o.shutdownTimeout, auth.Stop)
 	pool, st, err := a.migrateOrWait(ctx, url, o)
 	if err != nil {
 		return err
@@ -165,7 +177,6 @@ func (a *app) serve(ctx context.Context, url string, o *serveOptions) error {
 			return err
 		}
 	}
-	reg := server.NewRegistry()
 	hub, err := stream.NewHub(stream.HubConfig{Registerer: reg})
 	if err != nil {
 		return err

@@ -2,17 +2,20 @@ package auth
 
 import (
 	"bytes"
-	"encoding/json"
+	"context"
 	"errors"
 	"fmt"
-	"math"
+	"log/slog"
 	"net/http"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
+	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/pgcast/pgcast/internal/startstop"
 	"github.com/pgcast/pgcast/stream"
 )
 
@@ -80,22 +83,33 @@ func (i Identity) Viewer() stream.Viewer {
 // within reach of offline brute force on a captured token.
 const MinSecretLen = 32
 
-// Sentinel errors of Verify. Every Verify error wraps exactly one of them,
-// so callers can tell a client to refresh its token (expired) from a token
-// that will never work (invalid).
-var (
-	ErrInvalidToken = errors.New("invalid token")
-	ErrTokenExpired = errors.New("token expired")
-)
-
 // Config configures an Authenticator. The zero value of every optional
 // field means its default.
 type Config struct {
-	// Secret is the HS256 key, used as raw bytes (not base64-decoded).
-	// Required; at least MinSecretLen (32) bytes.
+	// Secret is the HS256 key, used as raw bytes (not base64-decoded), at
+	// least MinSecretLen (32) bytes. Required unless JWKSURLs or OIDCIssuer
+	// is set; with them it is optional, and HS256 tokens are accepted only
+	// when it is set.
 	Secret []byte
+	// JWKSURLs are JSON Web Key Set URLs (RFC 7517) whose keys verify
+	// asymmetric tokens (RS256/384/512, PS256/384/512, ES256/384/512,
+	// EdDSA): fetched at Start, cached for their Cache-Control max-age, and
+	// refreshed when a token names a key id the cache lacks (see
+	// JWKSConfig). Default: none.
+	JWKSURLs []string
+	// OIDCIssuer, when set, is an OpenID Connect issuer whose jwks_uri is
+	// discovered at Start from OIDCIssuer/.well-known/openid-configuration
+	// (whose issuer must equal it exactly), then used as one of JWKSURLs.
+	// It is also the default of Issuer.
+	OIDCIssuer string
+	// JWKS bounds the fetching and caching of key sets.
+	JWKS JWKSConfig
+	// Claims says which claims carry the user id, role and environment.
+	// Default: pgcast's own sub, role and env.
+	Claims ClaimsConfig
 	// Issuer, when set, must equal the token's iss claim (which is then
-	// required), and is written into minted tokens. Default: not checked.
+	// required), and is written into minted tokens. Default: OIDCIssuer, or
+	// not checked.
 	Issuer string
 	// Audience, when set, must be one of the token's aud values (which is
 	// then required), and is written into minted tokens. Default: not
@@ -105,49 +119,127 @@ type Config struct {
 	// token issuer and pgcast are expected to run NTP; set a few seconds when
 	// they do not.
 	Leeway time.Duration
-	// Now is the clock. Default time.Now.
+	// Now is the clock: of token expiry, and of key-set cache ages and
+	// refresh intervals. Default time.Now.
 	Now func() time.Time
+	// Logger receives key-set fetches and failures (never a token).
+	// Default: discard.
+	Logger *slog.Logger
+	// Registerer receives the key-set metrics (pgcast_jwks_…). Default:
+	// none (they are kept but not exported).
+	Registerer prometheus.Registerer
 }
 
 func (c Config) withDefaults() Config {
 	if c.Now == nil {
 		c.Now = time.Now
 	}
+	if c.Issuer == "" {
+		c.Issuer = c.OIDCIssuer
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	c.JWKS = c.JWKS.withDefaults()
+	c.Claims = c.Claims.withDefaults()
 	return c
 }
 
+func (c Config) fetchesKeys() bool { return len(c.JWKSURLs) > 0 || c.OIDCIssuer != "" }
+
 func (c Config) validate() error {
-	if len(c.Secret) == 0 {
-		return errors.New("auth: Config.Secret is required (the HS256 key JWTs are signed with)")
+	if len(c.Secret) == 0 && !c.fetchesKeys() {
+		return errors.New("auth: Config.Secret is required (the HS256 key JWTs are signed with), unless Config.JWKSURLs or Config.OIDCIssuer is set")
 	}
-	if len(c.Secret) < MinSecretLen {
+	if len(c.Secret) > 0 && len(c.Secret) < MinSecretLen {
 		return fmt.Errorf("auth: Config.Secret is %d bytes, want at least %d for HS256 (e.g. `openssl rand -base64 48`)", len(c.Secret), MinSecretLen)
 	}
 	if c.Leeway < 0 {
 		return errors.New("auth: Config.Leeway must not be negative")
 	}
-	return nil
+	for _, u := range c.JWKSURLs {
+		if _, err := checkFetchURL(u); err != nil {
+			return fmt.Errorf("auth: Config.JWKSURLs %q: %w", u, err)
+		}
+	}
+	if c.OIDCIssuer != "" {
+		if _, err := checkFetchURL(c.OIDCIssuer); err != nil {
+			return fmt.Errorf("auth: Config.OIDCIssuer %q: %w", c.OIDCIssuer, err)
+		}
+	}
+	if err := c.JWKS.validate(); err != nil {
+		return err
+	}
+	return c.Claims.validate()
 }
 
 // Authenticator verifies and mints pgcast JWTs. It is safe for concurrent
-// use.
+// use. With key sets (Config.JWKSURLs, Config.OIDCIssuer) it is a
+// long-lived component: Start fetches them and keeps them fresh until Stop.
+// With only a secret, Start and Stop do nothing and need not be called.
 type Authenticator struct {
-	cfg    Config
-	parser *jwt.Parser
+	cfg     Config
+	parser  *jwt.Parser
+	algs    []string // accepted algorithms, in the order messages list them
+	claims  *claimMapper
+	sources []*source
+	metrics *keyMetrics // nil without key sets
+	life    startstop.Base
+
+	// testHookAwaiting, set by tests before use, is called by each Verify
+	// that waits for a refresh.
+	testHookAwaiting func()
 }
 
 // NewAuthenticator validates cfg. It copies the secret, so the caller may
-// reuse its slice.
+// reuse its slice. Nothing is fetched until Start.
 func NewAuthenticator(cfg Config) (*Authenticator, error) {
 	cfg = cfg.withDefaults()
 	if err := cfg.validate(); err != nil {
 		return nil, err
 	}
 	cfg.Secret = bytes.Clone(cfg.Secret)
+	a := &Authenticator{
+		cfg:    cfg,
+		claims: &claimMapper{cfg: cfg.Claims, legacy: !cfg.fetchesKeys() && cfg.Claims.isDefault()},
+		life:   startstop.Base{Name: "auth: key sets"},
+	}
+	if len(cfg.Secret) > 0 {
+		a.algs = append(a.algs, jwt.SigningMethodHS256.Alg())
+	}
+	if cfg.fetchesKeys() {
+		a.algs = append(a.algs, asymmetricAlgs...)
+		f := &fetcher{cfg: cfg.JWKS, now: cfg.Now, log: cfg.Logger, m: newKeyMetrics()}
+		if cfg.Registerer != nil {
+			if err := f.m.register(cfg.Registerer); err != nil {
+				return nil, err
+			}
+		}
+		a.metrics = f.m
+		seen := map[string]bool{}
+		for _, u := range cfg.JWKSURLs {
+			if seen[u] {
+				continue
+			}
+			seen[u] = true
+			if insecure, _ := checkFetchURL(u); insecure {
+				f.log.Warn("JWKS URL is plain http: keys fetched so can be replaced by anyone on the path", "url", u)
+			}
+			a.sources = append(a.sources, newSource(f, u, ""))
+		}
+		if cfg.OIDCIssuer != "" {
+			if insecure, _ := checkFetchURL(cfg.OIDCIssuer); insecure {
+				f.log.Warn("OIDC issuer is plain http: its discovery document (which names the keys) can be replaced by anyone on the path", "issuer", cfg.OIDCIssuer)
+			}
+			a.sources = append(a.sources, newSource(f, "", cfg.OIDCIssuer))
+		}
+	}
 	opts := []jwt.ParserOption{
-		// The allow-list is what stops alg "none" and algorithm confusion
-		// (an RS256 header verified with the HMAC secret as "public key").
-		jwt.WithValidMethods([]string{jwt.SigningMethodHS256.Alg()}),
+		// The allow-list is what stops alg "none"; the key lookup (key)
+		// then hands each algorithm only keys of its own type, which is
+		// what stops algorithm confusion (an HS256 header "verified" with
+		// a public key as the HMAC secret).
+		jwt.WithValidMethods(a.algs),
 		jwt.WithExpirationRequired(),
 		jwt.WithLeeway(cfg.Leeway),
 		jwt.WithTimeFunc(cfg.Now),
@@ -158,213 +250,99 @@ func NewAuthenticator(cfg Config) (*Authenticator, error) {
 	if cfg.Audience != "" {
 		opts = append(opts, jwt.WithAudience(cfg.Audience))
 	}
-	return &Authenticator{cfg: cfg, parser: jwt.NewParser(opts...)}, nil
+	a.parser = jwt.NewParser(opts...)
+	return a, nil
 }
 
-// tokenClaims are the claims pgcast reads. role and env stay raw so that a
-// wrong JSON type is an error instead of being coerced.
-type tokenClaims struct {
-	jwt.RegisteredClaims
-	RoleClaim json.RawMessage `json:"role,omitempty"`
-	EnvClaim  json.RawMessage `json:"env,omitempty"`
-
-	// Filled by Validate.
-	role Role
-	env  int64
-}
-
-// errBadClaim marks pgcast's own claim checks inside jwt's joined errors.
-var errBadClaim = errors.New("bad claim")
-
-// Validate is called by the jwt parser after the registered-claim checks,
-// and its error joined with theirs.
-func (c *tokenClaims) Validate() error {
+// Start discovers the OIDC issuer's jwks_uri and fetches every key set,
+// then keeps them fresh in the background until Stop. It returns once each
+// source has made its first attempt (bounded by JWKSConfig.FetchTimeout per
+// fetch). A provider that cannot be reached does not fail Start: it is
+// retried with backoff, reported by KeyStatus (and so /readyz), and its
+// tokens are refused until its keys arrive. Start fails only on what
+// retrying cannot mend (an OIDC document naming another issuer), or when
+// ctx ends first. Without key sets it does nothing.
+func (a *Authenticator) Start(ctx context.Context) error {
+	runCtx, started, stopped, err := a.life.StartInit(ctx)
+	if err != nil {
+		return err
+	}
+	if len(a.sources) == 0 {
+		stopped()
+		return nil
+	}
+	first := make(chan error, len(a.sources))
+	var wg sync.WaitGroup
+	for _, s := range a.sources {
+		s.mu.Lock()
+		s.running = true
+		s.mu.Unlock()
+		wg.Go(func() { s.run(runCtx, first) })
+	}
+	go func() { wg.Wait(); stopped() }()
+	started()
 	var errs []error
-	if c.Subject == "" {
-		errs = append(errs, fmt.Errorf("%w: sub is required", errBadClaim))
-	}
-	role, err := parseRoleClaim(c.RoleClaim)
-	if err != nil {
-		errs = append(errs, err)
-	}
-	env, err := parseEnvClaim(c.EnvClaim)
-	if err != nil {
-		errs = append(errs, err)
-	}
-	c.role, c.env = role, env
-	return errors.Join(errs...)
-}
-
-// parseRoleClaim: missing means "authenticated"; anything but the two role
-// strings (including null) is an error.
-func parseRoleClaim(raw json.RawMessage) (Role, error) {
-	if raw == nil {
-		return RoleAuthenticated, nil
-	}
-	var s string
-	if len(raw) == 0 || raw[0] != '"' || json.Unmarshal(raw, &s) != nil {
-		return RoleAnonymous, fmt.Errorf("%w: role must be a string", errBadClaim)
-	}
-	r, err := ParseRole(s)
-	if err != nil {
-		return RoleAnonymous, fmt.Errorf("%w: %v", errBadClaim, err)
-	}
-	return r, nil
-}
-
-// maxExactFloat is the largest integer every float64 in [1, it] represents
-// exactly; a fractional-looking env above it cannot be trusted to be an
-// integer.
-const maxExactFloat = 1 << 53
-
-// parseEnvClaim: missing means environment 1; otherwise a JSON number with an
-// integral value ≥ 1 (1, 1.0 and 1e0 all mean 1). Strings, fractions, null
-// and booleans are errors.
-func parseEnvClaim(raw json.RawMessage) (int64, error) {
-	if raw == nil {
-		return 1, nil
-	}
-	bad := fmt.Errorf("%w: env must be an integer ≥ 1", errBadClaim)
-	if len(raw) == 0 || !(raw[0] == '-' || (raw[0] >= '0' && raw[0] <= '9')) {
-		return 0, bad
-	}
-	s := string(raw)
-	if n, err := strconv.ParseInt(s, 10, 64); err == nil {
-		if n < 1 {
-			return 0, bad
+	for range a.sources {
+		select {
+		case err := <-first:
+			if pe := (*permanentError)(nil); errors.As(err, &pe) {
+				errs = append(errs, err)
+			}
+		case <-ctx.Done():
+			_ = a.Stop(context.WithoutCancel(ctx))
+			return fmt.Errorf("auth: start: %w", ctx.Err())
 		}
-		return n, nil
 	}
-	f, err := strconv.ParseFloat(s, 64)
-	if err != nil || f != math.Trunc(f) || f < 1 || f > maxExactFloat {
-		return 0, bad
+	if len(errs) > 0 {
+		_ = a.Stop(context.WithoutCancel(ctx))
+		return fmt.Errorf("auth: start: %w", errors.Join(errs...))
 	}
-	return int64(f), nil
+	return nil
 }
 
-// Verify checks token's signature (HS256 only), exp (required), nbf, the
-// configured iss and aud, and pgcast's claims, and returns the identity and
-// the token's expiry. Errors wrap ErrTokenExpired when the only problem is
-// that the token has expired, ErrInvalidToken otherwise. No error contains
-// the token.
+// Stop ends the background refreshes and waits for them, or for ctx. The
+// cached keys stay in use. Idempotent.
+func (a *Authenticator) Stop(ctx context.Context) error { return a.life.Stop(ctx) }
+
+// Verify is VerifyContext without a context: a refresh a token causes is
+// still bounded by the fetch timeout.
 func (a *Authenticator) Verify(token string) (Identity, time.Time, error) {
+	return a.VerifyContext(context.Background(), token)
+}
+
+// VerifyContext checks token's signature (HS256 with the secret, or a key
+// of the key sets), exp (required), nbf, the configured iss and aud, and
+// the identity claims, and returns the identity and the token's expiry.
+// A token naming a key id no cached key has may wait for one rate-limited
+// refresh of the key sets (until ctx ends). Errors wrap ErrTokenExpired
+// when the only problem is that the token has expired, ErrInvalidToken
+// otherwise. No error contains the token.
+func (a *Authenticator) VerifyContext(ctx context.Context, token string) (Identity, time.Time, error) {
 	if token == "" {
 		return Identity{}, time.Time{}, fmt.Errorf("%w: empty token", ErrInvalidToken)
 	}
-	var c tokenClaims
-	t, err := a.parser.ParseWithClaims(token, &c, a.key)
+	c := tokenClaims{m: a.claims}
+	t, err := a.parser.ParseWithClaims(token, &c, func(t *jwt.Token) (any, error) { return a.key(ctx, t) })
 	if err != nil {
 		if onlyExpired(err) {
 			return Identity{}, time.Time{}, ErrTokenExpired
 		}
-		return Identity{}, time.Time{}, fmt.Errorf("%w: %s", ErrInvalidToken, describe(t, err))
+		return Identity{}, time.Time{}, fmt.Errorf("%w: %s", ErrInvalidToken, describe(t, err, a.algs))
 	}
-	return Identity{UserID: c.Subject, Role: c.role, Environment: c.env}, c.ExpiresAt.Time, nil
+	return Identity{UserID: c.sub, Role: c.role, Environment: c.env}, c.ExpiresAt.Time, nil
 }
 
 // Leeway is the clock skew Verify tolerates (Config.Leeway): a
 // connection accepted with a token that expires is kept that much longer.
 func (a *Authenticator) Leeway() time.Duration { return a.cfg.Leeway }
 
-func (a *Authenticator) key(t *jwt.Token) (any, error) {
-	// Belt and braces with WithValidMethods: never hand the HMAC secret to a
-	// non-HMAC verifier.
-	if t.Method != jwt.SigningMethodHS256 {
-		return nil, errors.New("unexpected signing method")
-	}
-	return a.cfg.Secret, nil
-}
-
-// onlyExpired reports whether err says the token expired and nothing else:
-// a token that is both expired and otherwise wrong is invalid, since
-// refreshing it will not help.
-func onlyExpired(err error) bool {
-	if !errors.Is(err, jwt.ErrTokenExpired) {
-		return false
-	}
-	for _, other := range []error{
-		jwt.ErrTokenMalformed, jwt.ErrTokenUnverifiable, jwt.ErrTokenSignatureInvalid,
-		jwt.ErrTokenRequiredClaimMissing, jwt.ErrTokenInvalidAudience, jwt.ErrTokenInvalidIssuer,
-		jwt.ErrTokenNotValidYet, jwt.ErrTokenUsedBeforeIssued, errBadClaim,
-	} {
-		if errors.Is(err, other) {
-			return false
-		}
-	}
-	return true
-}
-
-// describe turns a jwt error into one short line for the client. jwt's
-// messages never contain the token, but they nest and repeat ("token has
-// invalid claims: token is expired") and name Go types.
-func describe(t *jwt.Token, err error) string {
-	if t != nil && t.Method != nil && t.Method.Alg() != jwt.SigningMethodHS256.Alg() {
-		return "signing method not allowed (want HS256)"
-	}
-	if errors.Is(err, jwt.ErrTokenMalformed) {
-		var te *json.UnmarshalTypeError
-		if errors.As(err, &te) && te.Field != "" {
-			name := te.Field[strings.LastIndexByte(te.Field, '.')+1:]
-			return "malformed: claim " + strconv.Quote(name) + " has the wrong type"
-		}
-		return "malformed"
-	}
-	if errors.Is(err, jwt.ErrTokenUnverifiable) {
-		return "signing method not allowed (want HS256)"
-	}
-	if errors.Is(err, jwt.ErrTokenSignatureInvalid) {
-		return "bad signature"
-	}
-	msgs := details(err, jwt.ErrTokenRequiredClaimMissing) // "exp claim is required"
-	for _, s := range []struct {
-		err error
-		msg string
-	}{
-		{jwt.ErrTokenInvalidIssuer, "wrong issuer"},
-		{jwt.ErrTokenInvalidAudience, "wrong audience"},
-		{jwt.ErrTokenNotValidYet, "not valid yet"},
-		{jwt.ErrTokenUsedBeforeIssued, "issued in the future"},
-		{jwt.ErrTokenExpired, "expired"},
-	} {
-		if errors.Is(err, s.err) {
-			msgs = append(msgs, s.msg)
-		}
-	}
-	msgs = append(msgs, details(err, errBadClaim)...)
-	if len(msgs) == 0 {
-		return "rejected"
-	}
-	return strings.Join(msgs, "; ")
-}
-
-// details collects, from jwt's tree of joined errors, the messages of the
-// errors that directly wrap sentinel, without the sentinel's own text.
-func details(err, sentinel error) []string {
-	var out []string
-	var walk func(error)
-	walk = func(e error) {
-		switch w := e.(type) {
-		case nil:
-		case interface{ Unwrap() []error }:
-			for _, x := range w.Unwrap() {
-				walk(x)
-			}
-		default:
-			if errors.Unwrap(e) == sentinel {
-				out = append(out, strings.TrimPrefix(e.Error(), sentinel.Error()+": "))
-				return
-			}
-			walk(errors.Unwrap(e))
-		}
-	}
-	walk(err)
-	return out
-}
-
 // Mint signs an HS256 token for sub with role and env, valid for ttl from
 // now, carrying the configured iss and aud. It is for `pgcast token` and
 // tests; production tokens come from the application's identity provider.
 func (a *Authenticator) Mint(sub string, role Role, env int64, ttl time.Duration) (string, error) {
+	if len(a.cfg.Secret) == 0 {
+		return "", errors.New("mint token: no HS256 secret configured")
+	}
 	if sub == "" {
 		return "", errors.New("mint token: sub is required")
 	}
