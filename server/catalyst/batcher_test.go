@@ -25,7 +25,7 @@ func TestWritePathAllocations(t *testing.T) {
 
 	nc := wstest.DrainConn(t)
 	conn := ws.NewConn(nc, ws.Config{}, slog.New(slog.DiscardHandler))
-	b := newBatcher(1000, 100_000, time.Hour, wstest.Counter(), wstest.Counter())
+	b := newBatcher(1000, ws.QueueLimits{Items: 100_000}, time.Hour, wstest.Counter(), wstest.Counter())
 	b.attach(conn)
 	conn.SetOutbox(b)
 	fb := new(ws.FrameBuf)

@@ -27,7 +27,7 @@ func BenchmarkBatcher(b *testing.B) {
 				}
 				items[i] = stream.Item{Event: ev, Bytes: fmt.Appendf(nil, `{"type":"event","event":{"id":"evt_%d","payload":{"title":"hello"}}}`, i+1)}
 			}
-			bt := newBatcher(100, 100_000, time.Hour, wstest.Counter(), wstest.Counter())
+			bt := newBatcher(100, ws.QueueLimits{Items: 100_000}, time.Hour, wstest.Counter(), wstest.Counter())
 			defer bt.Discard()
 			fb := new(ws.FrameBuf)
 			b.ReportAllocs()
