@@ -29,7 +29,7 @@ func BenchmarkOutbox(b *testing.B) {
 				ev := &stream.Event{Position: int64(i + 1), Kind: stream.KindRecordCreated, Environment: 1, ClassName: "posts"}
 				items[i] = stream.Item{Event: ev, Bytes: fmt.Appendf(nil, `{"type":"event","event":{"id":"evt_%d","payload":{"title":"hello"}}}`, i+1)}
 			}
-			o := newRTOutbox(100_000, time.Hour, nopConn{}, wstest.Counter(), wstest.Counter())
+			o := newRTOutbox(ws.QueueLimits{Items: 100_000}, time.Hour, nopConn{}, wstest.Counter(), wstest.Counter())
 			o.subscribe("posts.*", []byte("ack"), false)
 			fb := new(ws.FrameBuf)
 			b.ReportAllocs()
