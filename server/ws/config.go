@@ -41,7 +41,7 @@ type Config struct {
 	// MaxBuffer bounds a connection's queue (a Queue) in items, and
 	// MaxBufferBytes in bytes: a client further behind is closed with 4008.
 	// Defaults 100,000 items (DefaultQueueItems) and MaxBuffer ×
-	// DefaultItemBytes (4 KiB an item: 400 MB at the default MaxBuffer; the
+	// DefaultItemBytes (4 KiB an item: about 400 MB at the default MaxBuffer; the
 	// frames are shared by every connection they go to, so this bounds what
 	// one slow client pins, not what it costs alone). Below
 	// catalyst.MinBuffer(MessageLimit) items one statement can close clients
