@@ -100,22 +100,25 @@ func (q *Queue[T]) Push(v T) bool {
 	if !q.fits(s) {
 		return false
 	}
-	q.push(v, s)
+	if q.n == len(q.buf) {
+		q.grow()
+	}
+	q.buf[(q.head+q.n)&(len(q.buf)-1)] = v
+	q.n++
+	q.bytes += s
 	return true
 }
 
 // PushUnchecked queues v at the back whatever the bounds: for an item whose
 // producer is bounded otherwise (a realtime replay waits for the writer
 // instead; held items return to the queue). Later Pushes see it counted.
-func (q *Queue[T]) PushUnchecked(v T) { q.push(v, q.size(v)) }
-
-func (q *Queue[T]) push(v T, size int) {
+func (q *Queue[T]) PushUnchecked(v T) {
 	if q.n == len(q.buf) {
-		q.resize(max(queueMinCap, 2*len(q.buf)))
+		q.grow()
 	}
 	q.buf[(q.head+q.n)&(len(q.buf)-1)] = v
 	q.n++
-	q.bytes += size
+	q.bytes += q.size(v)
 }
 
 // Hold counts one item of size bytes that the caller keeps aside (realtime
@@ -182,6 +185,15 @@ func (q *Queue[T]) Drop(n int) {
 		return
 	}
 	a, b := q.Front(n)
+	if n == q.n { // the usual case: the writer takes everything
+		clear(a)
+		clear(b)
+		q.head, q.n, q.bytes = 0, 0, 0 // the next items lie in one piece
+		if len(q.buf) > q.keep {
+			q.buf = nil
+		}
+		return
+	}
 	for _, v := range a {
 		q.bytes -= q.size(v)
 	}
@@ -192,12 +204,6 @@ func (q *Queue[T]) Drop(n int) {
 	clear(b)
 	q.head = (q.head + n) & (len(q.buf) - 1)
 	q.n -= n
-	if q.n == 0 {
-		q.head = 0 // the next items lie in one piece
-		if len(q.buf) > q.keep {
-			q.buf = nil
-		}
-	}
 }
 
 // Pop removes and returns the first item; false when the queue is empty.
@@ -226,10 +232,9 @@ func (q *Queue[T]) Reset() {
 	q.buf, q.head, q.n, q.bytes, q.held, q.heldBytes = nil, 0, 0, 0, 0, 0
 }
 
-// resize moves the items to a new ring of capacity c (a power of two, at
-// least Len).
-func (q *Queue[T]) resize(c int) {
-	buf := make([]T, c)
+// grow moves the items to a ring twice as large.
+func (q *Queue[T]) grow() {
+	buf := make([]T, max(queueMinCap, 2*len(q.buf)))
 	a, b := q.Front(q.n)
 	copy(buf[copy(buf, a):], b)
 	q.buf, q.head = buf, 0
