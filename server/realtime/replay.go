@@ -190,7 +190,7 @@ func (o *rtOutbox) finishReplay(req *replayReq) bool {
 	// Held events were counted in the queue's bounds when they came: they
 	// move into it unchecked.
 	for i, it := range o.held {
-		o.q.Unhold(1, len(it.Bytes))
+		o.q.Unhold(len(it.Bytes))
 		if !o.replayedLocked(it.Event.Position) && o.subscribedLocked(it.Event) {
 			o.q.PushUnchecked(rtEntry{b: it.Bytes, pos: it.Event.Position})
 		}

@@ -41,7 +41,8 @@ func (l QueueLimits) WithDefaults() QueueLimits {
 // in one and put their policies on top (Catalyst's batching and coalescing,
 // realtime's replies and held events). A push that would take it over
 // either bound is refused; the Outbox then closes the connection as a slow
-// consumer (4008).
+// consumer (4008). An item's bytes are what the queue's size function says
+// (the frame bytes it shares with other connections, say).
 //
 // It is a ring whose capacity doubles when full and which is let go when it
 // empties with a capacity above keep: steady traffic reuses one array,
@@ -52,7 +53,8 @@ func (l QueueLimits) WithDefaults() QueueLimits {
 // taken out are cleared, so that the queue pins no event bytes the writer
 // has sent.
 //
-// A Queue is not safe for concurrent use: its Outbox's lock guards it.
+// A Queue is not safe for concurrent use: its Outbox's lock guards it. Its
+// zero value is not usable: see NewQueue.
 type Queue[T any] struct {
 	buf       []T // the ring: len is a power of two; nil while empty above keep
 	head      int // index in buf of the first item
@@ -66,8 +68,8 @@ type Queue[T any] struct {
 }
 
 // NewQueue returns an empty queue bounded by lim (zero fields: the
-// defaults) whose items' bytes are size's, which keeps a ring of up to keep
-// items once it empties.
+// defaults), whose items count size(item) bytes each, and which keeps a
+// ring of up to keep items once it empties.
 func NewQueue[T any](lim QueueLimits, keep int, size func(T) int) Queue[T] {
 	return Queue[T]{lim: lim.WithDefaults(), keep: keep, size: size}
 }
@@ -133,10 +135,10 @@ func (q *Queue[T]) Hold(size int) bool {
 	return true
 }
 
-// Unhold uncounts items held items of bytes bytes in all.
-func (q *Queue[T]) Unhold(items, bytes int) {
-	q.held -= items
-	q.heldBytes -= bytes
+// Unhold uncounts one held item of size bytes (as given to Hold).
+func (q *Queue[T]) Unhold(size int) {
+	q.held--
+	q.heldBytes -= size
 }
 
 // At returns the i-th item from the front (0 ≤ i < Len).

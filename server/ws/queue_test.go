@@ -137,7 +137,7 @@ func TestQueueBounds(t *testing.T) {
 	if q.Push("x") || q.Hold(1) {
 		t.Fatal("over the byte bound with a held item")
 	}
-	q.Unhold(1, 6)
+	q.Unhold(6)
 	if !q.Push("bbbbbb") {
 		t.Fatal("unheld bytes still counted")
 	}
