@@ -60,30 +60,34 @@ func appendFrame(b []byte, items []stream.Item) []byte {
 	return append(b, ']')
 }
 
-// batcherKeepCap is the item capacity a batcher keeps once it empties
-// (4 KiB): enough for steady batches without reallocating, while a burst's
-// larger array is let go.
+// batcherKeepCap is the item capacity a batcher's queue keeps once it
+// empties (4 KiB): enough for steady batches without reallocating, while a
+// burst's larger ring is let go.
 const batcherKeepCap = 128
 
-// batcher is a Catalyst connection's buffer: items in commit order, at most
-// one count item per object class (a newer count replaces the buffered one
-// in place), bounded by max items. Full frames are written at once; the
-// rest waits for the next tick, a multiple of tick after the connection
-// started. The tick's timer is armed only while items wait, so an idle
-// connection has no timer firing.
+// itemSize is what an item counts against the queue's byte bound: its
+// shared encoding.
+func itemSize(it stream.Item) int { return len(it.Bytes) }
+
+// batcher is a Catalyst connection's Outbox: a ws.Queue of items in commit
+// order, bounded in items and bytes (ws.Config.MaxBuffer and
+// MaxBufferBytes), with Catalyst's policy on top: at most one count item
+// per object class (a newer count replaces the buffered one in place), full
+// frames written at once, the rest at the next tick, a multiple of tick
+// after the connection started. The tick's timer is armed only while items
+// wait, so an idle connection has no timer firing.
 type batcher struct {
-	limit, max int
-	tick       time.Duration
-	start      time.Time
+	limit int
+	tick  time.Duration
+	start time.Time
 	// conn is nil until attach: the batcher subscribes before the upgrade,
 	// so that no event committed after the client's 101 can be missed, and
 	// keeps what arrives until the connection exists and starts.
 	conn atomic.Pointer[ws.Conn]
 
 	mu      sync.Mutex
-	q       []stream.Item // the items are q[head:]
-	head    int
-	countAt map[int64]int // object class → index of its count item in q[head:]
+	q       ws.Queue[stream.Item]
+	countAt map[int64]int // object class → index of its count item in q
 	closed  bool
 	timer   *time.Timer // the next tick
 	armed   bool        // timer is set and has not fired
@@ -92,8 +96,11 @@ type batcher struct {
 	frames, sent prometheus.Counter
 }
 
-func newBatcher(limit, max int, tick time.Duration, frames, sent prometheus.Counter) *batcher {
-	return &batcher{limit: limit, max: max, tick: tick, start: time.Now(), frames: frames, sent: sent}
+func newBatcher(limit int, bounds ws.QueueLimits, tick time.Duration, frames, sent prometheus.Counter) *batcher {
+	return &batcher{
+		limit: limit, tick: tick, start: time.Now(), frames: frames, sent: sent,
+		q: ws.NewQueue(bounds, batcherKeepCap, itemSize),
+	}
 }
 
 // attach gives the batcher its connection (before the connection starts,
@@ -115,8 +122,6 @@ func (b *batcher) notify(inline bool) {
 	}
 }
 
-func (b *batcher) lenLocked() int { return len(b.q) - b.head }
-
 // Enqueue is called by the hub; it never blocks.
 func (b *batcher) Enqueue(it stream.Item) bool {
 	b.mu.Lock()
@@ -124,35 +129,26 @@ func (b *batcher) Enqueue(it stream.Item) bool {
 		b.mu.Unlock()
 		return false
 	}
-	if it.Event.Kind == stream.KindRecordsCountChanged {
+	count := it.Event.Kind == stream.KindRecordsCountChanged
+	if count {
 		if i, ok := b.countAt[it.Event.ClassID]; ok {
-			b.q[b.head+i] = it
+			if !b.q.Replace(i, it) {
+				return b.overflowUnlock()
+			}
 			b.mu.Unlock()
 			return true
 		}
 	}
-	if b.lenLocked() >= b.max {
-		b.closed = true
-		b.releaseLocked()
-		b.mu.Unlock()
-		if c := b.conn.Load(); c != nil {
-			c.Close(ws.CloseSlowConsumer, "slow consumer")
-		} // else attach closes it
-		return false
+	if !b.q.Push(it) {
+		return b.overflowUnlock()
 	}
-	if it.Event.Kind == stream.KindRecordsCountChanged {
+	if count {
 		if b.countAt == nil {
 			b.countAt = map[int64]int{}
 		}
-		b.countAt[it.Event.ClassID] = b.lenLocked()
+		b.countAt[it.Event.ClassID] = b.q.Len() - 1
 	}
-	if b.head > 0 && len(b.q) == cap(b.q) {
-		n := copy(b.q, b.q[b.head:])
-		clear(b.q[n:])
-		b.q, b.head = b.q[:n], 0
-	}
-	b.q = append(b.q, it)
-	full := b.lenLocked() >= b.limit
+	full := b.q.Len() >= b.limit
 	if !full && !b.armed {
 		b.armLocked()
 	}
@@ -161,6 +157,18 @@ func (b *batcher) Enqueue(it stream.Item) bool {
 		b.notify(false)
 	}
 	return true
+}
+
+// overflowUnlock closes a batcher whose queue is full, with b.mu held (it
+// unlocks it): the connection is closed as a slow consumer.
+func (b *batcher) overflowUnlock() bool {
+	b.closed = true
+	b.releaseLocked()
+	b.mu.Unlock()
+	if c := b.conn.Load(); c != nil {
+		c.Close(ws.CloseSlowConsumer, "slow consumer")
+	} // else attach closes it
+	return false
 }
 
 // armLocked sets the timer for the next tick.
@@ -201,19 +209,17 @@ func (b *batcher) Take(fb *ws.FrameBuf) {
 	}
 	b.mu.Lock()
 	size, frames := 0, 0
-	for size < writeBudget && (b.lenLocked() >= b.limit || (b.due && b.lenLocked() > 0)) {
-		n := min(b.lenLocked(), b.limit)
-		items := b.q[b.head : b.head+n]
-		for _, it := range items {
-			size += len(it.Bytes) + 1
-		}
-		sc.items = append(sc.items, items...)
+	for size < writeBudget && (b.q.Len() >= b.limit || (b.due && b.q.Len() > 0)) {
+		n := min(b.q.Len(), b.limit)
+		queued := b.q.Bytes()
+		sc.items = b.q.PopInto(sc.items, n)
+		size += queued - b.q.Bytes() + n // the items and their commas
 		sc.groups = append(sc.groups, n)
 		frames++
-		b.drop(n)
+		b.dropCounts(n)
 		b.due = false // one frame per tick; full frames continue
 	}
-	if b.lenLocked() == 0 {
+	if b.q.Len() == 0 {
 		b.due = false
 	} else if !b.armed {
 		b.armLocked()
@@ -233,18 +239,9 @@ func (b *batcher) Take(fb *ws.FrameBuf) {
 	fb.Owned(body)
 }
 
-// drop removes the first n items and reindexes the count positions.
-func (b *batcher) drop(n int) {
-	clear(b.q[b.head : b.head+n])
-	b.head += n
-	if b.head == len(b.q) {
-		b.head = 0
-		if cap(b.q) > batcherKeepCap {
-			b.q = nil // let a burst's backing array go
-		} else {
-			b.q = b.q[:0]
-		}
-	}
+// dropCounts reindexes the count positions after the first n items left
+// the queue.
+func (b *batcher) dropCounts(n int) {
 	for class, i := range b.countAt {
 		if i < n {
 			delete(b.countAt, class)
@@ -255,7 +252,8 @@ func (b *batcher) drop(n int) {
 }
 
 func (b *batcher) releaseLocked() {
-	b.q, b.head, b.countAt = nil, 0, nil
+	b.q.Reset()
+	b.countAt = nil
 	if b.timer != nil {
 		b.timer.Stop()
 		b.armed = false

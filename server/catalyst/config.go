@@ -60,5 +60,7 @@ const readerPage = 1000
 // statement of up to two pages (2,000 rows) fits even before the writer has
 // written anything; a longer one relies on the writer sending a page while
 // the reader fetches the next (a database round trip). A smaller buffer
-// closes readers that keep up with 4008.
+// closes readers that keep up with 4008. The queue's byte bound
+// (ws.Config.MaxBufferBytes) defaults to ws.DefaultItemBytes an item, so it
+// holds as many events unless they average more than that.
 func MinBuffer(messageLimit int) int { return messageLimit + 2*readerPage }

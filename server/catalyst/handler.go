@@ -20,7 +20,7 @@ import (
 type Handler struct {
 	protocol stream.Protocol
 	cfg      Config
-	buffer   int // ws.Config.MaxBuffer
+	bounds   ws.QueueLimits // a connection's queue's (ws.Config.MaxBuffer, MaxBufferBytes)
 	hub      *stream.Hub
 	tickets  *auth.TicketStore
 	ep       *ws.Endpoint
@@ -32,7 +32,7 @@ type Handler struct {
 // cfg's zero fields mean the defaults.
 func New(protocol stream.Protocol, cfg Config, hub *stream.Hub, tickets *auth.TicketStore, transport *ws.Transport, logger *slog.Logger) *Handler {
 	h := &Handler{
-		protocol: protocol, cfg: cfg.WithDefaults(), buffer: transport.Config().MaxBuffer,
+		protocol: protocol, cfg: cfg.WithDefaults(), bounds: transport.Config().QueueLimits(),
 		hub: hub, tickets: tickets, logger: logger,
 	}
 	h.ep = transport.Endpoint(h.endpoint())
@@ -96,7 +96,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	// Subscribed before the upgrade answers 101: the client may commit (or
 	// learn of a commit) as soon as it has the 101, and that event is its.
-	b := newBatcher(h.cfg.MessageLimit, h.buffer, h.cfg.MessageTime, h.ep.Frames(), h.ep.Items())
+	b := newBatcher(h.cfg.MessageLimit, h.bounds, h.cfg.MessageTime, h.ep.Frames(), h.ep.Items())
 	sub, err := h.hub.Subscribe(stream.SubscribeOptions{
 		Viewer:   id.Viewer(),
 		Protocol: h.protocol,

@@ -35,7 +35,7 @@ type rtConn struct {
 // request buffers go).
 func (h *Handler) open(parent context.Context, conn *ws.Conn, viewer stream.Viewer, expires time.Time, release func()) {
 	ctx, cancel := context.WithCancel(parent)
-	out := newRTOutbox(h.buffer, h.dedupWindow, conn, h.ep.Frames(), h.ep.Items())
+	out := newRTOutbox(h.ep.Config().QueueLimits(), h.dedupWindow, conn, h.ep.Frames(), h.ep.Items())
 	out.gate = &h.gate
 	conn.SetOutbox(out)
 	c := &rtConn{h: h, conn: conn, out: out, viewer: viewer, ctx: ctx, cancel: cancel, release: release, known: map[string]nsKind{}}

@@ -17,7 +17,7 @@ const (
 	replayWindow = 256
 	// rtKeepCap is the queue capacity kept once the queue empties (2 KiB):
 	// enough for steady traffic without reallocating; a burst's larger
-	// backing array is let go.
+	// ring is let go.
 	rtKeepCap = 64
 	// defaultDedupWindow is how long a finished replay's positions are kept
 	// to drop their live copies. A live copy arrives when the reader
@@ -43,10 +43,16 @@ type rtEntry struct {
 	pos int64 // the event's position; 0 for replies
 }
 
-// rtOutbox is a realtime connection's outgoing queue, shared by the hub
-// (Enqueue), the read loop (replies), the replay worker and the writer
-// (take). It is bounded by max frames, replies and held events included;
-// overflowing it closes the connection with 4008.
+// entrySize is what a frame counts against the queue's byte bound: its
+// payload.
+func entrySize(e rtEntry) int { return len(e.b) }
+
+// rtOutbox is a realtime connection's Outbox, shared by the hub (Enqueue),
+// the read loop (replies), the replay worker and the writer (Take). Its
+// frames wait in a ws.Queue bounded in items and bytes (ws.Config.MaxBuffer
+// and MaxBufferBytes), replies and held events included; overflowing it
+// closes the connection with 4008. A replay's frames are bounded by
+// replayWindow instead: the replay waits for the writer.
 //
 // Resume without gap or duplicate. A resume of channel C after position P:
 //
@@ -67,7 +73,6 @@ type rtEntry struct {
 // and live copies of them dropped. Positions are unique, so this never drops
 // an event that was not sent.
 type rtOutbox struct {
-	max    int
 	window time.Duration
 	conn   connection
 	gate   *ws.FanoutGate // nil: the writer is woken at once
@@ -80,10 +85,9 @@ type rtOutbox struct {
 	replayWake chan struct{}
 
 	mu       sync.Mutex
-	q        []rtEntry // frames for the writer are q[head:]
-	head     int
-	held     []stream.Item // live events held while holds > 0
-	holds    int           // resumes queued or running
+	q        ws.Queue[rtEntry] // frames for the writer
+	held     []stream.Item     // live events held while holds > 0, counted in q's bounds
+	holds    int               // resumes queued or running
 	closed   bool
 	channels map[string]struct{}   // the connection's channels (≤ 50)
 	pending  map[string]*replayReq // channel → its unfinished resume
@@ -92,9 +96,9 @@ type rtOutbox struct {
 	nReplayd int                   // positions across replayed
 }
 
-func newRTOutbox(max int, window time.Duration, conn connection, frames, events prometheus.Counter) *rtOutbox {
+func newRTOutbox(bounds ws.QueueLimits, window time.Duration, conn connection, frames, events prometheus.Counter) *rtOutbox {
 	return &rtOutbox{
-		max: max, window: window, conn: conn, frames: frames, events: events,
+		q: ws.NewQueue(bounds, rtKeepCap, entrySize), window: window, conn: conn, frames: frames, events: events,
 		space: make(chan struct{}, 1), replayWake: make(chan struct{}, 1),
 		channels: map[string]struct{}{}, pending: map[string]*replayReq{},
 	}
@@ -113,12 +117,10 @@ func (o *rtOutbox) Enqueue(it stream.Item) bool {
 	case o.holds == 0 && o.replayedLocked(it.Event.Position):
 		o.mu.Unlock()
 		return true // a replay sent it
-	case o.sizeLocked() >= o.max:
-		o.overflowLocked()
-		o.mu.Unlock()
-		o.conn.Close(ws.CloseSlowConsumer, "slow consumer")
-		return false
 	case o.holds > 0:
+		if !o.q.Hold(len(it.Bytes)) {
+			return o.overflowUnlock()
+		}
 		o.held = append(o.held, it)
 		o.mu.Unlock()
 		return true
@@ -127,8 +129,10 @@ func (o *rtOutbox) Enqueue(it stream.Item) bool {
 	// already due to take it (woken by the push that made the queue
 	// non-empty, and it takes until the queue is empty). The wake goes
 	// through the gate, which holds it while the hub is fanning out.
-	wasEmpty := o.head == len(o.q)
-	o.pushLocked(rtEntry{b: it.Bytes, pos: it.Event.Position})
+	wasEmpty := o.q.Len() == 0
+	if !o.q.Push(rtEntry{b: it.Bytes, pos: it.Event.Position}) {
+		return o.overflowUnlock()
+	}
 	o.mu.Unlock()
 	if wasEmpty {
 		if o.gate != nil {
@@ -154,12 +158,11 @@ func (o *rtOutbox) replyLocked(b []byte) bool {
 	if o.closed {
 		return false
 	}
-	if o.sizeLocked() >= o.max {
+	if !o.q.Push(rtEntry{b: b}) {
 		o.overflowLocked()
 		o.conn.Close(ws.CloseSlowConsumer, "slow consumer") // never blocks, takes no lock of ours
 		return false
 	}
-	o.pushLocked(rtEntry{b: b})
 	return true
 }
 
@@ -195,43 +198,30 @@ func (o *rtOutbox) unsubscribe(channel string, ack []byte) bool {
 	return o.replyLocked(ack)
 }
 
-func (o *rtOutbox) sizeLocked() int { return len(o.q) - o.head + len(o.held) }
-
-func (o *rtOutbox) pushLocked(e rtEntry) {
-	if o.head > 0 && len(o.q) == cap(o.q) {
-		n := copy(o.q, o.q[o.head:])
-		clear(o.q[n:])
-		o.q, o.head = o.q[:n], 0
-	}
-	o.q = append(o.q, e)
-}
-
+// overflowLocked closes the outbox, whose queue is full, and lets go of
+// what it holds; the caller closes the connection as a slow consumer.
 func (o *rtOutbox) overflowLocked() {
 	o.closed = true
-	o.q, o.head, o.held = nil, 0, nil
+	o.q.Reset()
+	o.held = nil
+}
+
+// overflowUnlock is overflowLocked for a caller that holds o.mu, which it
+// unlocks before closing the connection.
+func (o *rtOutbox) overflowUnlock() bool {
+	o.overflowLocked()
+	o.mu.Unlock()
+	o.conn.Close(ws.CloseSlowConsumer, "slow consumer")
+	return false
 }
 
 // Take adds queued frames to fb, in order, as many as it has room for.
 func (o *rtOutbox) Take(fb *ws.FrameBuf) {
 	o.mu.Lock()
-	n := min(len(o.q)-o.head, fb.Room())
-	events := 0
-	for i := o.head; i < o.head+n; i++ {
-		fb.Text(o.q[i].b)
-		if o.q[i].pos > 0 {
-			events++
-		}
-		o.q[i] = rtEntry{}
-	}
-	o.head += n
-	if o.head == len(o.q) {
-		o.head = 0
-		if cap(o.q) > rtKeepCap {
-			o.q = nil
-		} else {
-			o.q = o.q[:0]
-		}
-	}
+	n := min(o.q.Len(), fb.Room())
+	first, wrapped := o.q.Front(n)
+	events := addFrames(fb, first) + addFrames(fb, wrapped)
+	o.q.Drop(n)
 	replaying := o.holds > 0 // a replay may wait for room (pushReplayed)
 	o.mu.Unlock()
 	if replaying && n > 0 {
@@ -248,10 +238,23 @@ func (o *rtOutbox) Take(fb *ws.FrameBuf) {
 	}
 }
 
+// addFrames adds the entries' frames to fb and returns how many are
+// events.
+func addFrames(fb *ws.FrameBuf, entries []rtEntry) (events int) {
+	for _, e := range entries {
+		fb.Text(e.b)
+		if e.pos > 0 {
+			events++
+		}
+	}
+	return events
+}
+
 // Discard drops everything queued; later Enqueues are refused.
 func (o *rtOutbox) Discard() {
 	o.mu.Lock()
 	o.closed = true
-	o.q, o.head, o.held = nil, 0, nil
+	o.q.Reset()
+	o.held = nil
 	o.mu.Unlock()
 }

@@ -19,7 +19,7 @@ import (
 // watch what the writer would send and how the connection would close.
 func newTestOutbox(max int, window time.Duration) (*rtOutbox, *testConn) {
 	conn := &testConn{}
-	o := newRTOutbox(max, window, conn, wstest.Counter(), wstest.Counter())
+	o := newRTOutbox(ws.QueueLimits{Items: max}, window, conn, wstest.Counter(), wstest.Counter())
 	return o, conn
 }
 
@@ -244,8 +244,8 @@ func TestRealtimeOutboxBounds(t *testing.T) {
 	if woken(conn) {
 		t.Fatal("woken again for a queue the writer has yet to empty")
 	}
-	if rest := taken(o); len(rest) != 601-framesPerWrite || len(o.q) != 0 {
-		t.Fatalf("took %d more, left %d", len(rest), len(o.q))
+	if rest := taken(o); len(rest) != 601-framesPerWrite || o.q.Len() != 0 {
+		t.Fatalf("took %d more, left %d", len(rest), o.q.Len())
 	}
 
 	// A replay never queues more than replayWindow ahead of the writer.
@@ -267,7 +267,7 @@ func TestRealtimeOutboxBounds(t *testing.T) {
 	n := 0
 	for n < 2*replayWindow+1 {
 		o.mu.Lock()
-		queued := len(o.q) - o.head
+		queued := o.q.Len()
 		o.mu.Unlock()
 		if queued == 0 {
 			for !woken(conn) {
@@ -301,7 +301,7 @@ func TestWritePathAllocations(t *testing.T) {
 	}
 
 	conn := ws.NewConn(nc, ws.Config{}, slog.New(slog.DiscardHandler))
-	o := newRTOutbox(100_000, time.Hour, conn, wstest.Counter(), wstest.Counter())
+	o := newRTOutbox(ws.QueueLimits{Items: 100_000}, time.Hour, conn, wstest.Counter(), wstest.Counter())
 	conn.SetOutbox(o)
 	o.subscribe("posts.*", []byte("ack"), false)
 	fb := new(ws.FrameBuf)
@@ -324,5 +324,54 @@ func TestWritePathAllocations(t *testing.T) {
 	deliver() // warm up: queue capacity, the socket's iovec cache, the deadline
 	if allocs := testing.AllocsPerRun(100, deliver); allocs != 0 {
 		t.Errorf("realtime: %v allocations per %d deliveries", allocs, len(items))
+	}
+}
+
+// TestRealtimeOutboxByteBound: the queue is bounded in bytes too, held
+// events included: the event or reply that would go over closes with 4008.
+func TestRealtimeOutboxByteBound(t *testing.T) {
+	t.Parallel()
+	item := func(pos int64, size int) stream.Item {
+		it := testItem(pos, "posts")
+		it.Bytes = make([]byte, size)
+		return it
+	}
+	newOutbox := func() (*rtOutbox, *testConn) {
+		conn := &testConn{}
+		return newRTOutbox(ws.QueueLimits{Items: 100, Bytes: 100}, time.Hour, conn, wstest.Counter(), wstest.Counter()), conn
+	}
+	o, conn := newOutbox()
+	if !o.subscribe("posts.*", make([]byte, 10), true) { // 10 bytes queued
+		t.Fatal("subscribe refused")
+	}
+	if !o.Enqueue(item(1, 50)) || !o.Enqueue(item(2, 40)) { // held: 100 bytes in all
+		t.Fatal("held events refused within the bound")
+	}
+	if o.Enqueue(item(3, 1)) {
+		t.Fatal("held event accepted over the byte bound")
+	}
+	if code := closedWith(conn); code != ws.CloseSlowConsumer {
+		t.Fatalf("closed with %d", code)
+	}
+
+	// Released held events stay counted; a reply over the bytes overflows.
+	o, conn = newOutbox()
+	o.subscribe("posts.*", make([]byte, 10), true)
+	o.queueReplay(&replayReq{channel: "posts.*", set: &replayedSet{}})
+	req := o.nextReplay()
+	o.startReplay(req)
+	o.Enqueue(item(1, 60))
+	o.finishReplay(req)
+	if o.q.Len() != 2 || o.q.Bytes() != 70 {
+		t.Fatalf("queued %d frames of %d bytes", o.q.Len(), o.q.Bytes())
+	}
+	if !o.reply(make([]byte, 30)) {
+		t.Fatal("reply refused within the bound")
+	}
+	if o.reply([]byte("x")) {
+		t.Fatal("reply accepted over the byte bound")
+	}
+	if code := closedWith(conn); code != ws.CloseSlowConsumer {
+		t.Fatalf("closed with %d", code)
 	}
 }

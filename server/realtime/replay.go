@@ -146,9 +146,9 @@ func (o *rtOutbox) pushReplayed(ctx context.Context, req *replayReq, b []byte, p
 		case req.cancelled:
 			o.mu.Unlock()
 			return errReplayCancelled
-		case len(o.q)-o.head < replayWindow:
+		case o.q.Len() < replayWindow:
 			if !o.replayedLocked(pos) {
-				o.pushLocked(rtEntry{b: b, pos: pos})
+				o.q.PushUnchecked(rtEntry{b: b, pos: pos})
 				o.addReplayedLocked(req.set, pos)
 			}
 			o.mu.Unlock()
@@ -187,9 +187,12 @@ func (o *rtOutbox) finishReplay(req *replayReq) bool {
 	if o.holds > 0 || o.closed {
 		return false
 	}
+	// Held events were counted in the queue's bounds when they came: they
+	// move into it unchecked.
 	for i, it := range o.held {
+		o.q.Unhold(len(it.Bytes))
 		if !o.replayedLocked(it.Event.Position) && o.subscribedLocked(it.Event) {
-			o.pushLocked(rtEntry{b: it.Bytes, pos: it.Event.Position})
+			o.q.PushUnchecked(rtEntry{b: it.Bytes, pos: it.Event.Position})
 		}
 		o.held[i] = stream.Item{}
 	}

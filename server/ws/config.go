@@ -38,11 +38,16 @@ type Config struct {
 	// (a pong) before it is closed; other frames do not count as an answer.
 	// Default 60 s.
 	PongWait time.Duration
-	// MaxBuffer bounds a connection's queue, in items: a client further
-	// behind is closed with 4008. Default 100,000. Below
-	// catalyst.MinBuffer(MessageLimit) one statement can close clients that
-	// read (pgcast serve refuses it).
-	MaxBuffer int
+	// MaxBuffer bounds a connection's queue (a Queue) in items, and
+	// MaxBufferBytes in bytes: a client further behind is closed with 4008.
+	// Defaults 100,000 items (DefaultQueueItems) and MaxBuffer ×
+	// DefaultItemBytes (4 KiB an item: about 400 MB at the default MaxBuffer; the
+	// frames are shared by every connection they go to, so this bounds what
+	// one slow client pins, not what it costs alone). Below
+	// catalyst.MinBuffer(MessageLimit) items one statement can close clients
+	// that read (pgcast serve refuses it).
+	MaxBuffer      int
+	MaxBufferBytes int
 	// MessageRate is how many frames (every frame: data, continuation,
 	// ping, pong, close) a client may send per second, sustained, and
 	// MessageBurst how many in a burst. A frame beyond them is refused: a
@@ -81,7 +86,10 @@ func (c Config) WithDefaults() Config {
 		c.PongWait = 60 * time.Second
 	}
 	if c.MaxBuffer == 0 {
-		c.MaxBuffer = 100_000
+		c.MaxBuffer = DefaultQueueItems
+	}
+	if c.MaxBufferBytes == 0 {
+		c.MaxBufferBytes = c.MaxBuffer * DefaultItemBytes
 	}
 	if c.MessageRate == 0 {
 		c.MessageRate = 20
@@ -96,4 +104,10 @@ func (c Config) WithDefaults() Config {
 		c.WriteTimeout = WriteTimeout
 	}
 	return c
+}
+
+// QueueLimits are the bounds of a connection's queue (MaxBuffer and
+// MaxBufferBytes).
+func (c Config) QueueLimits() QueueLimits {
+	return QueueLimits{Items: c.MaxBuffer, Bytes: c.MaxBufferBytes}
 }

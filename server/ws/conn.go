@@ -11,9 +11,9 @@ import (
 	"github.com/gorilla/websocket"
 )
 
-// Outbox is a connection's bounded queue, protocol-specific (the hub
-// enqueues into it, see stream.Queue); the connection's writer takes from
-// it.
+// Outbox is a connection's outgoing queue with its protocol's policy (the
+// hub enqueues into it, see stream.Queue), kept in a Queue bounded in items
+// and bytes; the connection's writer takes from it.
 type Outbox interface {
 	// Take adds to fb the frames ready to be written now, as many as fb
 	// has room for; the writer comes back for the rest.

@@ -10,9 +10,10 @@ import (
 )
 
 // A client that stops reading is a slow consumer whichever limit it meets
-// first (R9): its queue overflowing (Config.MaxBuffer, see the protocols' Outboxes) or a write
-// that the socket does not take within Config.WriteTimeout. Either way it is closed
-// with 4008 and counted in pgcast_ws_slow_consumer_closes_total.
+// first (R9): its queue overflowing (a Queue over Config.MaxBuffer items or
+// Config.MaxBufferBytes bytes, see the protocols' Outboxes) or a write that
+// the socket does not take within Config.WriteTimeout. Either way it is
+// closed with 4008 and counted in pgcast_ws_slow_consumer_closes_total.
 
 const (
 	// lastWriteWait bounds the last write to a client whose write timed

@@ -1,0 +1,55 @@
+package realtime
+
+import (
+	"fmt"
+	"runtime"
+	"testing"
+	"time"
+
+	"github.com/pgcast/pgcast/server/internal/wstest"
+	"github.com/pgcast/pgcast/server/ws"
+	"github.com/pgcast/pgcast/stream"
+)
+
+// nopConn is a connection whose wakes and closes do nothing.
+type nopConn struct{}
+
+func (nopConn) Notify()           {}
+func (nopConn) WakeNow()          {}
+func (nopConn) Close(int, string) {}
+
+// BenchmarkOutbox pushes events through a realtime connection's queue, as
+// the hub and the writer do: Enqueue and, every batch events, Takes until
+// the queue is empty, without writing. One op is one event enqueued.
+func BenchmarkOutbox(b *testing.B) {
+	for _, batch := range []int{16, 1000} {
+		b.Run(fmt.Sprintf("batch=%d", batch), func(b *testing.B) {
+			items := make([]stream.Item, 256)
+			for i := range items {
+				ev := &stream.Event{Position: int64(i + 1), Kind: stream.KindRecordCreated, Environment: 1, ClassName: "posts"}
+				items[i] = stream.Item{Event: ev, Bytes: fmt.Appendf(nil, `{"type":"event","event":{"id":"evt_%d","payload":{"title":"hello"}}}`, i+1)}
+			}
+			o := newRTOutbox(ws.QueueLimits{Items: 100_000}, time.Hour, nopConn{}, wstest.Counter(), wstest.Counter())
+			o.subscribe("posts.*", []byte("ack"), false)
+			fb := new(ws.FrameBuf)
+			b.ReportAllocs()
+			var before, after runtime.MemStats
+			runtime.ReadMemStats(&before)
+			i := 0
+			for b.Loop() {
+				o.Enqueue(items[i%len(items)])
+				if i++; i%batch == 0 {
+					for {
+						o.Take(fb)
+						if fb.Empty() {
+							break
+						}
+						fb.Reset()
+					}
+				}
+			}
+			runtime.ReadMemStats(&after)
+			b.ReportMetric(float64(after.Mallocs-before.Mallocs)*1000/float64(i), "allocs/1000items")
+		})
+	}
+}
