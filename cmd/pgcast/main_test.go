@@ -181,6 +181,7 @@ func TestBadInputIsOneClearLine(t *testing.T) {
 		{"unknown bench scenario", nil, []string{"bench", "capture", "--scenarios", "latency,nope"}, `unknown scenario "nope"`},
 		{"bad trusted proxy", nil, []string{"serve", "--trusted-proxies", "10.0.0.0/8,lb.internal"}, `--trusted-proxies: trusted proxy "lb.internal" is neither an address nor a CIDR`},
 		{"buffer below a statement", nil, []string{"serve", "--max-buffer", "200", "--message-limit", "100"}, "--max-buffer 200 is below 2100 (--message-limit 100 + two reader pages of 1000 events)"},
+		{"buffer bytes below 1 MiB", nil, []string{"serve", "--max-buffer-bytes", "1000"}, "--max-buffer-bytes 1000 is below 1048576 (1 MiB)"},
 		{"no realtime writers", nil, []string{"bench", "realtime", "--writers", "0"}, "--writers must be between 1 and 100, got 0"},
 	}
 	for _, c := range cases {

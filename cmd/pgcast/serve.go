@@ -36,6 +36,7 @@ type serveOptions struct {
 	messageLimit      int
 	messageTime       time.Duration
 	maxBuffer         int
+	maxBufferBytes    int
 	allowedOrigins    []string
 	pingInterval      time.Duration
 	pongWait          time.Duration
@@ -78,6 +79,7 @@ func (o *serveOptions) addFlags(fs *pflag.FlagSet) {
 	fs.IntVar(&o.messageLimit, "message-limit", 1000, "Catalyst endpoints: most items per frame; a full frame is sent at once")
 	fs.DurationVar(&o.messageTime, "message-time", 5*time.Second, "Catalyst endpoints: batching period, measured from each connection's start")
 	fs.IntVar(&o.maxBuffer, "max-buffer", 100_000, "most items buffered per connection; a client that falls further behind is closed with 4008; at least --message-limit + 2000 (two reader pages), so that one statement cannot close a client that reads")
+	fs.IntVar(&o.maxBufferBytes, "max-buffer-bytes", 0, "most bytes buffered per connection (the frames are shared by every connection they go to, so this bounds what one slow client pins); a client further behind is closed with 4008; at least 1 MiB; 0: --max-buffer × 4 KiB")
 	fs.StringSliceVar(&o.allowedOrigins, "allowed-origins", nil, `Origins (scheme://host[:port]) allowed to open WebSockets and, from a browser, to call the REST API and /api/users/ws-auth/ (CORS), comma-separated; default same-origin only; requests without Origin are always allowed`)
 	fs.DurationVar(&o.pingInterval, "ping-interval", 30*time.Second, "WebSocket keep-alive ping period")
 	fs.DurationVar(&o.pongWait, "pong-wait", 60*time.Second, "close a WebSocket that has not answered a ping (with a pong) for this long")
@@ -134,11 +136,18 @@ it, it waits up to --schema-wait for another node to migrate, then gives up;
 	return cmd
 }
 
+// minBufferBytes is the least --max-buffer-bytes: below it a statement of
+// ordinary events would close clients that read.
+const minBufferBytes = 1 << 20
+
 // checkBuffer refuses a --max-buffer that one statement's events would
 // overflow for clients that read (see catalyst.MinBuffer).
 func (o *serveOptions) checkBuffer() error {
 	if least := catalyst.MinBuffer(o.messageLimit); o.maxBuffer < least {
 		return fmt.Errorf("--max-buffer %d is below %d (--message-limit %d + two reader pages of 1000 events): one statement would close clients that read with 4008", o.maxBuffer, least, o.messageLimit)
+	}
+	if o.maxBufferBytes != 0 && o.maxBufferBytes < minBufferBytes {
+		return fmt.Errorf("--max-buffer-bytes %d is below %d (1 MiB); 0 means --max-buffer × 4 KiB", o.maxBufferBytes, minBufferBytes)
 	}
 	return nil
 }
@@ -224,6 +233,7 @@ func (a *app) serve(ctx context.Context, url string, o *serveOptions) error {
 			PingInterval:    o.pingInterval,
 			PongWait:        o.pongWait,
 			MaxBuffer:       o.maxBuffer,
+			MaxBufferBytes:  o.maxBufferBytes,
 			MessageRate:     o.messageRate,
 			MessageBurst:    o.messageBurst,
 			MaxConnsPerUser: o.maxConnsPerUser,

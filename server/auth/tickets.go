@@ -297,7 +297,7 @@ func WSAuthHandler(auth *Authenticator, store *TicketStore, logger *slog.Logger)
 			reject("malformed_header", "invalid Authorization header: want Bearer <jwt> or JWT <jwt>")
 			return
 		}
-		ident, exp, err := auth.Verify(token)
+		ident, exp, err := auth.VerifyContext(r.Context(), token)
 		switch {
 		case errors.Is(err, ErrTokenExpired):
 			reject("token_expired", "token expired")

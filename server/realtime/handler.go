@@ -74,7 +74,6 @@ const CloseTokenExpired = 4001
 // Handler serves GET /api/realtime. Register it for every method (the
 // server does, so that other methods get a JSON 405).
 type Handler struct {
-	buffer int // ws.Config.MaxBuffer
 	hub    *stream.Hub
 	auth   *auth.Authenticator
 	pool   *db.Pool
@@ -95,7 +94,7 @@ const endpoint = "realtime" // metrics label
 // replay from the log in pool, and are served through transport.
 func New(hub *stream.Hub, auth *auth.Authenticator, pool *db.Pool, transport *ws.Transport, logger *slog.Logger) *Handler {
 	return &Handler{
-		buffer: transport.Config().MaxBuffer, hub: hub, auth: auth, pool: pool,
+		hub: hub, auth: auth, pool: pool,
 		ep: transport.Endpoint(endpoint), logger: logger,
 		replaySlots: make(chan struct{}, MaxConcurrentReplays),
 		dedupWindow: defaultDedupWindow,
@@ -154,7 +153,7 @@ func (h *Handler) authenticate(w http.ResponseWriter, r *http.Request) (v stream
 	if !present {
 		return stream.Viewer{Environment: 1}, time.Time{}, true
 	}
-	id, exp, err := h.auth.Verify(token)
+	id, exp, err := h.auth.VerifyContext(r.Context(), token)
 	if err != nil {
 		msg := err.Error()
 		if errors.Is(err, auth.ErrTokenExpired) {

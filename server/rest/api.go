@@ -172,7 +172,7 @@ func (s *API) identity(r *http.Request) (auth.Identity, error) {
 	if token == "" {
 		return auth.Identity{}, NewError(http.StatusUnauthorized, "unauthorized", "invalid Authorization header: want Bearer <jwt>")
 	}
-	id, _, err := s.auth.Verify(token)
+	id, _, err := s.auth.VerifyContext(r.Context(), token)
 	switch {
 	case errors.Is(err, auth.ErrTokenExpired):
 		return auth.Identity{}, NewError(http.StatusUnauthorized, "unauthorized", "token expired")
