@@ -53,3 +53,42 @@ func BenchmarkOutbox(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkOutboxFanout enqueues each event into 10,000 connections' queues,
+// as the hub's fan-out does, then takes from each, as their writers do: the
+// per-connection state no longer fits in the caches, so what it costs is
+// mostly the cache lines one delivery touches. One op is one delivery.
+func BenchmarkOutboxFanout(b *testing.B) {
+	const conns = 10_000
+	outs := make([]*rtOutbox, conns)
+	for i := range outs {
+		outs[i] = newRTOutbox(ws.QueueLimits{Items: 100_000}, time.Hour, nopConn{}, wstest.Counter(), wstest.Counter())
+		outs[i].subscribe("posts.*", []byte("ack"), false)
+		for !outs[i].drainForBench() {
+		}
+	}
+	ev := &stream.Event{Position: 1, Kind: stream.KindRecordCreated, Environment: 1, ClassName: "posts"}
+	it := stream.Item{Event: ev, Bytes: []byte(`{"type":"event","event":{"id":"evt_1","payload":{"title":"hello"}}}`)}
+	fb := new(ws.FrameBuf)
+	b.ReportAllocs()
+	n := 0
+	for b.Loop() {
+		o := outs[n%conns]
+		o.Enqueue(it)
+		if n++; n%conns == 0 {
+			ev.Position++ // a new event for every connection
+			it.Event = ev
+			for _, o := range outs {
+				o.Take(fb)
+				fb.Reset()
+			}
+		}
+	}
+}
+
+// drainForBench takes everything queued without writing; true once empty.
+func (o *rtOutbox) drainForBench() bool {
+	fb := new(ws.FrameBuf)
+	o.Take(fb)
+	return fb.Empty()
+}
