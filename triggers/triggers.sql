@@ -56,11 +56,11 @@ $$;
 -- Record counts
 -------------------------------------------------------------------------------
 
--- Each writing backend adds its deltas to its own shard of a class's count
--- (shard = its pid): a shard row stays locked until its writer's commit is
--- flushed, so writers sharing one would queue like they do on a NOTIFY. The
--- pruner folds the shards of backends that have exited into shard 0. A
--- class's count is the sum of its shards.
+-- Nothing here: a class's count is derived from the log by the reader (each
+-- record_created / record_deleted entry is +1 / -1 for its class, added up
+-- from a checkpoint: see docs/design.md, "Counts"). The writing transaction
+-- keeps no count row (one locked through its commit flush) and appends no
+-- count entry. Functions of the versions that did:
 DROP FUNCTION IF EXISTS pgcast.add_count(bigint, bigint);
 
 -------------------------------------------------------------------------------
@@ -333,9 +333,9 @@ CREATE TRIGGER pgcast_check_cells_update
     REFERENCING OLD TABLE AS pgcast_old_records NEW TABLE AS pgcast_new_records
     FOR EACH STATEMENT EXECUTE FUNCTION pgcast.check_object_records_update();
 
--- record_created per inserted row, then one records_count_changed per class
--- (delta = rows inserted) and the delta added to this backend's count shard.
--- On INSERT the initial owners and assignees travel in record_created only.
+-- record_created per inserted row. On INSERT the initial owners and
+-- assignees travel in record_created only. Each one is +1 to its class's
+-- count (the reader adds them up: no count is kept here).
 --
 -- The record as the realtime API shows it is built by the reader from data:
 -- cells (raw, keyed by field id), fields (the class's field names by id, as
@@ -351,31 +351,16 @@ CREATE TRIGGER pgcast_check_cells_update
 CREATE OR REPLACE FUNCTION pgcast.capture_object_records_insert() RETURNS trigger
 LANGUAGE plpgsql SECURITY INVOKER AS $$
 BEGIN
-    WITH counts AS (
-        SELECT c.id, c.environment_id, c.name, c.read_rule, x.n
-        FROM (SELECT object_class_id, count(*) AS n FROM pgcast_new_records GROUP BY object_class_id) x
-        JOIN pgcast.object_classes c ON c.id = x.object_class_id
-    ), shards AS (
-        INSERT INTO pgcast.object_class_counts AS cc (object_class_id, shard, n)
-        SELECT counts.id, pg_backend_pid(), counts.n FROM counts
-        ON CONFLICT (object_class_id, shard) DO UPDATE SET n = cc.n + EXCLUDED.n
-    )
     INSERT INTO pgcast.events (kind, environment_id, object_class_id, object_record_id, data)
-    SELECT * FROM (
-        SELECT 'record_created', c.environment_id, c.id, n.id,
-               jsonb_build_object(
-                   'class', c.name, 'read', c.read_rule,
-                   'owners', to_jsonb(n.owners), 'assignees', to_jsonb(n.assignees),
-                   'cells', n.cells, 'fields', c.field_names,
-                   'created_at', n.created_at AT TIME ZONE 'UTC', 'updated_at', n.updated_at AT TIME ZONE 'UTC')
-        FROM pgcast_new_records n
-        CROSS JOIN LATERAL (SELECT c.id, c.environment_id, c.name, c.read_rule, c.field_names
-                            FROM pgcast.object_classes c WHERE c.id = n.object_class_id OFFSET 0) c
-        UNION ALL
-        SELECT 'records_count_changed', counts.environment_id, counts.id, NULL::bigint,
-               jsonb_build_object('class', counts.name, 'read', counts.read_rule, 'delta', counts.n)
-        FROM counts
-    ) e;
+    SELECT 'record_created', c.environment_id, c.id, n.id,
+           jsonb_build_object(
+               'class', c.name, 'read', c.read_rule,
+               'owners', to_jsonb(n.owners), 'assignees', to_jsonb(n.assignees),
+               'cells', n.cells, 'fields', c.field_names,
+               'created_at', n.created_at AT TIME ZONE 'UTC', 'updated_at', n.updated_at AT TIME ZONE 'UTC')
+    FROM pgcast_new_records n
+    CROSS JOIN LATERAL (SELECT c.id, c.environment_id, c.name, c.read_rule, c.field_names
+                        FROM pgcast.object_classes c WHERE c.id = n.object_class_id OFFSET 0) c;
     IF FOUND THEN
         PERFORM pgcast.ring();
     END IF;
@@ -480,39 +465,23 @@ CREATE TRIGGER pgcast_capture_update
     FOR EACH STATEMENT EXECUTE FUNCTION pgcast.capture_object_records_update();
 
 -- record_deleted per deleted row ({id}, owners and assignees as they were),
--- then one records_count_changed per class (negative delta) and the delta
--- added to this backend's count shard. Records deleted because their class
--- was deleted are skipped: the class row is gone, and so are its counts.
+-- each one -1 to its class's count. Records deleted because their class was
+-- deleted are skipped: the class row is gone, and its count goes with it.
 CREATE OR REPLACE FUNCTION pgcast.capture_object_records_delete() RETURNS trigger
 LANGUAGE plpgsql SECURITY INVOKER AS $$
 BEGIN
-    WITH counts AS (
-        SELECT c.id, c.environment_id, c.name, c.read_rule, x.n
-        FROM (SELECT object_class_id, -count(*) AS n FROM pgcast_old_records GROUP BY object_class_id) x
-        JOIN pgcast.object_classes c ON c.id = x.object_class_id
-    ), shards AS (
-        INSERT INTO pgcast.object_class_counts AS cc (object_class_id, shard, n)
-        SELECT counts.id, pg_backend_pid(), counts.n FROM counts
-        ON CONFLICT (object_class_id, shard) DO UPDATE SET n = cc.n + EXCLUDED.n
-    )
     INSERT INTO pgcast.events (kind, environment_id, object_class_id, object_record_id, data)
-    SELECT * FROM (
-        SELECT 'record_deleted', c.environment_id, c.id, o.id,
-               jsonb_build_object('class', c.name, 'read', c.read_rule,
-                                  'owners', to_jsonb(o.owners), 'assignees', to_jsonb(o.assignees),
-                                  'record', jsonb_build_object('id', o.id),
-                                  -- The cells as they were, so that a subscription
-                                  -- filter matches a delete on the record's last
-                                  -- values (package stream, Event.Old).
-                                  'old_cells', o.cells, 'fields', c.field_names)
-        FROM pgcast_old_records o
-        CROSS JOIN LATERAL (SELECT c.id, c.environment_id, c.name, c.read_rule, c.field_names
-                            FROM pgcast.object_classes c WHERE c.id = o.object_class_id OFFSET 0) c
-        UNION ALL
-        SELECT 'records_count_changed', counts.environment_id, counts.id, NULL::bigint,
-               jsonb_build_object('class', counts.name, 'read', counts.read_rule, 'delta', counts.n)
-        FROM counts
-    ) e;
+    SELECT 'record_deleted', c.environment_id, c.id, o.id,
+           jsonb_build_object('class', c.name, 'read', c.read_rule,
+                              'owners', to_jsonb(o.owners), 'assignees', to_jsonb(o.assignees),
+                              'record', jsonb_build_object('id', o.id),
+                              -- The cells as they were, so that a subscription
+                              -- filter matches a delete on the record's last
+                              -- values (package stream, Event.Old).
+                              'old_cells', o.cells, 'fields', c.field_names)
+    FROM pgcast_old_records o
+    CROSS JOIN LATERAL (SELECT c.id, c.environment_id, c.name, c.read_rule, c.field_names
+                        FROM pgcast.object_classes c WHERE c.id = o.object_class_id OFFSET 0) c;
     IF FOUND THEN
         PERFORM pgcast.ring();
     END IF;
@@ -525,6 +494,37 @@ CREATE TRIGGER pgcast_capture_delete
     AFTER DELETE ON pgcast.object_records
     REFERENCING OLD TABLE AS pgcast_old_records
     FOR EACH STATEMENT EXECUTE FUNCTION pgcast.capture_object_records_delete();
+
+-- TRUNCATE has no transition table: BEFORE it, while the rows are still
+-- there (and, under its ACCESS EXCLUSIVE lock, no other transaction's
+-- uncommitted ones), record_deleted per record as for DELETE, so that
+-- subscribers see the records go and the counts derived from the log stay
+-- exact, at the cost of reading the table (as DELETE would). Also when
+-- object_records is truncated by a TRUNCATE ... CASCADE of another table.
+CREATE OR REPLACE FUNCTION pgcast.capture_object_records_truncate() RETURNS trigger
+LANGUAGE plpgsql SECURITY INVOKER AS $$
+BEGIN
+    INSERT INTO pgcast.events (kind, environment_id, object_class_id, object_record_id, data)
+    SELECT 'record_deleted', c.environment_id, c.id, o.id,
+           jsonb_build_object('class', c.name, 'read', c.read_rule,
+                              'owners', to_jsonb(o.owners), 'assignees', to_jsonb(o.assignees),
+                              'record', jsonb_build_object('id', o.id),
+                              'old_cells', o.cells, 'fields', c.field_names)
+    FROM pgcast.object_records o
+    CROSS JOIN LATERAL (SELECT c.id, c.environment_id, c.name, c.read_rule, c.field_names
+                        FROM pgcast.object_classes c WHERE c.id = o.object_class_id OFFSET 0) c
+    ORDER BY o.id;
+    IF FOUND THEN
+        PERFORM pgcast.ring();
+    END IF;
+    RETURN NULL;
+END
+$$;
+
+DROP TRIGGER IF EXISTS pgcast_capture_truncate ON pgcast.object_records;
+CREATE TRIGGER pgcast_capture_truncate
+    BEFORE TRUNCATE ON pgcast.object_records
+    FOR EACH STATEMENT EXECUTE FUNCTION pgcast.capture_object_records_truncate();
 
 -------------------------------------------------------------------------------
 -- Object record documents
