@@ -6,10 +6,9 @@
 -- AFTER INSERT / UPDATE / DELETE with transition tables, and BEFORE TRUNCATE.
 -- They call the functions below with the watch id as argument and append
 -- the same entry kinds as pgcast's own records (record_created,
--- record_updated, record_deleted, record_owner_added / _removed,
--- records_count_changed), so the reader, the hub and both WebSocket APIs
--- serve them unchanged. Their data differs in one way: it carries the
--- record itself ("record": the streamed columns as to_jsonb shows them, plus
+-- record_updated, record_deleted, record_owner_added / _removed), so the
+-- reader, the hub and both WebSocket APIs serve them unchanged. Their data
+-- differs in one way: it carries the record itself ("record": the streamed columns as to_jsonb shows them, plus
 -- "id", the primary key), not cells keyed by field id.
 --
 -- The functions are generic: they read the watch's columns by attribute
