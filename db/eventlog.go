@@ -46,7 +46,6 @@ func (s Since) args() []any {
 // entries, has its entries in the xid index already, and every read would
 // otherwise visit them all in the heap only to find them invisible, slowing
 // every other event down for as long as that statement runs.
-
 const (
 	deltaXip       = `ARRAY(SELECT x FROM unnest($2::text[]::xid8[]) x WHERE pg_visible_in_snapshot(x, pg_current_snapshot()))`
 	deltaWhere     = `(xid >= $1::text::xid8 OR xid = ANY (` + deltaXip + `) OR id > $3)`
@@ -82,10 +81,10 @@ type Delta struct {
 // entry to each, in position order.
 //
 // Round trips: one pipelined batch begins the repeatable-read transaction,
-// takes its snapshot, reads the first page, commits and, with d.ClearWaiting, clears the waiting flag. A
-// first page shorter than d.Limit is the whole delta: one round trip. A
-// full one leaves the rest of the delta to DeltaBounds and ReadPage,
-// outside any transaction.
+// takes its snapshot, reads the first page, commits and, with
+// d.ClearWaiting, clears the waiting flag. A first page shorter than
+// d.Limit is the whole delta: one round trip. A full one leaves the delta
+// to DeltaBounds and ReadPage, outside any transaction.
 //
 // The NOTIFY queue's usage (d.Usage) is sampled by the snapshot's
 // statement: no statement or round trip added, and, sampled now and then,

@@ -139,8 +139,7 @@ type Event struct {
 	UserID      string    // owner/assignee events
 	FieldIDs    []int64   // value-changed events: the changed fields, sorted
 	DocumentID  int64     // document events
-	Count       int64     // count events: the class's record count
-	Delta       int64     // count events: the change in count made by the statement
+	Count       int64     // count events: the class's record count (see counts.go)
 	Record      json.RawMessage
 	// Old holds, for an update of a watched table's row, the old values
 	// of the changed columns ({"column": old value}); nil otherwise.
@@ -166,7 +165,6 @@ type entryData struct {
 	UserID       string          `json:"user_id"`
 	FieldIDs     []int64         `json:"field_ids"`
 	DocumentID   int64           `json:"document_id"`
-	Delta        int64           `json:"delta"`
 	Count        *int64          `json:"count"`   // a count entry that sets the count (a watch seeded)
 	Counted      bool            `json:"counted"` // a watched table's record entry whose watch counts
 	RecordID     *int64          `json:"record_id"`
@@ -216,7 +214,6 @@ func (d *entryData) event(en *db.Entry, k Kind) (*Event, error) {
 		UserID:      d.UserID,
 		FieldIDs:    d.FieldIDs,
 		DocumentID:  d.DocumentID,
-		Delta:       d.Delta,
 		Old:         compact(d.Old),
 	}
 	if en.ClassID != nil {

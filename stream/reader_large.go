@@ -20,7 +20,8 @@ import (
 // One short repeatable-read transaction (a pipelined batch, never idle:
 // db.ListenConn.DeltaBounds) takes the read's snapshot S and, in one pass
 // over the delta through the xid index (no sort, no entry decoded), its
-// lowest and highest positions and how it changes each class's count. The pages (db.ListenConn.ReadPage) then walk the primary
+// lowest and highest positions and how it changes each class's count (see
+// counts.go). The pages (db.ListenConn.ReadPage) then walk the primary
 // key from the lowest position and take the entries of the delta that S
 // sees (pg_visible_in_snapshot), in position order. Each page's statement
 // has a snapshot newer than S, so it sees every transaction S sees (a

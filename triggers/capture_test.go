@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"reflect"
 	"regexp"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -1186,4 +1187,42 @@ WHERE datname = current_database() AND wait_event_type = 'Lock'`) != 1; {
 	f.exec(`TRUNCATE pgcast.object_class_fields`)
 	want(classID, map[string]string{})
 	want(other, map[string]string{})
+}
+
+// An update of one record that keeps its owners and assignees takes the
+// capture's single-row path; it appends the entry the general statement
+// appends for each record of a larger update.
+func TestSingleRowUpdateMatchesStatementPath(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	classID, fl := f.class("posts", "public", "a", "b")
+	f.withoutCellsCheck()
+	cells := fmt.Sprintf(`{"%d": 1, "%d": "x", "junk": 1}`, fl["a"], fl["b"])
+	ids := []int64{f.record(classID, cells, []string{"o"}, []string{"s"}), f.record(classID, cells, []string{"o"}, []string{"s"}), f.record(classID, cells, []string{"o"}, []string{"s"})}
+	f.exec(`UPDATE pgcast.object_records SET created_at = '2000-01-01', updated_at = '2000-01-01'`)
+	f.skip()
+	set := fmt.Sprintf(`cells = cells - '%d' || '{"%d": 2, "junk": 2, "99": 1}'`, fl["a"], fl["b"])
+	f.exec(`UPDATE pgcast.object_records SET `+set+` WHERE id = $1`, ids[0])
+	f.exec(`UPDATE pgcast.object_records SET `+set+` WHERE id = ANY ($1)`, ids[1:])
+	f.exec(`UPDATE pgcast.object_records SET cells = cells WHERE id = $1`, ids[0]) // no change: nothing
+	rows, err := f.pool.Query(f.ctx, `SELECT kind, (data - 'updated_at')::text FROM pgcast.events WHERE id > $1 ORDER BY id`, f.seen)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (string, error) {
+		var kind, data string
+		err := r.Scan(&kind, &data)
+		return kind + " " + data, err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 3 || got[0] != got[1] || got[1] != got[2] {
+		t.Fatalf("entries:\n%s", strings.Join(got, "\n"))
+	}
+	ids3 := []int64{fl["a"], fl["b"], 99}
+	slices.Sort(ids3)
+	if want := fmt.Sprintf(`"field_ids": [%d, %d, %d]`, ids3[0], ids3[1], ids3[2]); !strings.HasPrefix(got[0], "record_updated ") || !strings.Contains(got[0], want) {
+		t.Fatalf("entry %s, want %s", got[0], want)
+	}
 }

@@ -374,15 +374,69 @@ CREATE TRIGGER pgcast_capture_insert
     REFERENCING NEW TABLE AS pgcast_new_records
     FOR EACH STATEMENT EXECUTE FUNCTION pgcast.capture_object_records_insert();
 
+-- What an update changed in a record's cells: ids, the sorted ids of the
+-- cells added, removed or changed (keys that are not field ids are
+-- ignored; NULL when none), and old, their old values (null where the cell
+-- was absent), so a subscription filter can tell a record leaving it from
+-- one that never matched (package stream, Event.Old). Plain SQL, inlined
+-- into the capture statements.
+CREATE OR REPLACE FUNCTION pgcast.cells_changed(cells jsonb, old_cells jsonb)
+RETURNS TABLE (ids bigint[], old jsonb)
+LANGUAGE sql IMMUTABLE SECURITY INVOKER AS $$
+    SELECT array_agg(k.key::bigint ORDER BY k.key::bigint),
+           jsonb_object_agg(k.key, COALESCE(old_cells -> k.key, 'null'::jsonb))
+    FROM (
+        SELECT ne.key FROM jsonb_each(cells) ne
+        WHERE (old_cells -> ne.key) IS DISTINCT FROM ne.value
+        UNION ALL
+        SELECT ok.key FROM jsonb_object_keys(old_cells) ok(key)
+        WHERE NOT cells ? ok.key
+    ) k
+    WHERE k.key ~ '^[0-9]{1,18}$'
+$$;
+
 -- Per updated record, in this order: record_updated when cells changed
--- (field_ids: sorted ids of the cells added, removed or changed; keys that
--- are not field ids are ignored), record_owner_added / record_owner_removed /
--- record_assignee_added / record_assignee_removed per user (arrays after the
--- change for *_added and record_updated, before it for *_removed). Rows whose
--- cells, owners and assignees are all unchanged cost one comparison.
+-- (field_ids and old_cells: see pgcast.cells_changed), record_owner_added /
+-- record_owner_removed / record_assignee_added / record_assignee_removed per
+-- user (arrays after the change for *_added and record_updated, before it
+-- for *_removed). Rows whose cells, owners and assignees are all unchanged
+-- cost one comparison.
+--
+-- A statement that updates one record without changing its owners or
+-- assignees (what an application does most) takes a shorter path to the
+-- same record_updated entry: the pair is read and compared in plpgsql and
+-- the entry appended by a short statement. The general statement pairs old
+-- and new rows with a window over their union and initialises some 40 plan
+-- nodes on every call, most of an update's capture cost (BENCHMARKS.md,
+-- "Counts derived from the log").
 CREATE OR REPLACE FUNCTION pgcast.capture_object_records_update() RETURNS trigger
 LANGUAGE plpgsql SECURITY INVOKER AS $$
+DECLARE
+    old_row pgcast.object_records;
+    new_row pgcast.object_records;
 BEGIN
+    IF (SELECT count(*) FROM pgcast_new_records) = 1 THEN
+        SELECT * INTO old_row FROM pgcast_old_records;
+        SELECT * INTO new_row FROM pgcast_new_records;
+        IF old_row.id = new_row.id AND old_row.owners IS NOT DISTINCT FROM new_row.owners AND old_row.assignees IS NOT DISTINCT FROM new_row.assignees THEN
+            IF old_row.cells IS NOT DISTINCT FROM new_row.cells THEN
+                RETURN NULL;
+            END IF;
+            INSERT INTO pgcast.events (kind, environment_id, object_class_id, object_record_id, data)
+            SELECT 'record_updated', c.environment_id, c.id, new_row.id,
+                   jsonb_build_object('class', c.name, 'read', c.read_rule,
+                                      'owners', to_jsonb(new_row.owners), 'assignees', to_jsonb(new_row.assignees),
+                                      'field_ids', ch.ids, 'old_cells', ch.old,
+                                      'cells', new_row.cells, 'fields', c.field_names,
+                                      'created_at', new_row.created_at AT TIME ZONE 'UTC', 'updated_at', new_row.updated_at AT TIME ZONE 'UTC')
+            FROM pgcast.object_classes c, pgcast.cells_changed(new_row.cells, old_row.cells) ch
+            WHERE c.id = new_row.object_class_id AND ch.ids IS NOT NULL;
+            IF FOUND THEN
+                PERFORM pgcast.ring();
+            END IF;
+            RETURN NULL;
+        END IF;
+    END IF;
     INSERT INTO pgcast.events (kind, environment_id, object_class_id, object_record_id, data)
     SELECT e.kind, c.environment_id, c.id, d.id,
            jsonb_build_object('class', c.name, 'read', c.read_rule,
@@ -418,21 +472,7 @@ BEGIN
                    'field_ids', ch.ids, 'old_cells', ch.old,
                    'cells', d.cells, 'fields', c.field_names,
                    'created_at', d.created_at AT TIME ZONE 'UTC', 'updated_at', d.updated_at AT TIME ZONE 'UTC') AS extra
-        FROM (
-            -- old: the changed cells' old values (null where the cell was
-            -- absent), so a subscription filter can tell a record leaving
-            -- it from one that never matched (package stream, Event.Old).
-            SELECT array_agg(k.key::bigint ORDER BY k.key::bigint) AS ids,
-                   jsonb_object_agg(k.key, COALESCE(d.old_cells -> k.key, 'null'::jsonb)) AS old
-            FROM (
-                SELECT ne.key FROM jsonb_each(d.cells) ne
-                WHERE (d.old_cells -> ne.key) IS DISTINCT FROM ne.value
-                UNION ALL
-                SELECT ok.key FROM jsonb_object_keys(d.old_cells) ok(key)
-                WHERE NOT d.cells ? ok.key
-            ) k
-            WHERE k.key ~ '^[0-9]{1,18}$'
-        ) ch
+        FROM pgcast.cells_changed(d.cells, d.old_cells) ch
         WHERE d.cells IS DISTINCT FROM d.old_cells AND ch.ids IS NOT NULL
         UNION ALL
         SELECT 'record_owner_added', d.owners, d.assignees, jsonb_build_object('user_id', u.u)
