@@ -45,8 +45,4 @@ type Entry struct {
 	RecordID    *int64
 	TaskID      *int64
 	Data        []byte // pgcast.events.data, JSON (see package triggers)
-	// Count is a count entry's class count in the read's snapshot, when
-	// the read computed it (HasCount): see ListenConn.ReadDelta.
-	Count    int64
-	HasCount bool
 }

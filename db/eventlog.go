@@ -6,7 +6,6 @@ import (
 	"strconv"
 
 	"github.com/jackc/pgx/v5"
-	"github.com/jackc/pgx/v5/pgtype"
 )
 
 // The event log's delta reads, on the reader's ListenConn. Which entries a
@@ -47,40 +46,19 @@ func (s Since) args() []any {
 // entries, has its entries in the xid index already, and every read would
 // otherwise visit them all in the heap only to find them invisible, slowing
 // every other event down for as long as that statement runs.
-//
-// The last column is a count event's class count in the read's snapshot,
-// for classes not among $4, whose counts the batch reads up front: the
-// classes of the count events of the last read that had any, likely those
-// of this one while writes keep coming (one query for the usual few classes
-// rather than a sum per count event), and never more than the last writes
-// touched.
 const (
 	deltaXip       = `ARRAY(SELECT x FROM unnest($2::text[]::xid8[]) x WHERE pg_visible_in_snapshot(x, pg_current_snapshot()))`
 	deltaWhere     = `(xid >= $1::text::xid8 OR xid = ANY (` + deltaXip + `) OR id > $3)`
-	deltaFirstPage = `SELECT id, xid::text, created_at, kind, environment_id, object_class_id, object_record_id, task_id, data::text,
-  CASE WHEN kind = 'records_count_changed' AND object_class_id <> ALL ($4::bigint[])
-    THEN (SELECT coalesce(sum(c.n), 0)::bigint FROM pgcast.object_class_counts c WHERE c.object_class_id = e.object_class_id) END
+	deltaFirstPage = `SELECT id, xid::text, created_at, kind, environment_id, object_class_id, object_record_id, task_id, data::text
 FROM pgcast.events e
 WHERE ` + deltaWhere + `
 ORDER BY id + 0
-LIMIT $5`
+LIMIT $4`
 )
-
-const countsQuery = `SELECT object_class_id, sum(n)::bigint FROM pgcast.object_class_counts WHERE object_class_id = ANY ($1) GROUP BY 1`
-
-// StartingPoint returns the snapshot a reader starts from
-// (pg_current_snapshot()::text) and the log's highest position then.
-func (c *ListenConn) StartingPoint(ctx context.Context) (snapshot string, maxPos int64, err error) {
-	err = c.conn.QueryRow(ctx, `SELECT pg_current_snapshot()::text, coalesce((SELECT max(id) FROM pgcast.events), 0)`).Scan(&snapshot, &maxPos)
-	return snapshot, maxPos, err
-}
 
 // DeltaRead describes a read of the first page of a delta.
 type DeltaRead struct {
 	Since Since
-	// Recent are classes whose counts the batch reads up front (into
-	// Delta.Counts); the first page computes the counts of the others.
-	Recent []int64
 	// Limit is the page's size.
 	Limit int
 	// Usage also samples the NOTIFY queue's usage (Delta.Usage).
@@ -92,40 +70,34 @@ type DeltaRead struct {
 
 // Delta is what ReadDelta returns besides the entries.
 type Delta struct {
-	Snapshot string          // the read's snapshot, pg_current_snapshot()::text
-	Counts   map[int64]int64 // class counts of DeltaRead.Recent, in the snapshot
-	Usage    float64         // pg_notification_queue_usage(), when asked
-	Rows     int             // rows fetched, decodable or not
-	Last     int64           // the position of the last row fetched
-	Cleared  bool            // the waiting flag was cleared
+	Snapshot string  // the read's snapshot, pg_current_snapshot()::text
+	Usage    float64 // pg_notification_queue_usage(), when asked
+	Rows     int     // rows fetched, decodable or not
+	Last     int64   // the position of the last row fetched
+	Cleared  bool    // the waiting flag was cleared
 }
 
 // ReadDelta reads the first page of the delta described by d, handing each
 // entry to each, in position order.
 //
 // Round trips: one pipelined batch begins the repeatable-read transaction,
-// takes its snapshot, reads the counts of the classes d.Recent, reads the
-// first page, commits and, with d.ClearWaiting, clears the waiting flag. A
-// first page shorter than d.Limit is the whole delta: one round trip. A
-// full one leaves the rest of the delta to DeltaBounds and ReadPage,
-// outside any transaction.
+// takes its snapshot, reads the first page, commits and, with
+// d.ClearWaiting, clears the waiting flag. A first page shorter than
+// d.Limit is the whole delta: one round trip. A full one leaves the delta
+// to DeltaBounds and ReadPage, outside any transaction.
 //
 // The NOTIFY queue's usage (d.Usage) is sampled by the snapshot's
 // statement: no statement or round trip added, and, sampled now and then,
 // none of the cluster-wide locking of pg_notification_queue_usage() on
 // every read.
 func (c *ListenConn) ReadDelta(ctx context.Context, d DeltaRead, each func(*Entry)) (Delta, error) {
-	recent := d.Recent
-	if recent == nil {
-		recent = []int64{} // an empty array: nil would be NULL, and x <> ALL (NULL) is NULL
-	}
 	var out Delta
 	var usage *float64
 	if d.Usage {
 		usage = &out.Usage
 	}
-	br, snap, counts, err := c.sendRead(ctx, recent, usage, func(b *pgx.Batch) {
-		b.Queue(deltaFirstPage, append(d.Since.args(), recent, d.Limit)...)
+	br, snap, err := c.sendRead(ctx, usage, func(b *pgx.Batch) {
+		b.Queue(deltaFirstPage, append(d.Since.args(), d.Limit)...)
 		b.Queue(`COMMIT`)
 		if d.ClearWaiting {
 			// In its own transaction: the read-only one cannot write.
@@ -136,7 +108,7 @@ func (c *ListenConn) ReadDelta(ctx context.Context, d DeltaRead, each func(*Entr
 		return out, err
 	}
 	defer br.Close()
-	out.Snapshot, out.Counts = snap, counts
+	out.Snapshot = snap
 	rows, err := br.Query()
 	if err != nil {
 		return out, fmt.Errorf("read delta: %w", err)
@@ -157,10 +129,10 @@ func (c *ListenConn) ReadDelta(ctx context.Context, d DeltaRead, each func(*Entr
 }
 
 // sendRead sends a read's batch: a repeatable-read transaction, its snapshot
-// (and, when usage is not nil, the NOTIFY queue's usage into it), for the
-// classes recent their counts, then what queue adds. It reads the snapshot
-// and the counts; the caller reads the rest of br and closes it.
-func (c *ListenConn) sendRead(ctx context.Context, recent []int64, usage *float64, queue func(*pgx.Batch)) (br pgx.BatchResults, snap string, counts map[int64]int64, err error) {
+// (and, when usage is not nil, the NOTIFY queue's usage into it), then what
+// queue adds. It reads the snapshot; the caller reads the rest of br and
+// closes it.
+func (c *ListenConn) sendRead(ctx context.Context, usage *float64, queue func(*pgx.Batch)) (br pgx.BatchResults, snap string, err error) {
 	b := &pgx.Batch{}
 	b.Queue(`BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY`)
 	dest := []any{&snap}
@@ -170,33 +142,17 @@ func (c *ListenConn) sendRead(ctx context.Context, recent []int64, usage *float6
 	} else {
 		b.Queue(`SELECT pg_current_snapshot()::text`)
 	}
-	if len(recent) > 0 {
-		b.Queue(countsQuery, recent)
-	}
 	queue(b)
 	br = c.conn.SendBatch(ctx, b)
-	counts = make(map[int64]int64, len(recent))
-	if err := func() error {
-		if _, err := br.Exec(); err != nil {
-			return fmt.Errorf("begin read: %w", err)
-		}
-		if err := br.QueryRow().Scan(dest...); err != nil {
-			return fmt.Errorf("take snapshot: %w", err)
-		}
-		if len(recent) == 0 {
-			return nil
-		}
-		rows, _ := br.Query()
-		var id, n int64
-		if _, err := pgx.ForEachRow(rows, []any{&id, &n}, func() error { counts[id] = n; return nil }); err != nil {
-			return fmt.Errorf("read counts: %w", err)
-		}
-		return nil
-	}(); err != nil {
+	if _, err := br.Exec(); err != nil {
 		_ = br.Close()
-		return nil, "", nil, err
+		return nil, "", fmt.Errorf("begin read: %w", err)
 	}
-	return br, snap, counts, nil
+	if err := br.QueryRow().Scan(dest...); err != nil {
+		_ = br.Close()
+		return nil, "", fmt.Errorf("take snapshot: %w", err)
+	}
+	return br, snap, nil
 }
 
 // scanEntries hands each row of a delta's page to each and returns the
@@ -207,10 +163,9 @@ func scanEntries(rows pgx.Rows, each func(*Entry)) (int, int64, error) {
 	var last int64
 	var en Entry
 	var xid string
-	var count pgtype.Int8
 	for rows.Next() {
 		raw++
-		if err := rows.Scan(&en.ID, &xid, &en.CreatedAt, &en.Kind, &en.Environment, &en.ClassID, &en.RecordID, &en.TaskID, &en.Data, &count); err != nil {
+		if err := rows.Scan(&en.ID, &xid, &en.CreatedAt, &en.Kind, &en.Environment, &en.ClassID, &en.RecordID, &en.TaskID, &en.Data); err != nil {
 			return 0, 0, fmt.Errorf("scan entry: %w", err)
 		}
 		last = en.ID
@@ -218,7 +173,7 @@ func scanEntries(rows pgx.Rows, each func(*Entry)) (int, int64, error) {
 		if err != nil {
 			return 0, 0, fmt.Errorf("entry %d: xid %q: %w", en.ID, xid, err)
 		}
-		en.Xid, en.Count, en.HasCount = x, count.Int64, count.Valid
+		en.Xid = x
 		each(&en)
 	}
 	if err := rows.Err(); err != nil {

@@ -15,8 +15,8 @@ import (
 // entries of the delta that S sees, a stretch of positions at a time.
 //
 // deltaBounds takes, in one pass over the delta through the xid index (no
-// sort, no entry decoded), its lowest and highest positions and the counts,
-// in S, of the classes of its count events. deltaPage walks the primary key
+// sort, no entry decoded), its lowest and highest positions and how it
+// changes each class's count (see countChanges). deltaPage walks the primary key
 // over a stretch of positions ($4, $5] and takes the entries of the delta
 // that S ($6) sees (pg_visible_in_snapshot), in position order. Each page's
 // statement has a snapshot newer than S, so it sees every transaction S
@@ -25,16 +25,10 @@ import (
 // pages together read exactly the delta as of S, as one transaction would
 // have.
 const (
-	deltaBounds = `WITH d AS (
-  SELECT min(id) AS lo, max(id) AS hi,
-    array_agg(DISTINCT object_class_id) FILTER (WHERE kind = 'records_count_changed') AS classes
-  FROM pgcast.events e
-  WHERE ` + deltaWhere + `)
-SELECT d.lo, d.hi, c.object_class_id, c.n
-FROM d LEFT JOIN LATERAL (
-  SELECT object_class_id, sum(n)::bigint AS n FROM pgcast.object_class_counts
-  WHERE object_class_id = ANY (d.classes) GROUP BY 1) c ON true`
-	deltaPage = `SELECT id, xid::text, created_at, kind, environment_id, object_class_id, object_record_id, task_id, data::text, NULL::bigint
+	deltaBounds = `WITH a AS MATERIALIZED (` + deltaClasses + `)
+SELECT (SELECT min(lo) FROM a), (SELECT max(hi) FROM a), k.c, k.set, k.n
+FROM (SELECT) one LEFT JOIN (` + countsOf + `) k ON true`
+	deltaPage = `SELECT id, xid::text, created_at, kind, environment_id, object_class_id, object_record_id, task_id, data::text
 FROM pgcast.events e
 WHERE id > $4 AND id <= $5
   AND (xid >= $1::text::xid8 OR xid = ANY ($2::text[]::xid8[]) OR id > $3)
@@ -50,16 +44,15 @@ type Bounds struct {
 	// it has none (pruned meanwhile).
 	Lo, Hi int64
 	Empty  bool
-	// Counts are the class counts, in S, of the classes of the delta's
-	// count entries.
-	Counts map[int64]int64
+	// Changes are how the delta changes the counts of its classes.
+	Changes map[int64]CountChange
 }
 
 // DeltaBounds takes a large read's snapshot and the bounds of the delta
 // since s, in one pipelined batch ending in COMMIT.
 func (c *ListenConn) DeltaBounds(ctx context.Context, s Since) (Bounds, error) {
-	out := Bounds{Counts: map[int64]int64{}}
-	br, snap, _, err := c.sendRead(ctx, nil, nil, func(b *pgx.Batch) {
+	out := Bounds{Changes: map[int64]CountChange{}}
+	br, snap, err := c.sendRead(ctx, nil, func(b *pgx.Batch) {
 		b.Queue(deltaBounds, s.args()...)
 		b.Queue(`COMMIT`)
 	})
@@ -70,9 +63,10 @@ func (c *ListenConn) DeltaBounds(ctx context.Context, s Since) (Bounds, error) {
 	out.Snapshot = snap
 	rows, _ := br.Query()
 	var lo, hi, class, n pgtype.Int8
-	if _, err := pgx.ForEachRow(rows, []any{&lo, &hi, &class, &n}, func() error {
+	var set pgtype.Bool
+	if _, err := pgx.ForEachRow(rows, []any{&lo, &hi, &class, &set, &n}, func() error {
 		if class.Valid {
-			out.Counts[class.Int64] = n.Int64
+			out.Changes[class.Int64] = CountChange{Set: set.Bool, N: n.Int64}
 		}
 		return nil
 	}); err != nil {

@@ -23,12 +23,19 @@ type PruneOptions struct {
 }
 
 // Prune runs one pruning round in one transaction, unless another node
-// holds the pruning lock (then it does nothing): it folds the count shards
-// of exited backends, drops the listener rows of gone readers, records a
-// mark (the log's last position, o.Now) and deletes, in batches, the
-// entries at or below the newest mark older than the retention, recording
-// that horizon in pgcast.event_log.pruned_through. The log is never
-// scanned by time. It returns how many entries it deleted.
+// holds the pruning lock (then it does nothing): it advances the count
+// checkpoint to now (see counts.go), drops the listener rows of gone
+// readers, records a mark (the log's last position, o.Now) and deletes, in
+// batches, the entries at or below the newest mark older than the
+// retention that the checkpoint counts in (so pruning never removes an
+// entry a checkpoint still needs: those of transactions its snapshot did
+// not see stay until a later checkpoint sees them), recording that horizon
+// in pgcast.event_log.pruned_through. The log is never scanned by time. It
+// returns how many entries it deleted.
+//
+// The checkpoint and the deletes commit together: a reader's snapshot sees
+// both or neither, so the checkpoint it starts from always has the entries
+// after it.
 func Prune(ctx context.Context, pool *Pool, o PruneOptions) (int64, error) {
 	var deleted int64
 	err := pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
@@ -39,18 +46,8 @@ func Prune(ctx context.Context, pool *Pool, o PruneOptions) (int64, error) {
 		if !locked {
 			return nil
 		}
-		// Fold the count shards of backends that have exited into shard 0
-		// (see pgcast.object_class_counts). A live backend that reused a
-		// pid and is writing its shard makes the DELETE wait and recheck,
-		// and then keep the row.
-		if _, err := tx.Exec(ctx, `WITH gone AS (
-    DELETE FROM pgcast.object_class_counts c
-    WHERE c.shard <> 0 AND NOT EXISTS (SELECT 1 FROM pg_stat_activity a WHERE a.pid = c.shard)
-    RETURNING c.object_class_id, c.n)
-INSERT INTO pgcast.object_class_counts AS cc (object_class_id, shard, n)
-SELECT object_class_id, 0, sum(n) FROM gone GROUP BY object_class_id
-ON CONFLICT (object_class_id, shard) DO UPDATE SET n = cc.n + EXCLUDED.n`); err != nil {
-			return fmt.Errorf("fold count shards: %w", err)
+		if err := advanceCheckpoint(ctx, tx, o.Now); err != nil {
+			return err
 		}
 		// Drop the listener rows of readers whose backend is gone (a node
 		// that crashed or was killed): a row saying a reader waits makes
@@ -72,7 +69,10 @@ SELECT coalesce(max(id), 0), $1 FROM pgcast.events ON CONFLICT (position) DO NOT
 			return nil
 		}
 		for {
-			tag, err := tx.Exec(ctx, `DELETE FROM pgcast.events WHERE id IN (SELECT id FROM pgcast.events WHERE id <= $1 ORDER BY id LIMIT $2)`, *through, o.BatchSize)
+			tag, err := tx.Exec(ctx, `DELETE FROM pgcast.events WHERE id IN (
+  SELECT id FROM pgcast.events
+  WHERE id <= $1 AND pg_visible_in_snapshot(xid, (SELECT snapshot FROM pgcast.count_checkpoint))
+  ORDER BY id LIMIT $2)`, *through, o.BatchSize)
 			if err != nil {
 				return fmt.Errorf("delete: %w", err)
 			}

@@ -217,18 +217,13 @@ func applyWatch(ctx context.Context, tx pgx.Tx, env int64, def WatchDefinition) 
 			return WatchApplyResult{}, fmt.Errorf("install triggers of watch %q on %s: %w", name, t.quoted, err)
 		}
 	}
-	switch {
-	case reseed:
-		n, err := seedCount(ctx, tx, classID, name, cfg.read, env, t)
+	if reseed {
+		n, err := seedCount(ctx, tx, classID, name, cfg.read, env, t, res.Created)
 		if err != nil {
 			return WatchApplyResult{}, err
 		}
 		if !res.Created {
 			res.Changes = append(res.Changes, fmt.Sprintf("%s: count seeded: %d rows", name, n))
-		}
-	case !cfg.counts && prev != nil && prev.cfg.counts:
-		if _, err := tx.Exec(ctx, `DELETE FROM pgcast.object_class_counts WHERE object_class_id = $1`, classID); err != nil {
-			return WatchApplyResult{}, fmt.Errorf("drop count of watch %q: %w", name, err)
 		}
 	}
 	w, err := getWatch(ctx, tx, env, name)
@@ -293,26 +288,28 @@ func describeChanges(name string, t *table, prev *existingWatch, cfg watchConfig
 	return out
 }
 
-// seedCount sets the watch's count to the table's row count (exact: the
-// caller holds a lock that keeps writers out) and appends a count entry
-// when it changed, so Catalyst count subscribers learn it.
-func seedCount(ctx context.Context, tx pgx.Tx, classID int64, name, read string, env int64, t *table) (int64, error) {
-	var before, n int64
-	err := tx.QueryRow(ctx, `SELECT coalesce(sum(n), 0)::bigint FROM pgcast.object_class_counts WHERE object_class_id = $1`, classID).Scan(&before)
-	if err == nil {
-		_, err = tx.Exec(ctx, `DELETE FROM pgcast.object_class_counts WHERE object_class_id = $1`, classID)
+// seedCount sets the watch's count to the table's row count: it appends a
+// count entry with the count itself ({"count": n}), from which the reader's
+// derived count starts again (see counts.go), and which Catalyst count
+// subscribers receive. Exact: the caller holds a lock that keeps writers
+// out, so every entry of the table's writes lies on one side of it in the
+// order the reader delivers.
+//
+// A watch created on an empty table needs none: its class's
+// collection_created entry starts its count at 0.
+func seedCount(ctx context.Context, tx pgx.Tx, classID int64, name, read string, env int64, t *table, created bool) (int64, error) {
+	var n int64
+	err := tx.QueryRow(ctx, `SELECT count(*) FROM ONLY `+t.quoted).Scan(&n)
+	if err == nil && created && n == 0 {
+		return 0, nil
 	}
 	if err == nil {
-		err = tx.QueryRow(ctx, `INSERT INTO pgcast.object_class_counts (object_class_id, shard, n)
-			SELECT $1, 0, count(*) FROM ONLY `+t.quoted+` RETURNING n`, classID).Scan(&n)
-	}
-	if err == nil && n != before {
 		_, err = tx.Exec(ctx, `INSERT INTO pgcast.events (kind, environment_id, object_class_id, data)
-			VALUES ('records_count_changed', $1, $2, jsonb_build_object('class', $3::text, 'read', $4::text, 'delta', $5::bigint))`,
-			env, classID, name, read, n-before)
-		if err == nil {
-			_, err = tx.Exec(ctx, `SELECT pgcast.ring()`)
-		}
+			VALUES ('records_count_changed', $1, $2, jsonb_build_object('class', $3::text, 'read', $4::text, 'count', $5::bigint))`,
+			env, classID, name, read, n)
+	}
+	if err == nil {
+		_, err = tx.Exec(ctx, `SELECT pgcast.ring()`)
 	}
 	if err != nil {
 		return 0, fmt.Errorf("seed count of watch %q: %w", name, err)

@@ -42,7 +42,11 @@
 // re-reads until the transactions running then have ended; a lost doorbell
 // costs at most PollInterval.
 //
-// Counts: a count entry carries its statement's delta. The count delivered
-// is the class's count (the sum of its shards) in the reader's snapshot: the
-// exact count after every change read so far. Counts are state, not history.
+// Counts: writers keep no count. The Reader derives every class's record
+// count from the log (each record_created +1, each record_deleted -1),
+// starting from a checkpoint the Pruner advances, and makes the count events
+// itself: after a run of one transaction's record entries, the count of each
+// class the run changed, as of the read's snapshot: the exact count after
+// every change read so far (see counts.go and docs/design.md, "Counts").
+// Counts are state, not history.
 package stream

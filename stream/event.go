@@ -139,8 +139,7 @@ type Event struct {
 	UserID      string    // owner/assignee events
 	FieldIDs    []int64   // value-changed events: the changed fields, sorted
 	DocumentID  int64     // document events
-	Count       int64     // count events: the class's record count
-	Delta       int64     // count events: the change in count made by the statement
+	Count       int64     // count events: the class's record count (see counts.go)
 	Record      json.RawMessage
 	// Old holds, for an update of a watched table's row, the old values
 	// of the changed columns ({"column": old value}); nil otherwise.
@@ -166,7 +165,8 @@ type entryData struct {
 	UserID       string          `json:"user_id"`
 	FieldIDs     []int64         `json:"field_ids"`
 	DocumentID   int64           `json:"document_id"`
-	Delta        int64           `json:"delta"`
+	Count        *int64          `json:"count"`   // a count entry that sets the count (a watch seeded)
+	Counted      bool            `json:"counted"` // a watched table's record entry whose watch counts
 	RecordID     *int64          `json:"record_id"`
 	recordFields                 // the record, or what it is built from
 	Old          json.RawMessage `json:"old"`       // watched tables: {column: old value}
@@ -180,14 +180,29 @@ type entryData struct {
 // decode turns a raw entry into an Event. It fails on an unknown kind or
 // malformed data, which would mean triggers and binary disagree.
 func decode(en *db.Entry) (*Event, error) {
+	ev, _, err := decodeEntry(en)
+	return ev, err
+}
+
+// decodeEntry is decode, and what the entry does to its class's count.
+func decodeEntry(en *db.Entry) (*Event, entryCount, error) {
 	k, ok := kindsByEntry[en.Kind]
 	if !ok {
-		return nil, fmt.Errorf("entry %d: unknown kind %q", en.ID, en.Kind)
+		return nil, entryCount{}, fmt.Errorf("entry %d: unknown kind %q", en.ID, en.Kind)
 	}
 	var d entryData
 	if err := json.Unmarshal(en.Data, &d); err != nil {
-		return nil, fmt.Errorf("entry %d (%s): decode data: %w", en.ID, en.Kind, err)
+		return nil, entryCount{}, fmt.Errorf("entry %d (%s): decode data: %w", en.ID, en.Kind, err)
 	}
+	ev, err := d.event(en, k)
+	if err != nil {
+		return nil, entryCount{}, err
+	}
+	return ev, countOf(k, &d), nil
+}
+
+// event builds the Event of entry en of kind k whose data is d.
+func (d *entryData) event(en *db.Entry, k Kind) (*Event, error) {
 	ev := &Event{
 		Position:    en.ID,
 		Kind:        k,
@@ -199,7 +214,6 @@ func decode(en *db.Entry) (*Event, error) {
 		UserID:      d.UserID,
 		FieldIDs:    d.FieldIDs,
 		DocumentID:  d.DocumentID,
-		Delta:       d.Delta,
 		Old:         compact(d.Old),
 	}
 	if en.ClassID != nil {

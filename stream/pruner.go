@@ -48,7 +48,11 @@ func (c PrunerConfig) withDefaults() PrunerConfig {
 // Pruner deletes log entries older than the retention. Each round it records
 // a mark (current last position, now); entries at or below the newest mark
 // older than the retention are deleted, in batches, by whichever node holds
-// the advisory lock. The log is never scanned by time.
+// the advisory lock. The log is never scanned by time. The same round, under
+// the same lock, advances the record counts' checkpoint to the round's
+// snapshot, and deletes only entries that checkpoint counts in, so that a
+// reader starting later finds every entry it needs after the checkpoint (see
+// db.Prune and docs/design.md, "Counts").
 type Pruner struct {
 	startstop.Base // Start once, Stop, Started, Stopped
 	cfg            PrunerConfig

@@ -1,7 +1,6 @@
 package stream_test
 
 import (
-	"context"
 	"testing"
 	"time"
 
@@ -52,62 +51,6 @@ func TestPrunerKeepsRetention(t *testing.T) {
 	}
 	if n != 20 || left != 10 || oldest != 21 || through != maxGone {
 		t.Fatalf("deleted %d, left %d (oldest seq %d), pruned_through %d (want %d)", n, left, oldest, through, maxGone)
-	}
-}
-
-// Count shards of backends that have exited are folded into shard 0; the
-// sum, which is the count, does not change, and live backends keep theirs.
-func TestPrunerFoldsCountShards(t *testing.T) {
-	t.Parallel()
-	pool, url := pgtest.NewPool(t)
-	ctx := t.Context()
-	var class int64
-	if err := pool.QueryRow(ctx, `INSERT INTO pgcast.object_classes (name) VALUES ('c') RETURNING id`).Scan(&class); err != nil {
-		t.Fatal(err)
-	}
-	for range 3 { // three backends that come and go
-		conn, err := pgx.Connect(ctx, url)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if _, err := conn.Exec(ctx, `INSERT INTO pgcast.object_records (object_class_id) SELECT $1 FROM generate_series(1, 5)`, class); err != nil {
-			t.Fatal(err)
-		}
-		conn.Close(context.Background())
-	}
-	live, err := pgx.Connect(ctx, url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer live.Close(context.Background())
-	if _, err := live.Exec(ctx, `INSERT INTO pgcast.object_records (object_class_id) VALUES ($1), ($1)`, class); err != nil {
-		t.Fatal(err)
-	}
-	p, err := stream.NewPruner(stream.PrunerConfig{Pool: pool})
-	if err != nil {
-		t.Fatal(err)
-	}
-	// A closed connection's backend may take a moment to leave
-	// pg_stat_activity: prune until the dead shards are folded.
-	deadline := time.Now().Add(20 * time.Second)
-	for {
-		if _, err := p.Prune(ctx, time.Now()); err != nil {
-			t.Fatal(err)
-		}
-		var shards, sum, base int64
-		if err := pool.QueryRow(ctx, `SELECT count(*), sum(n), coalesce(sum(n) FILTER (WHERE shard = 0), 0) FROM pgcast.object_class_counts WHERE object_class_id = $1`, class).Scan(&shards, &sum, &base); err != nil {
-			t.Fatal(err)
-		}
-		if sum != 17 {
-			t.Fatalf("count %d, want 17", sum)
-		}
-		if shards == 2 && base == 15 {
-			return // shard 0 and the live backend's
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%d shards, %d in shard 0", shards, base)
-		}
-		time.Sleep(20 * time.Millisecond) // backends leave pg_stat_activity asynchronously
 	}
 }
 

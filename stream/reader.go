@@ -154,10 +154,12 @@ type Reader struct {
 	busy        bool
 	windowStart time.Time
 	windowTxs   int
-	// recent are the classes of the count events of the last read that had
-	// any, whose counts the next read fetches up front; next collects them
-	// during a read (at most maxRecentClasses).
-	recent, next []int64
+	// counts are every class's record count as of prev (see counts.go);
+	// pending are the classes whose changes were handed over without
+	// their count event yet, in a run of steps of transaction runXid.
+	counts  map[int64]int64
+	pending []pendingCount
+	runXid  uint64
 	// usageAt is when a read last sampled the NOTIFY queue's usage into
 	// usage (see readDelta).
 	usageAt time.Time

@@ -20,8 +20,8 @@ import (
 // One short repeatable-read transaction (a pipelined batch, never idle:
 // db.ListenConn.DeltaBounds) takes the read's snapshot S and, in one pass
 // over the delta through the xid index (no sort, no entry decoded), its
-// lowest and highest positions and the counts, in S, of the classes of its
-// count events. The pages (db.ListenConn.ReadPage) then walk the primary
+// lowest and highest positions and how it changes each class's count (see
+// counts.go). The pages (db.ListenConn.ReadPage) then walk the primary
 // key from the lowest position and take the entries of the delta that S
 // sees (pg_visible_in_snapshot), in position order. Each page's statement
 // has a snapshot newer than S, so it sees every transaction S sees (a
@@ -41,10 +41,11 @@ import (
 const pageSpan = 32
 
 // readLarge reads a delta larger than a page (see above), with a snapshot
-// of its own, newer than the first page's: it also takes what committed in
-// between, and what the first page handed over is skipped, as after an
-// interrupted read. It returns how many entries it handed over and its
-// snapshot.
+// of its own, newer than the first page's (which was not handed over): it
+// also takes what committed in between. The counts as of its snapshot come
+// with the bounds, before any page is handed over, so that its count events
+// carry them (see counts.go). It returns how many events it handed over and
+// its snapshot.
 func (r *Reader) readLarge(ctx context.Context, conn *db.ListenConn, txs *int) (int, snapshot, error) {
 	since := r.since()
 	qctx, cancel := r.bounded(ctx)
@@ -58,7 +59,9 @@ func (r *Reader) readLarge(ctx context.Context, conn *db.ListenConn, txs *int) (
 		return 0, snapshot{}, err
 	}
 	r.progressed()
+	final := r.countsFromChanges(b.Changes)
 	if b.Empty {
+		r.announce(final)
 		return 0, snap, nil // nothing left: pruned meanwhile
 	}
 	pr := db.PageRead{Since: since, Snapshot: b.Snapshot, Limit: r.cfg.PageSize}
@@ -80,7 +83,7 @@ func (r *Reader) readLarge(ctx context.Context, conn *db.ListenConn, txs *int) (
 			r.interrupted(snap, lastID)
 			return 0, snapshot{}, err
 		}
-		n, l := r.handOver(page, b.Counts, txs)
+		n, l := r.handOver(page, final, false, txs)
 		total += n
 		if len(page) > 0 {
 			lastID = l
@@ -92,6 +95,7 @@ func (r *Reader) readLarge(ctx context.Context, conn *db.ListenConn, txs *int) (
 			last = lastRaw
 		}
 	}
+	r.announce(final)
 	return total, snap, nil
 }
 

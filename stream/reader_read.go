@@ -9,14 +9,15 @@ import (
 )
 
 // readDelta reads and hands over every entry committed since the previous
-// read, and returns how many.
+// read, and returns how many events it handed over.
 //
 // Round trips (see db.ListenConn.ReadDelta): one pipelined batch reads the
-// snapshot, the counts of the classes of the previous read and the first
-// page, and, when the reader stops waiting for the doorbell, clears its
-// flag. A first page shorter than PageSize is the whole delta: one round
-// trip. A full one is handed over and the rest of the delta is read a page
-// per statement (readLarge), outside any transaction.
+// snapshot and the first page, and, when the reader stops waiting for the
+// doorbell, clears its flag. A first page shorter than PageSize is the
+// whole delta: one round trip, and the counts as of the read come from the
+// page itself (see counts.go). A full one is not handed over: the delta is
+// read again by readLarge, whose bounds give the counts as of its own
+// snapshot, a page per statement, outside any transaction.
 //
 // At most once per PingInterval the read also samples the NOTIFY queue's
 // usage (the read is the ping).
@@ -24,12 +25,10 @@ func (r *Reader) readDelta(ctx context.Context, conn *db.ListenConn) (int, error
 	started := time.Now()
 	read := db.DeltaRead{
 		Since:        r.since(),
-		Recent:       r.recent,
 		Limit:        r.cfg.PageSize,
 		Usage:        r.usageAt.IsZero() || started.Sub(r.usageAt) >= r.cfg.PingInterval,
 		ClearWaiting: r.waiting && r.busy,
 	}
-	r.next = r.next[:0]
 	pb := r.newPage()
 	qctx, cancel := r.bounded(ctx)
 	d, err := conn.ReadDelta(qctx, read, pb.add)
@@ -51,21 +50,20 @@ func (r *Reader) readDelta(ctx context.Context, conn *db.ListenConn) (int, error
 	if err != nil {
 		return 0, err
 	}
-	var txs int
-	total, lastID := r.handOver(pb.page, d.Counts, &txs)
-	r.progressed()
+	var txs, total int
 	if d.Rows >= r.cfg.PageSize {
-		r.interrupted(snap, lastID)
 		n, large, err := r.readLarge(ctx, conn, &txs)
 		if err != nil {
 			return 0, err
 		}
-		total, snap = total+n, large
+		total, snap = n, large
+	} else {
+		final := r.countsFromPage(pb.page)
+		total, _ = r.handOver(pb.page, final, true, &txs)
+		r.announce(final)
 	}
+	r.progressed()
 	r.prev, r.partials, r.afterRestart = &snap, nil, 0
-	if len(r.next) > 0 { // an idle poll keeps the classes of the last writes
-		r.recent, r.next = r.next, r.recent[:0]
-	}
 	r.eased()
 	r.observe(time.Now(), txs)
 	if total == 0 {
@@ -86,16 +84,17 @@ func (r *Reader) since() db.Since {
 }
 
 // handOver hands a page over (without what interrupted reads already handed
-// over), counts its transactions into txs (as changes of xid from one entry
-// to the next: interleaved transactions count more than once, which only errs
-// towards draining when commits overlap), and returns how many entries it
-// handed over and the page's last position.
-func (r *Reader) handOver(page []pageEntry, counts map[int64]int64, txs *int) (int, int64) {
-	if len(page) == 0 {
-		return 0, 0
+// over, with the count events it calls for: see withCounts; complete: the
+// page ends the read, and the run still open with it), counts its
+// transactions into txs (as changes of xid from one entry to the next:
+// interleaved transactions count more than once, which only errs towards
+// draining when commits overlap), and returns how many events it handed
+// over and the page's last position.
+func (r *Reader) handOver(page []pageEntry, final map[int64]int64, complete bool, txs *int) (int, int64) {
+	events := r.withCounts(r.skipDelivered(page), final)
+	if complete && len(r.pending) > 0 {
+		events = r.flushCounts(events, final)
 	}
-	r.fillCounts(page, counts)
-	events := r.skipDelivered(page)
 	if len(events) > 0 {
 		r.cfg.Handler(events)
 		r.position.Store(events[len(events)-1].Position)
@@ -104,6 +103,9 @@ func (r *Reader) handOver(page []pageEntry, counts map[int64]int64, txs *int) (i
 		}
 		r.metrics.events.Add(float64(len(events)))
 		r.metrics.lag.Set(time.Since(events[len(events)-1].Time).Seconds())
+	}
+	if len(page) == 0 {
+		return len(events), 0
 	}
 	var lastXid uint64
 	for _, p := range page {
@@ -143,9 +145,6 @@ func (r *Reader) observe(now time.Time, txs int) {
 // the commit rate.
 const rateWindow = 100 * time.Millisecond
 
-// maxRecentClasses bounds the classes whose counts a read fetches up front.
-const maxRecentClasses = 64
-
 // interrupted remembers a read that handed over entries up to lastID before
 // failing, so the retry does not hand them over again.
 func (r *Reader) interrupted(snap snapshot, lastID int64) {
@@ -156,8 +155,11 @@ func (r *Reader) interrupted(snap snapshot, lastID int64) {
 
 // skipDelivered drops entries an interrupted read already handed over: those
 // at or below its last position that its snapshot could see.
-func (r *Reader) skipDelivered(page []pageEntry) []*Event {
-	out := make([]*Event, 0, len(page))
+func (r *Reader) skipDelivered(page []pageEntry) []pageEntry {
+	if len(r.partials) == 0 {
+		return page
+	}
+	out := make([]pageEntry, 0, len(page))
 	for _, p := range page {
 		dup := false
 		for _, pt := range r.partials {
@@ -167,7 +169,7 @@ func (r *Reader) skipDelivered(page []pageEntry) []*Event {
 			}
 		}
 		if !dup {
-			out = append(out, p.Event)
+			out = append(out, p)
 		}
 	}
 	return out

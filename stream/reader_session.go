@@ -54,18 +54,20 @@ func (r *Reader) session(ctx context.Context, first chan<- error) (err error) {
 	if r.prev == nil {
 		// The highest position at start stands in for "handed over" until
 		// something is: see afterRestart.
+		// The counts as of the starting snapshot are read with it: the
+		// checkpoint and the log after it (see counts.go).
 		qctx, cancel := r.bounded(ctx)
-		text, maxPos, err := conn.StartingPoint(qctx)
+		sp, err := conn.StartingPoint(qctx)
 		cancel()
 		if err != nil {
 			return fmt.Errorf("take starting snapshot: %w", err)
 		}
-		r.maxPos = maxPos
-		sn, err := parseSnapshot(text)
+		r.maxPos = sp.MaxPos
+		sn, err := parseSnapshot(sp.Snapshot)
 		if err != nil {
 			return err
 		}
-		r.prev = &sn
+		r.prev, r.counts = &sn, sp.Counts
 		r.progressed()
 		if first != nil {
 			first <- nil

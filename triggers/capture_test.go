@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"reflect"
 	"regexp"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -16,6 +17,7 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/pgcast/pgcast/db"
 	"github.com/pgcast/pgcast/internal/pgtest"
 	"github.com/pgcast/pgcast/stream"
 	"github.com/pgcast/pgcast/triggers"
@@ -78,6 +80,17 @@ func (f *fixture) int64(sql string, args ...any) int64 {
 
 // class creates an object class with the given fields (all strings) and
 // returns its id and the field ids by name.
+// count is classID's record count as the reader derives it from the log
+// (the writing transactions keep none).
+func (f *fixture) count(classID int64) int64 {
+	f.t.Helper()
+	counts, err := db.ClassCounts(f.ctx, f.pool)
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	return counts[classID]
+}
+
 func (f *fixture) class(name, read string, fields ...string) (int64, map[string]int64) {
 	f.t.Helper()
 	id := f.int64(`INSERT INTO pgcast.object_classes (name, read_rule) VALUES ($1, $2) RETURNING id`, name, read)
@@ -278,7 +291,8 @@ func TestRecordCreated(t *testing.T) {
 	id := f.record(classID, cells, []string{"u1", "u2"}, []string{"u3"})
 
 	es := f.newEntries()
-	wantKinds(t, es, triggers.KindRecordCreated, triggers.KindRecordsCountChanged)
+	// No count entry: the count is derived from the log.
+	wantKinds(t, es, triggers.KindRecordCreated)
 	c := es[0]
 	if c.Env != 3 {
 		t.Errorf("environment_id = %d, want 3", c.Env)
@@ -310,13 +324,8 @@ func TestRecordCreated(t *testing.T) {
 		t.Errorf("record = %v, want %v (plus timestamps)", rec, want)
 	}
 
-	n := es[1]
-	if n.Env != 3 {
-		t.Errorf("count environment_id = %d, want 3", n.Env)
-	}
-	wantIDs(t, n, classID, nil, nil)
-	if !reflect.DeepEqual(n.Data, map[string]any{"class": "posts", "read": "owner", "delta": num(1)}) {
-		t.Errorf("count data = %v", n.Data)
+	if n := f.count(classID); n != 1 {
+		t.Errorf("count = %d, want 1", n)
 	}
 }
 
@@ -345,14 +354,16 @@ func TestMultiRowInsertOneCount(t *testing.T) {
 		t.Fatalf("insert: %v %v", tag, err)
 	}
 	es := f.newEntries()
-	wantKinds(t, es, triggers.KindRecordCreated, triggers.KindRecordCreated, triggers.KindRecordCreated, triggers.KindRecordsCountChanged)
+	wantKinds(t, es, triggers.KindRecordCreated, triggers.KindRecordCreated, triggers.KindRecordCreated)
 	for i, e := range es[:3] {
 		rec := e.Data["record"].(map[string]any)
 		if rec["title"] != fmt.Sprintf("r%d", i+1) || rec["id"] != num(*e.RecordID) {
 			t.Errorf("created #%d: record %v, entry record id %v (want statement order)", i, rec, deref(e.RecordID))
 		}
 	}
-	wantData(t, es[3], "delta", num(3))
+	if n := f.count(classID); n != 3 {
+		t.Errorf("count = %d, want 3", n)
+	}
 }
 
 func TestMultiClassStatementCounts(t *testing.T) {
@@ -363,19 +374,16 @@ func TestMultiClassStatementCounts(t *testing.T) {
 	f.skip()
 	f.exec(`INSERT INTO pgcast.object_records (object_class_id) VALUES ($1), ($2), ($1)`, a, b)
 	es := f.newEntries()
-	deltas := map[int64]any{}
-	for _, e := range es {
-		if e.Kind == triggers.KindRecordsCountChanged {
-			deltas[*e.ClassID] = e.Data["delta"]
-		}
-	}
-	if !reflect.DeepEqual(deltas, map[int64]any{a: num(2), b: num(1)}) {
-		t.Errorf("deltas = %v\n%s", deltas, dump(es))
+	wantKinds(t, es, triggers.KindRecordCreated, triggers.KindRecordCreated, triggers.KindRecordCreated)
+	if na, nb := f.count(a), f.count(b); na != 2 || nb != 1 {
+		t.Errorf("counts = %d, %d, want 2, 1\n%s", na, nb, dump(es))
 	}
 	f.exec(`DELETE FROM pgcast.object_records`)
 	es = f.newEntries()
-	wantKinds(t, es, triggers.KindRecordDeleted, triggers.KindRecordDeleted, triggers.KindRecordDeleted,
-		triggers.KindRecordsCountChanged, triggers.KindRecordsCountChanged)
+	wantKinds(t, es, triggers.KindRecordDeleted, triggers.KindRecordDeleted, triggers.KindRecordDeleted)
+	if na, nb := f.count(a), f.count(b); na != 0 || nb != 0 {
+		t.Errorf("counts after delete = %d, %d", na, nb)
+	}
 }
 
 func TestRecordUpdated(t *testing.T) {
@@ -486,7 +494,7 @@ func TestRolledBackTransactionLeavesNothing(t *testing.T) {
 		t.Fatal(err)
 	}
 	wantKinds(t, f.newEntries())
-	if n := f.int64(`SELECT coalesce(sum(n), 0) FROM pgcast.object_class_counts WHERE object_class_id = $1`, classID); n != 1 {
+	if n := f.count(classID); n != 1 {
 		t.Errorf("count after rollback = %d, want 1", n)
 	}
 }
@@ -545,7 +553,7 @@ func TestRecordDeleted(t *testing.T) {
 	f.skip()
 	f.exec(`DELETE FROM pgcast.object_records WHERE id = $1`, id)
 	es := f.newEntries()
-	wantKinds(t, es, triggers.KindRecordDeleted, triggers.KindRecordsCountChanged)
+	wantKinds(t, es, triggers.KindRecordDeleted)
 	wantIDs(t, es[0], classID, id, nil)
 	title := fmt.Sprint(fl["title"])
 	want := map[string]any{"class": "posts", "read": "owner", "owners": strs("o"), "assignees": strs("s"), "record": map[string]any{"id": num(id)},
@@ -553,7 +561,9 @@ func TestRecordDeleted(t *testing.T) {
 	if !reflect.DeepEqual(es[0].Data, want) {
 		t.Errorf("data = %v, want %v", es[0].Data, want)
 	}
-	wantData(t, es[1], "delta", num(-1))
+	if n := f.count(classID); n != 0 {
+		t.Errorf("count = %d, want 0", n)
+	}
 	f.exec(`DELETE FROM pgcast.object_records WHERE id = $1`, id)
 	wantKinds(t, f.newEntries())
 }
@@ -574,10 +584,14 @@ func TestClassDeletionCascades(t *testing.T) {
 			t.Errorf("unexpected entry %v", e)
 		}
 	}
-	if n := f.int64(`SELECT count(*) FROM pgcast.object_class_counts WHERE object_class_id = $1`, classID); n != 0 {
-		t.Errorf("counts of the deleted class left: %d", n)
+	// The checkpoint keeps no count for a class that is gone.
+	if _, err := db.Prune(f.ctx, f.pool, db.PruneOptions{Now: time.Now(), Retention: time.Hour, BatchSize: 100}); err != nil {
+		t.Fatal(err)
 	}
-	if n := f.int64(`SELECT sum(n) FROM pgcast.object_class_counts WHERE object_class_id = $1`, other); n != 1 {
+	if n := f.int64(`SELECT count(*) FROM pgcast.count_checkpoint WHERE counts ? $1`, fmt.Sprint(classID)); n != 0 {
+		t.Errorf("count of the deleted class left in the checkpoint")
+	}
+	if n := f.count(other); n != 1 {
 		t.Errorf("other class count = %d, want 1", n)
 	}
 }
@@ -657,20 +671,17 @@ func TestCountsAcrossConnections(t *testing.T) {
 		}
 	}
 	real := f.int64(`SELECT count(*) FROM pgcast.object_records WHERE object_class_id = $1`, classID)
-	sum := f.int64(`SELECT sum(n) FROM pgcast.object_class_counts WHERE object_class_id = $1`, classID)
-	deltas := f.int64(`SELECT sum((data->>'delta')::bigint) FROM pgcast.events WHERE kind = 'records_count_changed' AND object_class_id = $1`, classID)
-	if real == 0 || sum != real || deltas != real {
-		t.Errorf("records = %d, sum of count shards = %d, sum of deltas = %d", real, sum, deltas)
-	}
-	// One shard per writing backend: the workers' (and the fixture's).
-	if n := f.int64(`SELECT count(*) FROM pgcast.object_class_counts WHERE object_class_id = $1`, classID); n < 1 || n > workers+1 {
-		t.Errorf("%d count shards for %d writers", n, workers)
+	steps := f.int64(`SELECT sum(CASE kind WHEN 'record_created' THEN 1 ELSE -1 END) FROM pgcast.events
+		WHERE kind IN ('record_created', 'record_deleted') AND object_class_id = $1`, classID)
+	if n := f.count(classID); real == 0 || n != real || steps != real {
+		t.Errorf("records = %d, derived count = %d, sum of steps = %d", real, n, steps)
 	}
 }
 
-// A writer never waits for another writer's count shard: with every other
-// shard locked by an open transaction, an insert still goes through (on its
-// own shard) without waiting, and the sum stays right.
+// A writer never waits for a count: with the count checkpoint and the
+// shards of earlier versions locked by an open transaction, an insert still
+// goes through without waiting (it touches no count), and the count stays
+// right.
 func TestCountNeverWaitsForAnotherWriter(t *testing.T) {
 	t.Parallel()
 	f := newFixture(t)
@@ -690,6 +701,9 @@ func TestCountNeverWaitsForAnotherWriter(t *testing.T) {
 	if _, err := tx.Exec(f.ctx, `SELECT 1 FROM pgcast.object_class_counts WHERE object_class_id = $1 FOR UPDATE`, classID); err != nil {
 		t.Fatal(err)
 	}
+	if _, err := tx.Exec(f.ctx, `SELECT 1 FROM pgcast.count_checkpoint FOR UPDATE`); err != nil {
+		t.Fatal(err)
+	}
 	writer, err := pgx.Connect(f.ctx, f.url)
 	if err != nil {
 		t.Fatal(err)
@@ -704,8 +718,8 @@ func TestCountNeverWaitsForAnotherWriter(t *testing.T) {
 	if err := tx.Rollback(f.ctx); err != nil {
 		t.Fatal(err)
 	}
-	if sum := f.int64(`SELECT sum(n) FROM pgcast.object_class_counts WHERE object_class_id = $1`, classID); sum != 3 {
-		t.Fatalf("count = %d, want 3", sum)
+	if n := f.count(classID); n != 3 {
+		t.Fatalf("count = %d, want 3", n)
 	}
 }
 
@@ -720,14 +734,14 @@ func TestLargeCellCapturedIntact(t *testing.T) {
 	cells, _ = json.Marshal(map[string]string{fmt.Sprint(fl["body"]): big + "!"})
 	f.exec(`UPDATE pgcast.object_records SET cells = $1 WHERE id = $2`, string(cells), id)
 	es := f.newEntries()
-	wantKinds(t, es, triggers.KindRecordCreated, triggers.KindRecordsCountChanged, triggers.KindRecordUpdated)
+	wantKinds(t, es, triggers.KindRecordCreated, triggers.KindRecordUpdated)
 	if got := es[0].Data["record"].(map[string]any)["body"]; got != big {
 		t.Errorf("created body: %d bytes, want %d intact", len(fmt.Sprint(got)), len(big))
 	}
-	if got := es[2].Data["record"].(map[string]any)["body"]; got != big+"!" {
+	if got := es[1].Data["record"].(map[string]any)["body"]; got != big+"!" {
 		t.Errorf("updated body: %d bytes, want %d intact", len(fmt.Sprint(got)), len(big)+1)
 	}
-	wantData(t, es[2], "field_ids", nums(fl["body"]))
+	wantData(t, es[1], "field_ids", nums(fl["body"]))
 }
 
 func TestDocumentGenerated(t *testing.T) {
@@ -800,7 +814,7 @@ func TestTasks(t *testing.T) {
 
 	// Deleting the record sets the task's record to NULL: no task entry.
 	f.exec(`DELETE FROM pgcast.object_records WHERE id = $1`, rec)
-	wantKinds(t, f.newEntries(), triggers.KindRecordDeleted, triggers.KindRecordsCountChanged)
+	wantKinds(t, f.newEntries(), triggers.KindRecordDeleted)
 
 	f.exec(`DELETE FROM pgcast.tasks WHERE id = $1`, task)
 	es = f.newEntries()
@@ -1173,4 +1187,42 @@ WHERE datname = current_database() AND wait_event_type = 'Lock'`) != 1; {
 	f.exec(`TRUNCATE pgcast.object_class_fields`)
 	want(classID, map[string]string{})
 	want(other, map[string]string{})
+}
+
+// An update of one record that keeps its owners and assignees takes the
+// capture's single-row path; it appends the entry the general statement
+// appends for each record of a larger update.
+func TestSingleRowUpdateMatchesStatementPath(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	classID, fl := f.class("posts", "public", "a", "b")
+	f.withoutCellsCheck()
+	cells := fmt.Sprintf(`{"%d": 1, "%d": "x", "junk": 1}`, fl["a"], fl["b"])
+	ids := []int64{f.record(classID, cells, []string{"o"}, []string{"s"}), f.record(classID, cells, []string{"o"}, []string{"s"}), f.record(classID, cells, []string{"o"}, []string{"s"})}
+	f.exec(`UPDATE pgcast.object_records SET created_at = '2000-01-01', updated_at = '2000-01-01'`)
+	f.skip()
+	set := fmt.Sprintf(`cells = cells - '%d' || '{"%d": 2, "junk": 2, "99": 1}'`, fl["a"], fl["b"])
+	f.exec(`UPDATE pgcast.object_records SET `+set+` WHERE id = $1`, ids[0])
+	f.exec(`UPDATE pgcast.object_records SET `+set+` WHERE id = ANY ($1)`, ids[1:])
+	f.exec(`UPDATE pgcast.object_records SET cells = cells WHERE id = $1`, ids[0]) // no change: nothing
+	rows, err := f.pool.Query(f.ctx, `SELECT kind, (data - 'updated_at')::text FROM pgcast.events WHERE id > $1 ORDER BY id`, f.seen)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (string, error) {
+		var kind, data string
+		err := r.Scan(&kind, &data)
+		return kind + " " + data, err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 3 || got[0] != got[1] || got[1] != got[2] {
+		t.Fatalf("entries:\n%s", strings.Join(got, "\n"))
+	}
+	ids3 := []int64{fl["a"], fl["b"], 99}
+	slices.Sort(ids3)
+	if want := fmt.Sprintf(`"field_ids": [%d, %d, %d]`, ids3[0], ids3[1], ids3[2]); !strings.HasPrefix(got[0], "record_updated ") || !strings.Contains(got[0], want) {
+		t.Fatalf("entry %s, want %s", got[0], want)
+	}
 }

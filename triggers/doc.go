@@ -11,9 +11,11 @@
 // changes many cells and a statement-level trigger sees OLD and NEW whole
 // (transition tables): one entry per record per statement lists exactly the
 // changed field ids. Owners and assignees are text arrays on the record or
-// task; the trigger diffs OLD and NEW into one entry per user. Counts are
-// sharded rows per class; a statement appends one count entry per class with
-// its delta, and the reader turns deltas into counts (see package stream).
+// task; the trigger diffs OLD and NEW into one entry per user. No count is
+// kept here: each record_created / record_deleted entry is +1 / -1 for its
+// class, and the reader adds them up from a checkpoint (see package stream
+// and docs/design.md, "Counts"). TRUNCATE of the records appends a
+// record_deleted per record, read before the rows go.
 //
 // # Checks
 //
@@ -37,7 +39,7 @@
 //	record_assignee_added     {class, read, owners, assignees, user_id}
 //	record_assignee_removed   {class, read, owners, assignees, user_id}
 //	record_document_generated {class, read, owners, assignees, document_id}
-//	records_count_changed     {class, read, delta}
+//	records_count_changed     {class, read, count}   (a watch's count seeded; {class, read, delta} before schema 7)
 //	task_created, task_value_changed, task_status_changed, task_deleted
 //	                          {class, read, owners, assignees, record_id}
 //	task_owner_added, task_owner_removed, task_assignee_added, task_assignee_removed

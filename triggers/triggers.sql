@@ -56,11 +56,11 @@ $$;
 -- Record counts
 -------------------------------------------------------------------------------
 
--- Each writing backend adds its deltas to its own shard of a class's count
--- (shard = its pid): a shard row stays locked until its writer's commit is
--- flushed, so writers sharing one would queue like they do on a NOTIFY. The
--- pruner folds the shards of backends that have exited into shard 0. A
--- class's count is the sum of its shards.
+-- Nothing here: a class's count is derived from the log by the reader (each
+-- record_created / record_deleted entry is +1 / -1 for its class, added up
+-- from a checkpoint: see docs/design.md, "Counts"). The writing transaction
+-- keeps no count row (one locked through its commit flush) and appends no
+-- count entry. Functions of the versions that did:
 DROP FUNCTION IF EXISTS pgcast.add_count(bigint, bigint);
 
 -------------------------------------------------------------------------------
@@ -333,9 +333,9 @@ CREATE TRIGGER pgcast_check_cells_update
     REFERENCING OLD TABLE AS pgcast_old_records NEW TABLE AS pgcast_new_records
     FOR EACH STATEMENT EXECUTE FUNCTION pgcast.check_object_records_update();
 
--- record_created per inserted row, then one records_count_changed per class
--- (delta = rows inserted) and the delta added to this backend's count shard.
--- On INSERT the initial owners and assignees travel in record_created only.
+-- record_created per inserted row. On INSERT the initial owners and
+-- assignees travel in record_created only. Each one is +1 to its class's
+-- count (the reader adds them up: no count is kept here).
 --
 -- The record as the realtime API shows it is built by the reader from data:
 -- cells (raw, keyed by field id), fields (the class's field names by id, as
@@ -351,31 +351,16 @@ CREATE TRIGGER pgcast_check_cells_update
 CREATE OR REPLACE FUNCTION pgcast.capture_object_records_insert() RETURNS trigger
 LANGUAGE plpgsql SECURITY INVOKER AS $$
 BEGIN
-    WITH counts AS (
-        SELECT c.id, c.environment_id, c.name, c.read_rule, x.n
-        FROM (SELECT object_class_id, count(*) AS n FROM pgcast_new_records GROUP BY object_class_id) x
-        JOIN pgcast.object_classes c ON c.id = x.object_class_id
-    ), shards AS (
-        INSERT INTO pgcast.object_class_counts AS cc (object_class_id, shard, n)
-        SELECT counts.id, pg_backend_pid(), counts.n FROM counts
-        ON CONFLICT (object_class_id, shard) DO UPDATE SET n = cc.n + EXCLUDED.n
-    )
     INSERT INTO pgcast.events (kind, environment_id, object_class_id, object_record_id, data)
-    SELECT * FROM (
-        SELECT 'record_created', c.environment_id, c.id, n.id,
-               jsonb_build_object(
-                   'class', c.name, 'read', c.read_rule,
-                   'owners', to_jsonb(n.owners), 'assignees', to_jsonb(n.assignees),
-                   'cells', n.cells, 'fields', c.field_names,
-                   'created_at', n.created_at AT TIME ZONE 'UTC', 'updated_at', n.updated_at AT TIME ZONE 'UTC')
-        FROM pgcast_new_records n
-        CROSS JOIN LATERAL (SELECT c.id, c.environment_id, c.name, c.read_rule, c.field_names
-                            FROM pgcast.object_classes c WHERE c.id = n.object_class_id OFFSET 0) c
-        UNION ALL
-        SELECT 'records_count_changed', counts.environment_id, counts.id, NULL::bigint,
-               jsonb_build_object('class', counts.name, 'read', counts.read_rule, 'delta', counts.n)
-        FROM counts
-    ) e;
+    SELECT 'record_created', c.environment_id, c.id, n.id,
+           jsonb_build_object(
+               'class', c.name, 'read', c.read_rule,
+               'owners', to_jsonb(n.owners), 'assignees', to_jsonb(n.assignees),
+               'cells', n.cells, 'fields', c.field_names,
+               'created_at', n.created_at AT TIME ZONE 'UTC', 'updated_at', n.updated_at AT TIME ZONE 'UTC')
+    FROM pgcast_new_records n
+    CROSS JOIN LATERAL (SELECT c.id, c.environment_id, c.name, c.read_rule, c.field_names
+                        FROM pgcast.object_classes c WHERE c.id = n.object_class_id OFFSET 0) c;
     IF FOUND THEN
         PERFORM pgcast.ring();
     END IF;
@@ -389,15 +374,69 @@ CREATE TRIGGER pgcast_capture_insert
     REFERENCING NEW TABLE AS pgcast_new_records
     FOR EACH STATEMENT EXECUTE FUNCTION pgcast.capture_object_records_insert();
 
+-- What an update changed in a record's cells: ids, the sorted ids of the
+-- cells added, removed or changed (keys that are not field ids are
+-- ignored; NULL when none), and old, their old values (null where the cell
+-- was absent), so a subscription filter can tell a record leaving it from
+-- one that never matched (package stream, Event.Old). Plain SQL, inlined
+-- into the capture statements.
+CREATE OR REPLACE FUNCTION pgcast.cells_changed(cells jsonb, old_cells jsonb)
+RETURNS TABLE (ids bigint[], old jsonb)
+LANGUAGE sql IMMUTABLE SECURITY INVOKER AS $$
+    SELECT array_agg(k.key::bigint ORDER BY k.key::bigint),
+           jsonb_object_agg(k.key, COALESCE(old_cells -> k.key, 'null'::jsonb))
+    FROM (
+        SELECT ne.key FROM jsonb_each(cells) ne
+        WHERE (old_cells -> ne.key) IS DISTINCT FROM ne.value
+        UNION ALL
+        SELECT ok.key FROM jsonb_object_keys(old_cells) ok(key)
+        WHERE NOT cells ? ok.key
+    ) k
+    WHERE k.key ~ '^[0-9]{1,18}$'
+$$;
+
 -- Per updated record, in this order: record_updated when cells changed
--- (field_ids: sorted ids of the cells added, removed or changed; keys that
--- are not field ids are ignored), record_owner_added / record_owner_removed /
--- record_assignee_added / record_assignee_removed per user (arrays after the
--- change for *_added and record_updated, before it for *_removed). Rows whose
--- cells, owners and assignees are all unchanged cost one comparison.
+-- (field_ids and old_cells: see pgcast.cells_changed), record_owner_added /
+-- record_owner_removed / record_assignee_added / record_assignee_removed per
+-- user (arrays after the change for *_added and record_updated, before it
+-- for *_removed). Rows whose cells, owners and assignees are all unchanged
+-- cost one comparison.
+--
+-- A statement that updates one record without changing its owners or
+-- assignees (what an application does most) takes a shorter path to the
+-- same record_updated entry: the pair is read and compared in plpgsql and
+-- the entry appended by a short statement. The general statement pairs old
+-- and new rows with a window over their union and initialises some 40 plan
+-- nodes on every call, most of an update's capture cost (BENCHMARKS.md,
+-- "Counts derived from the log").
 CREATE OR REPLACE FUNCTION pgcast.capture_object_records_update() RETURNS trigger
 LANGUAGE plpgsql SECURITY INVOKER AS $$
+DECLARE
+    old_row pgcast.object_records;
+    new_row pgcast.object_records;
 BEGIN
+    IF (SELECT count(*) FROM pgcast_new_records) = 1 THEN
+        SELECT * INTO old_row FROM pgcast_old_records;
+        SELECT * INTO new_row FROM pgcast_new_records;
+        IF old_row.id = new_row.id AND old_row.owners IS NOT DISTINCT FROM new_row.owners AND old_row.assignees IS NOT DISTINCT FROM new_row.assignees THEN
+            IF old_row.cells IS NOT DISTINCT FROM new_row.cells THEN
+                RETURN NULL;
+            END IF;
+            INSERT INTO pgcast.events (kind, environment_id, object_class_id, object_record_id, data)
+            SELECT 'record_updated', c.environment_id, c.id, new_row.id,
+                   jsonb_build_object('class', c.name, 'read', c.read_rule,
+                                      'owners', to_jsonb(new_row.owners), 'assignees', to_jsonb(new_row.assignees),
+                                      'field_ids', ch.ids, 'old_cells', ch.old,
+                                      'cells', new_row.cells, 'fields', c.field_names,
+                                      'created_at', new_row.created_at AT TIME ZONE 'UTC', 'updated_at', new_row.updated_at AT TIME ZONE 'UTC')
+            FROM pgcast.object_classes c, pgcast.cells_changed(new_row.cells, old_row.cells) ch
+            WHERE c.id = new_row.object_class_id AND ch.ids IS NOT NULL;
+            IF FOUND THEN
+                PERFORM pgcast.ring();
+            END IF;
+            RETURN NULL;
+        END IF;
+    END IF;
     INSERT INTO pgcast.events (kind, environment_id, object_class_id, object_record_id, data)
     SELECT e.kind, c.environment_id, c.id, d.id,
            jsonb_build_object('class', c.name, 'read', c.read_rule,
@@ -433,21 +472,7 @@ BEGIN
                    'field_ids', ch.ids, 'old_cells', ch.old,
                    'cells', d.cells, 'fields', c.field_names,
                    'created_at', d.created_at AT TIME ZONE 'UTC', 'updated_at', d.updated_at AT TIME ZONE 'UTC') AS extra
-        FROM (
-            -- old: the changed cells' old values (null where the cell was
-            -- absent), so a subscription filter can tell a record leaving
-            -- it from one that never matched (package stream, Event.Old).
-            SELECT array_agg(k.key::bigint ORDER BY k.key::bigint) AS ids,
-                   jsonb_object_agg(k.key, COALESCE(d.old_cells -> k.key, 'null'::jsonb)) AS old
-            FROM (
-                SELECT ne.key FROM jsonb_each(d.cells) ne
-                WHERE (d.old_cells -> ne.key) IS DISTINCT FROM ne.value
-                UNION ALL
-                SELECT ok.key FROM jsonb_object_keys(d.old_cells) ok(key)
-                WHERE NOT d.cells ? ok.key
-            ) k
-            WHERE k.key ~ '^[0-9]{1,18}$'
-        ) ch
+        FROM pgcast.cells_changed(d.cells, d.old_cells) ch
         WHERE d.cells IS DISTINCT FROM d.old_cells AND ch.ids IS NOT NULL
         UNION ALL
         SELECT 'record_owner_added', d.owners, d.assignees, jsonb_build_object('user_id', u.u)
@@ -480,39 +505,23 @@ CREATE TRIGGER pgcast_capture_update
     FOR EACH STATEMENT EXECUTE FUNCTION pgcast.capture_object_records_update();
 
 -- record_deleted per deleted row ({id}, owners and assignees as they were),
--- then one records_count_changed per class (negative delta) and the delta
--- added to this backend's count shard. Records deleted because their class
--- was deleted are skipped: the class row is gone, and so are its counts.
+-- each one -1 to its class's count. Records deleted because their class was
+-- deleted are skipped: the class row is gone, and its count goes with it.
 CREATE OR REPLACE FUNCTION pgcast.capture_object_records_delete() RETURNS trigger
 LANGUAGE plpgsql SECURITY INVOKER AS $$
 BEGIN
-    WITH counts AS (
-        SELECT c.id, c.environment_id, c.name, c.read_rule, x.n
-        FROM (SELECT object_class_id, -count(*) AS n FROM pgcast_old_records GROUP BY object_class_id) x
-        JOIN pgcast.object_classes c ON c.id = x.object_class_id
-    ), shards AS (
-        INSERT INTO pgcast.object_class_counts AS cc (object_class_id, shard, n)
-        SELECT counts.id, pg_backend_pid(), counts.n FROM counts
-        ON CONFLICT (object_class_id, shard) DO UPDATE SET n = cc.n + EXCLUDED.n
-    )
     INSERT INTO pgcast.events (kind, environment_id, object_class_id, object_record_id, data)
-    SELECT * FROM (
-        SELECT 'record_deleted', c.environment_id, c.id, o.id,
-               jsonb_build_object('class', c.name, 'read', c.read_rule,
-                                  'owners', to_jsonb(o.owners), 'assignees', to_jsonb(o.assignees),
-                                  'record', jsonb_build_object('id', o.id),
-                                  -- The cells as they were, so that a subscription
-                                  -- filter matches a delete on the record's last
-                                  -- values (package stream, Event.Old).
-                                  'old_cells', o.cells, 'fields', c.field_names)
-        FROM pgcast_old_records o
-        CROSS JOIN LATERAL (SELECT c.id, c.environment_id, c.name, c.read_rule, c.field_names
-                            FROM pgcast.object_classes c WHERE c.id = o.object_class_id OFFSET 0) c
-        UNION ALL
-        SELECT 'records_count_changed', counts.environment_id, counts.id, NULL::bigint,
-               jsonb_build_object('class', counts.name, 'read', counts.read_rule, 'delta', counts.n)
-        FROM counts
-    ) e;
+    SELECT 'record_deleted', c.environment_id, c.id, o.id,
+           jsonb_build_object('class', c.name, 'read', c.read_rule,
+                              'owners', to_jsonb(o.owners), 'assignees', to_jsonb(o.assignees),
+                              'record', jsonb_build_object('id', o.id),
+                              -- The cells as they were, so that a subscription
+                              -- filter matches a delete on the record's last
+                              -- values (package stream, Event.Old).
+                              'old_cells', o.cells, 'fields', c.field_names)
+    FROM pgcast_old_records o
+    CROSS JOIN LATERAL (SELECT c.id, c.environment_id, c.name, c.read_rule, c.field_names
+                        FROM pgcast.object_classes c WHERE c.id = o.object_class_id OFFSET 0) c;
     IF FOUND THEN
         PERFORM pgcast.ring();
     END IF;
@@ -525,6 +534,37 @@ CREATE TRIGGER pgcast_capture_delete
     AFTER DELETE ON pgcast.object_records
     REFERENCING OLD TABLE AS pgcast_old_records
     FOR EACH STATEMENT EXECUTE FUNCTION pgcast.capture_object_records_delete();
+
+-- TRUNCATE has no transition table: BEFORE it, while the rows are still
+-- there (and, under its ACCESS EXCLUSIVE lock, no other transaction's
+-- uncommitted ones), record_deleted per record as for DELETE, so that
+-- subscribers see the records go and the counts derived from the log stay
+-- exact, at the cost of reading the table (as DELETE would). Also when
+-- object_records is truncated by a TRUNCATE ... CASCADE of another table.
+CREATE OR REPLACE FUNCTION pgcast.capture_object_records_truncate() RETURNS trigger
+LANGUAGE plpgsql SECURITY INVOKER AS $$
+BEGIN
+    INSERT INTO pgcast.events (kind, environment_id, object_class_id, object_record_id, data)
+    SELECT 'record_deleted', c.environment_id, c.id, o.id,
+           jsonb_build_object('class', c.name, 'read', c.read_rule,
+                              'owners', to_jsonb(o.owners), 'assignees', to_jsonb(o.assignees),
+                              'record', jsonb_build_object('id', o.id),
+                              'old_cells', o.cells, 'fields', c.field_names)
+    FROM pgcast.object_records o
+    CROSS JOIN LATERAL (SELECT c.id, c.environment_id, c.name, c.read_rule, c.field_names
+                        FROM pgcast.object_classes c WHERE c.id = o.object_class_id OFFSET 0) c
+    ORDER BY o.id;
+    IF FOUND THEN
+        PERFORM pgcast.ring();
+    END IF;
+    RETURN NULL;
+END
+$$;
+
+DROP TRIGGER IF EXISTS pgcast_capture_truncate ON pgcast.object_records;
+CREATE TRIGGER pgcast_capture_truncate
+    BEFORE TRUNCATE ON pgcast.object_records
+    FOR EACH STATEMENT EXECUTE FUNCTION pgcast.capture_object_records_truncate();
 
 -------------------------------------------------------------------------------
 -- Object record documents

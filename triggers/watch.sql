@@ -6,10 +6,9 @@
 -- AFTER INSERT / UPDATE / DELETE with transition tables, and BEFORE TRUNCATE.
 -- They call the functions below with the watch id as argument and append
 -- the same entry kinds as pgcast's own records (record_created,
--- record_updated, record_deleted, record_owner_added / _removed,
--- records_count_changed), so the reader, the hub and both WebSocket APIs
--- serve them unchanged. Their data differs in one way: it carries the
--- record itself ("record": the streamed columns as to_jsonb shows them, plus
+-- record_updated, record_deleted, record_owner_added / _removed), so the
+-- reader, the hub and both WebSocket APIs serve them unchanged. Their data
+-- differs in one way: it carries the record itself ("record": the streamed columns as to_jsonb shows them, plus
 -- "id", the primary key), not cells keyed by field id.
 --
 -- The functions are generic: they read the watch's columns by attribute
@@ -225,18 +224,16 @@ LANGUAGE sql IMMUTABLE AS $$
           OFFSET 0) k(key)
 $$;
 
--- Adds delta to the watch's count (this backend's shard, as for records)
--- and appends the records_count_changed entry.
-CREATE OR REPLACE FUNCTION pgcast.watch_count(class_id bigint, class_name text, read_rule text, env bigint, delta bigint) RETURNS void
-LANGUAGE sql AS $$
-    INSERT INTO pgcast.object_class_counts AS cc (object_class_id, shard, n) VALUES (class_id, pg_backend_pid(), delta)
-    ON CONFLICT (object_class_id, shard) DO UPDATE SET n = cc.n + EXCLUDED.n;
-    INSERT INTO pgcast.events (kind, environment_id, object_class_id, data)
-    VALUES ('records_count_changed', env, class_id, jsonb_build_object('class', class_name, 'read', read_rule, 'delta', delta));
-$$;
+-- A watch with counts: true has its count derived from the log like a
+-- collection's (docs/design.md, "Counts"): its record_created and
+-- record_deleted entries carry "counted": true, which tells the reader to
+-- announce the count after them (each entry is +1 / -1 whatever the flag;
+-- a watch that starts counting is seeded with an absolute count, see
+-- db.ApplyWatch). Functions of the versions that kept shards:
+DROP FUNCTION IF EXISTS pgcast.watch_count(bigint, text, text, bigint, bigint);
 
 -- record_created per inserted row (rows without an environment are left
--- out), then the count.
+-- out).
 --
 -- Rows become JSON once, in a subquery the planner keeps (OFFSET 0): the
 -- inlined pgcast.watch_row refers to its argument many times. to_jsonb(t.*)
@@ -261,14 +258,12 @@ BEGIN
     SELECT 'record_created', r.env, w.class_id, r.rid,
            jsonb_build_object('class', w.class_name, 'read', w.read_rule,
                               'owners', to_jsonb(r.owners), 'assignees', '[]'::jsonb, 'record', r.rec)
+           || CASE WHEN w.counts THEN '{"counted": true}'::jsonb ELSE '{}'::jsonb END
     FROM (SELECT to_jsonb(t.*) AS j FROM pgcast_new t OFFSET 0) t
     CROSS JOIN LATERAL pgcast.watch_row(t.j, w.drop_cols, w.key_cols, w.int_key, w.owner_cols, w.env_col, w.home_env) r
     WHERE r.env IS NOT NULL;
     GET DIAGNOSTICS n = ROW_COUNT;
     IF n > 0 THEN
-        IF w.counts THEN
-            PERFORM pgcast.watch_count(w.class_id, w.class_name, w.read_rule, w.home_env, n);
-        END IF;
         PERFORM pgcast.ring();
     END IF;
     RETURN NULL;
@@ -276,7 +271,7 @@ END
 $$;
 
 -- record_deleted per deleted row, with the row as it was (streamed columns
--- only), then the count.
+-- only).
 CREATE OR REPLACE FUNCTION pgcast.capture_watch_delete() RETURNS trigger
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp SET plan_cache_mode = force_generic_plan SET TimeZone = 'UTC' AS $$
 DECLARE
@@ -297,14 +292,12 @@ BEGIN
     SELECT 'record_deleted', r.env, w.class_id, r.rid,
            jsonb_build_object('class', w.class_name, 'read', w.read_rule,
                               'owners', to_jsonb(r.owners), 'assignees', '[]'::jsonb, 'record', r.rec)
+           || CASE WHEN w.counts THEN '{"counted": true}'::jsonb ELSE '{}'::jsonb END
     FROM (SELECT to_jsonb(t.*) AS j FROM pgcast_old t OFFSET 0) t
     CROSS JOIN LATERAL pgcast.watch_row(t.j, w.drop_cols, w.key_cols, w.int_key, w.owner_cols, w.env_col, w.home_env) r
     WHERE r.env IS NOT NULL;
     GET DIAGNOSTICS n = ROW_COUNT;
     IF n > 0 THEN
-        IF w.counts THEN
-            PERFORM pgcast.watch_count(w.class_id, w.class_name, w.read_rule, w.home_env, -n);
-        END IF;
         PERFORM pgcast.ring();
     END IF;
     RETURN NULL;
@@ -323,7 +316,6 @@ $$;
 --     ids, sorted; old: the changed columns' old values; record: the row
 --     after}, then record_owner_added / record_owner_removed per owner that
 --     came or went (owners after, respectively before, the change).
--- Then the count, when key changes changed it.
 --
 -- A statement that updates one row (what an application does most) without
 -- changing its key, environment or owners takes a shorter path to the same
@@ -336,8 +328,6 @@ CREATE OR REPLACE FUNCTION pgcast.capture_watch_update() RETURNS trigger
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp SET plan_cache_mode = force_generic_plan SET TimeZone = 'UTC' AS $$
 DECLARE
     w record;
-    n bigint;
-    delta bigint;
     f_rows bigint;
     f_oj jsonb;
     f_nj jsonb;
@@ -392,60 +382,53 @@ BEGIN
             END IF;
         END IF;
     END IF;
-    WITH appended AS (
-        INSERT INTO pgcast.events (kind, environment_id, object_class_id, object_record_id, data)
-        SELECT e.kind, e.env, w.class_id, e.rid,
-               jsonb_build_object('class', w.class_name, 'read', w.read_rule,
-                                  'owners', to_jsonb(e.owners), 'assignees', '[]'::jsonb)
-               || CASE WHEN e.rec IS NULL THEN '{}'::jsonb ELSE jsonb_build_object('record', e.rec) END || e.extra
+    INSERT INTO pgcast.events (kind, environment_id, object_class_id, object_record_id, data)
+    SELECT e.kind, e.env, w.class_id, e.rid,
+           jsonb_build_object('class', w.class_name, 'read', w.read_rule,
+                              'owners', to_jsonb(e.owners), 'assignees', '[]'::jsonb)
+           || CASE WHEN e.rec IS NULL THEN '{}'::jsonb ELSE jsonb_build_object('record', e.rec) END || e.extra
+           || CASE WHEN w.counts AND e.kind IN ('record_created', 'record_deleted') THEN '{"counted": true}'::jsonb ELSE '{}'::jsonb END
+    FROM (
+        SELECT u.v, u.key, u.rid, u.env, u.owners, u.rec,
+               lag(u.v) OVER w AS old_v, lead(u.v) OVER w AS next_v,
+               lag(u.env) OVER w AS old_env, lag(u.owners) OVER w AS old_owners, lag(u.rec) OVER w AS old_rec
         FROM (
-            SELECT u.v, u.key, u.rid, u.env, u.owners, u.rec,
-                   lag(u.v) OVER w AS old_v, lead(u.v) OVER w AS next_v,
-                   lag(u.env) OVER w AS old_env, lag(u.owners) OVER w AS old_owners, lag(u.rec) OVER w AS old_rec
-            FROM (
-                SELECT 0 AS v, r.* FROM (SELECT to_jsonb(t.*) AS j FROM pgcast_old t OFFSET 0) t
-                CROSS JOIN LATERAL pgcast.watch_row(t.j, w.drop_cols, w.key_cols, w.int_key, w.owner_cols, w.env_col, w.home_env) r
-                UNION ALL
-                SELECT 1, r.* FROM (SELECT to_jsonb(t.*) AS j FROM pgcast_new t OFFSET 0) t
-                CROSS JOIN LATERAL pgcast.watch_row(t.j, w.drop_cols, w.key_cols, w.int_key, w.owner_cols, w.env_col, w.home_env) r
-            ) u
-            WINDOW w AS (PARTITION BY u.key ORDER BY u.v)
-        ) d
-        CROSS JOIN LATERAL (
-            -- The old row of a changed key.
-            SELECT 'record_deleted' AS kind, d.env, d.rid, d.owners, d.rec, '{}'::jsonb AS extra
-            WHERE d.v = 0 AND d.next_v IS NULL
+            SELECT 0 AS v, r.* FROM (SELECT to_jsonb(t.*) AS j FROM pgcast_old t OFFSET 0) t
+            CROSS JOIN LATERAL pgcast.watch_row(t.j, w.drop_cols, w.key_cols, w.int_key, w.owner_cols, w.env_col, w.home_env) r
             UNION ALL
-            -- A pair that moved to another environment: gone from the old.
-            SELECT 'record_deleted', d.old_env, d.rid, d.old_owners, d.old_rec, '{}'::jsonb
-            WHERE d.v = 1 AND d.old_v = 0 AND d.env IS DISTINCT FROM d.old_env AND d.rec IS DISTINCT FROM d.old_rec
-            UNION ALL
-            -- The new row of a changed key, or of a pair that moved.
-            SELECT 'record_created', d.env, d.rid, d.owners, d.rec, '{}'::jsonb
-            WHERE d.v = 1 AND (d.old_v IS NULL OR (d.env IS DISTINCT FROM d.old_env AND d.rec IS DISTINCT FROM d.old_rec))
-            UNION ALL
-            SELECT 'record_updated', d.env, d.rid, d.owners, d.rec,
-                   jsonb_build_object('field_ids', coalesce(ch.ids, '[]'::jsonb), 'old', ch.old)
-            FROM pgcast.watch_changes(d.rec, d.old_rec, w.field_ids) ch
-            WHERE d.v = 1 AND d.old_v = 0 AND d.env IS NOT DISTINCT FROM d.old_env AND d.rec IS DISTINCT FROM d.old_rec
-            UNION ALL
-            SELECT 'record_owner_added', d.env, d.rid, d.owners, NULL::jsonb, jsonb_build_object('user_id', o.u)
-            FROM (SELECT unnest(d.owners) EXCEPT SELECT unnest(d.old_owners)) o(u)
-            WHERE d.v = 1 AND d.old_v = 0 AND d.env IS NOT DISTINCT FROM d.old_env AND d.owners IS DISTINCT FROM d.old_owners
-            UNION ALL
-            SELECT 'record_owner_removed', d.old_env, d.rid, d.old_owners, NULL::jsonb, jsonb_build_object('user_id', o.u)
-            FROM (SELECT unnest(d.old_owners) EXCEPT SELECT unnest(d.owners)) o(u)
-            WHERE d.v = 1 AND d.old_v = 0 AND d.env IS NOT DISTINCT FROM d.old_env AND d.owners IS DISTINCT FROM d.old_owners
-        ) e
-        WHERE e.env IS NOT NULL
-        RETURNING kind
-    )
-    SELECT count(*), coalesce(sum(CASE kind WHEN 'record_created' THEN 1 WHEN 'record_deleted' THEN -1 ELSE 0 END), 0)
-    INTO n, delta FROM appended;
-    IF n > 0 THEN
-        IF w.counts AND delta <> 0 THEN
-            PERFORM pgcast.watch_count(w.class_id, w.class_name, w.read_rule, w.home_env, delta);
-        END IF;
+            SELECT 1, r.* FROM (SELECT to_jsonb(t.*) AS j FROM pgcast_new t OFFSET 0) t
+            CROSS JOIN LATERAL pgcast.watch_row(t.j, w.drop_cols, w.key_cols, w.int_key, w.owner_cols, w.env_col, w.home_env) r
+        ) u
+        WINDOW w AS (PARTITION BY u.key ORDER BY u.v)
+    ) d
+    CROSS JOIN LATERAL (
+        -- The old row of a changed key.
+        SELECT 'record_deleted' AS kind, d.env, d.rid, d.owners, d.rec, '{}'::jsonb AS extra
+        WHERE d.v = 0 AND d.next_v IS NULL
+        UNION ALL
+        -- A pair that moved to another environment: gone from the old.
+        SELECT 'record_deleted', d.old_env, d.rid, d.old_owners, d.old_rec, '{}'::jsonb
+        WHERE d.v = 1 AND d.old_v = 0 AND d.env IS DISTINCT FROM d.old_env AND d.rec IS DISTINCT FROM d.old_rec
+        UNION ALL
+        -- The new row of a changed key, or of a pair that moved.
+        SELECT 'record_created', d.env, d.rid, d.owners, d.rec, '{}'::jsonb
+        WHERE d.v = 1 AND (d.old_v IS NULL OR (d.env IS DISTINCT FROM d.old_env AND d.rec IS DISTINCT FROM d.old_rec))
+        UNION ALL
+        SELECT 'record_updated', d.env, d.rid, d.owners, d.rec,
+               jsonb_build_object('field_ids', coalesce(ch.ids, '[]'::jsonb), 'old', ch.old)
+        FROM pgcast.watch_changes(d.rec, d.old_rec, w.field_ids) ch
+        WHERE d.v = 1 AND d.old_v = 0 AND d.env IS NOT DISTINCT FROM d.old_env AND d.rec IS DISTINCT FROM d.old_rec
+        UNION ALL
+        SELECT 'record_owner_added', d.env, d.rid, d.owners, NULL::jsonb, jsonb_build_object('user_id', o.u)
+        FROM (SELECT unnest(d.owners) EXCEPT SELECT unnest(d.old_owners)) o(u)
+        WHERE d.v = 1 AND d.old_v = 0 AND d.env IS NOT DISTINCT FROM d.old_env AND d.owners IS DISTINCT FROM d.old_owners
+        UNION ALL
+        SELECT 'record_owner_removed', d.old_env, d.rid, d.old_owners, NULL::jsonb, jsonb_build_object('user_id', o.u)
+        FROM (SELECT unnest(d.old_owners) EXCEPT SELECT unnest(d.owners)) o(u)
+        WHERE d.v = 1 AND d.old_v = 0 AND d.env IS NOT DISTINCT FROM d.old_env AND d.owners IS DISTINCT FROM d.old_owners
+    ) e
+    WHERE e.env IS NOT NULL;
+    IF FOUND THEN
         PERFORM pgcast.ring();
     END IF;
     RETURN NULL;
@@ -476,15 +459,13 @@ BEGIN
         INSERT INTO pgcast.events (kind, environment_id, object_class_id, object_record_id, data)
         SELECT 'record_deleted', r.env, $1, r.rid,
                jsonb_build_object('class', $2, 'read', $3, 'owners', to_jsonb(r.owners), 'assignees', '[]'::jsonb, 'record', r.rec)
+               || CASE WHEN $10 THEN '{"counted": true}'::jsonb ELSE '{}'::jsonb END
         FROM (SELECT to_jsonb(t.*) AS j FROM ONLY %I.%I t OFFSET 0) t
         CROSS JOIN LATERAL pgcast.watch_row(t.j, $4, $5, $6, $7, $8, $9) r
         WHERE r.env IS NOT NULL$q$, TG_TABLE_SCHEMA, TG_TABLE_NAME)
-    USING w.class_id, w.class_name, w.read_rule, w.drop_cols, w.key_cols, w.int_key, w.owner_cols, w.env_col, w.home_env;
+    USING w.class_id, w.class_name, w.read_rule, w.drop_cols, w.key_cols, w.int_key, w.owner_cols, w.env_col, w.home_env, w.counts;
     GET DIAGNOSTICS n = ROW_COUNT;
     IF n > 0 THEN
-        IF w.counts THEN
-            PERFORM pgcast.watch_count(w.class_id, w.class_name, w.read_rule, w.home_env, -n);
-        END IF;
         PERFORM pgcast.ring();
     END IF;
     RETURN NULL;

@@ -256,8 +256,8 @@ type SustainedResult struct {
 	// writers ran (the ceiling); MinDecodedPerS the slowest whole second.
 	DecodedPerS    float64 `json:"decoded_per_s"`
 	MinDecodedPerS float64 `json:"min_decoded_per_s"`
-	// AllEventsDecoded counts every entry, count entries included, from
-	// the start to the end of the drain.
+	// AllEventsDecoded counts every event the reader handed over, its
+	// count events included, from the start to the end of the drain.
 	AllEventsDecoded int64 `json:"all_events_decoded"`
 	// DrainS is how long the reader took, after the writers stopped, to
 	// deliver everything committed.

@@ -56,7 +56,7 @@ SELECT $1, jsonb_build_object($2::text, g) FROM generate_series(1, $3::int) g RE
 			return nil, fmt.Errorf("populate %s: %w", side.table, err)
 		}
 	}
-	if _, err := setup.Exec(ctx, `VACUUM ANALYZE pgcast.object_records, public.plain_records, pgcast.events, pgcast.object_class_counts`); err != nil {
+	if _, err := setup.Exec(ctx, `VACUUM ANALYZE pgcast.object_records, public.plain_records, pgcast.events`); err != nil {
 		return nil, fmt.Errorf("vacuum: %w", err)
 	}
 	if _, err := setup.Exec(ctx, `CHECKPOINT`); err != nil {
