@@ -504,6 +504,23 @@ CREATE TRIGGER pgcast_capture_update
     REFERENCING OLD TABLE AS pgcast_old_records NEW TABLE AS pgcast_new_records
     FOR EACH STATEMENT EXECUTE FUNCTION pgcast.capture_object_records_update();
 
+-- The data of a record_deleted entry, for DELETE and TRUNCATE alike: the
+-- class, its read rule, owners and assignees as they were, {id}, and the
+-- cells as they were with the class's field names, so that a subscription
+-- filter matches a delete on the record's last values (package stream,
+-- Event.Old). A one-SELECT SQL function the planner inlines (EXPLAIN VERBOSE
+-- shows the jsonb_build_object): STABLE, as its body is; IMMUTABLE would stop
+-- the inlining and cost a call per row.
+CREATE OR REPLACE FUNCTION pgcast.record_deleted_data(rec_id bigint, rec_owners text[], rec_assignees text[],
+                                                      rec_cells jsonb, class_name text, class_read text,
+                                                      class_fields jsonb)
+RETURNS jsonb LANGUAGE sql STABLE PARALLEL SAFE AS $$
+    SELECT jsonb_build_object('class', class_name, 'read', class_read,
+                              'owners', to_jsonb(rec_owners), 'assignees', to_jsonb(rec_assignees),
+                              'record', jsonb_build_object('id', rec_id),
+                              'old_cells', rec_cells, 'fields', class_fields)
+$$;
+
 -- record_deleted per deleted row ({id}, owners and assignees as they were),
 -- each one -1 to its class's count. Records deleted because their class was
 -- deleted are skipped: the class row is gone, and its count goes with it.
@@ -512,13 +529,7 @@ LANGUAGE plpgsql SECURITY INVOKER AS $$
 BEGIN
     INSERT INTO pgcast.events (kind, environment_id, object_class_id, object_record_id, data)
     SELECT 'record_deleted', c.environment_id, c.id, o.id,
-           jsonb_build_object('class', c.name, 'read', c.read_rule,
-                              'owners', to_jsonb(o.owners), 'assignees', to_jsonb(o.assignees),
-                              'record', jsonb_build_object('id', o.id),
-                              -- The cells as they were, so that a subscription
-                              -- filter matches a delete on the record's last
-                              -- values (package stream, Event.Old).
-                              'old_cells', o.cells, 'fields', c.field_names)
+           pgcast.record_deleted_data(o.id, o.owners, o.assignees, o.cells, c.name, c.read_rule, c.field_names)
     FROM pgcast_old_records o
     CROSS JOIN LATERAL (SELECT c.id, c.environment_id, c.name, c.read_rule, c.field_names
                         FROM pgcast.object_classes c WHERE c.id = o.object_class_id OFFSET 0) c;
@@ -546,10 +557,7 @@ LANGUAGE plpgsql SECURITY INVOKER AS $$
 BEGIN
     INSERT INTO pgcast.events (kind, environment_id, object_class_id, object_record_id, data)
     SELECT 'record_deleted', c.environment_id, c.id, o.id,
-           jsonb_build_object('class', c.name, 'read', c.read_rule,
-                              'owners', to_jsonb(o.owners), 'assignees', to_jsonb(o.assignees),
-                              'record', jsonb_build_object('id', o.id),
-                              'old_cells', o.cells, 'fields', c.field_names)
+           pgcast.record_deleted_data(o.id, o.owners, o.assignees, o.cells, c.name, c.read_rule, c.field_names)
     FROM pgcast.object_records o
     CROSS JOIN LATERAL (SELECT c.id, c.environment_id, c.name, c.read_rule, c.field_names
                         FROM pgcast.object_classes c WHERE c.id = o.object_class_id OFFSET 0) c
