@@ -74,9 +74,6 @@ func NewQueue[T any](lim QueueLimits, keep int, size func(T) int) Queue[T] {
 	return Queue[T]{lim: lim.WithDefaults(), keep: keep, size: size}
 }
 
-// Limits returns the queue's bounds.
-func (q *Queue[T]) Limits() QueueLimits { return q.lim }
-
 // Len is the number of items queued (held ones not included).
 func (q *Queue[T]) Len() int { return q.n }
 
@@ -141,14 +138,6 @@ func (q *Queue[T]) Unhold(size int) {
 	q.heldBytes -= size
 }
 
-// At returns the i-th item from the front (0 ≤ i < Len).
-func (q *Queue[T]) At(i int) T {
-	if i < 0 || i >= q.n {
-		panic("ws: queue index out of range")
-	}
-	return q.buf[(q.head+i)&(len(q.buf)-1)]
-}
-
 // Replace replaces the i-th item from the front (0 ≤ i < Len) with v, in
 // place (Catalyst coalesces a class's count changes so). It reports false,
 // replacing nothing, when v is larger and takes the queue over its byte
@@ -206,16 +195,6 @@ func (q *Queue[T]) Drop(n int) {
 	clear(b)
 	q.head = (q.head + n) & (len(q.buf) - 1)
 	q.n -= n
-}
-
-// Pop removes and returns the first item; false when the queue is empty.
-func (q *Queue[T]) Pop() (v T, ok bool) {
-	if q.n == 0 {
-		return v, false
-	}
-	v = q.buf[q.head]
-	q.Drop(1)
-	return v, true
 }
 
 // PopInto appends the first n items (at most Len) to dst, removes them

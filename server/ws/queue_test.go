@@ -21,11 +21,8 @@ func checkQueue(t *testing.T, q *Queue[string], model []string) {
 		t.Fatalf("queue holds %q, want %q", got, model)
 	}
 	bytes := 0
-	for i, s := range model {
+	for _, s := range model {
 		bytes += len(s)
-		if q.At(i) != s {
-			t.Fatalf("At(%d) = %q, want %q", i, q.At(i), s)
-		}
 	}
 	if q.Len() != len(model) || q.Bytes() != bytes {
 		t.Fatalf("Len %d Bytes %d, want %d and %d", q.Len(), q.Bytes(), len(model), bytes)
@@ -65,13 +62,11 @@ func TestQueueFIFO(t *testing.T) {
 				model = append(model, s)
 			}
 		case op < 7:
-			v, ok := q.Pop()
-			if ok != (len(model) > 0) || (ok && v != model[0]) {
-				t.Fatalf("Pop = %q, %v; want the front of %d", v, ok, len(model))
+			got := q.PopInto(nil, 1)
+			if len(got) != min(len(model), 1) || (len(got) == 1 && got[0] != model[0]) {
+				t.Fatalf("PopInto(1) = %q; want the front of %d", got, len(model))
 			}
-			if ok {
-				model = model[1:]
-			}
+			model = model[len(got):]
 		case op < 9:
 			n := rng.IntN(q.Len() + 2)
 			dst = q.PopInto(dst[:0], n)
@@ -190,8 +185,8 @@ func TestQueueDefaults(t *testing.T) {
 		t.Fatalf("config %+v", got)
 	}
 	q := NewQueue(QueueLimits{}, 0, func(int) int { return 1 })
-	if q.Limits() != (QueueLimits{}).WithDefaults() {
-		t.Fatalf("queue limits %+v", q.Limits())
+	if q.lim != (QueueLimits{}).WithDefaults() {
+		t.Fatalf("queue limits %+v", q.lim)
 	}
 }
 
