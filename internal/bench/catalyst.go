@@ -11,8 +11,6 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
-
-	"github.com/pgcast/pgcast/internal/startstop"
 )
 
 // CatalystConfig configures RunCatalyst. The zero value, with URL set, means
@@ -411,29 +409,13 @@ SELECT $1, jsonb_build_object($2::text, 0) FROM generate_series(1, $3::int) RETU
 	if err != nil {
 		return res, err
 	}
-	if res.CPU, err = meter.read(); err != nil {
-		return res, err
-	}
-	cfg.Logger.Info("catalyst writers done", "changes", committed, "server_cores", res.CPU.Server)
-	drain, err := clients.waitDelivered(ctx, committed, cfg.DrainTimeout)
-	if err != nil {
-		return res, err
-	}
-	cpuAll, err := meter.serverCPU()
-	if err != nil {
-		return res, err
-	}
 	// A duplicate would come in a later frame: give it time to show.
-	if err := startstop.Sleep(ctx, 2*cfg.MessageTime); err != nil {
+	st, err := settle(ctx, cfg.Logger, "catalyst", p, meter, clients, committed, cfg.DrainTimeout, 2*cfg.MessageTime)
+	if err != nil {
 		return res, err
 	}
-	if err := p.alive(); err != nil {
-		return res, err
-	}
-	d := clients.counts(committed)
-	if rss, err := p.rss(); err == nil {
-		res.ServerRSSMB = round1(float64(rss) / (1 << 20))
-	}
+	res.CPU, res.ServerRSSMB = st.cpu, st.rssMB
+	d, drain, cpuAll := st.counts, st.drain, st.cpuAll
 	res.Changes = committed
 	res.DurationS = round3(took.Seconds())
 	res.ChangesPerS = round1(perSecond(committed, took))

@@ -126,28 +126,12 @@ func runRealtime(ctx context.Context, cfg RealtimeConfig, srv *server, run Realt
 	if err != nil {
 		return res, err
 	}
-	if res.CPU, err = meter.read(); err != nil {
-		return res, err
-	}
-	cfg.Logger.Info("realtime writers done", "changes", committed, "server_cores", res.CPU.Server)
-	drain, err := clients.waitDelivered(ctx, committed, cfg.DrainTimeout)
+	st, err := settle(ctx, cfg.Logger, "realtime", p, meter, clients, committed, cfg.DrainTimeout, 200*time.Millisecond) // 200 ms: let a duplicate show
 	if err != nil {
 		return res, err
 	}
-	cpuAll, err := meter.serverCPU()
-	if err != nil {
-		return res, err
-	}
-	if err := startstop.Sleep(ctx, 200*time.Millisecond); err != nil { // let a duplicate show
-		return res, err
-	}
-	if err := p.alive(); err != nil {
-		return res, err
-	}
-	d := clients.counts(committed)
-	if rss, err := p.rss(); err == nil {
-		res.ServerRSSMB = round1(float64(rss) / (1 << 20))
-	}
+	res.CPU, res.ServerRSSMB = st.cpu, st.rssMB
+	d, drain, cpuAll := st.counts, st.drain, st.cpuAll
 	samples, p50, p99, maxMs := recv.hist.stats()
 	res.Latency = LatencyStats{Samples: int(samples), RatePerS: round1(perSecond(committed, took)), P50Ms: p50, P99Ms: p99, MaxMs: maxMs, Missing: int(d.lost)}
 	res.Changes, res.ChangesPerS, res.ExpectedPerClient = committed, round1(perSecond(committed, took)), committed

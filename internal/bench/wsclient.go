@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/http"
 	"sync"
 	"sync/atomic"
@@ -324,4 +325,43 @@ func checkClients(field string, n int) error {
 		return fmt.Errorf("bench: %s is %d but at most %d connections fit the open-files limit (ulimit -n) less %d spare", field, n, most, spareFDs)
 	}
 	return nil
+}
+
+// settled is what the WebSocket scenarios read once their writers stop.
+type settled struct {
+	cpu    CPUUse        // the server's CPU while the writers wrote
+	drain  time.Duration // how long the clients took to receive the rest
+	cpuAll time.Duration // the server's CPU from the first change to the last delivery
+	counts deliveryCounts
+	rssMB  float64 // the server's RSS at the end (0: unreadable)
+}
+
+// settle reads the CPU of the writing phase, waits until every client has
+// committed events (up to drainTimeout), reads the server's CPU so far,
+// then waits quiet for a duplicate to show before counting what each
+// client received. The server must still be running.
+func settle(ctx context.Context, logger *slog.Logger, name string, p *serverProc, meter *cpuMeter, clients *clientSet, committed int64, drainTimeout, quiet time.Duration) (settled, error) {
+	var s settled
+	var err error
+	if s.cpu, err = meter.read(); err != nil {
+		return s, err
+	}
+	logger.Info(name+" writers done", "changes", committed, "server_cores", s.cpu.Server)
+	if s.drain, err = clients.waitDelivered(ctx, committed, drainTimeout); err != nil {
+		return s, err
+	}
+	if s.cpuAll, err = meter.serverCPU(); err != nil {
+		return s, err
+	}
+	if err := startstop.Sleep(ctx, quiet); err != nil {
+		return s, err
+	}
+	if err := p.alive(); err != nil {
+		return s, err
+	}
+	s.counts = clients.counts(committed)
+	if rss, err := p.rss(); err == nil {
+		s.rssMB = round1(float64(rss) / (1 << 20))
+	}
+	return s, nil
 }
